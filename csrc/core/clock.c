@@ -1,0 +1,125 @@
+/*
+** clock.c: monotonic time, condition variables on that clock, and waits
+** that a task's cancellation or deadline can cut short.
+**
+** A thread running a task installs an interrupt check (thread-local). Waits
+** made by such a thread wake at least every CONCUR_SLICE seconds to run the
+** check, so a cancelled task blocked in Queue:get or Future:result stops
+** promptly; threads without a task (the main thread, idle workers) sleep
+** undisturbed.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <time.h>
+#include <unistd.h>
+#include "clock.h"
+
+#define CONCUR_SLICE 0.01
+
+static _Thread_local concur_intr_fn intr_fn;
+static _Thread_local void *intr_ud;
+
+double concur_now (void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double concur_deadline (double timeout) {
+  if (timeout < 0) return CONCUR_NODEADLINE;
+  return concur_now() + timeout;
+}
+
+int concur_cpu_count (void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+int concur_cond_init (pthread_cond_t *c, int pshared) {
+  pthread_condattr_t a;
+  int rc;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  if (pshared) pthread_condattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  rc = pthread_cond_init(c, &a);
+  pthread_condattr_destroy(&a);
+  return rc;
+}
+
+int concur_mutex_init (pthread_mutex_t *m, int pshared) {
+  pthread_mutexattr_t a;
+  int rc;
+  pthread_mutexattr_init(&a);
+  if (pshared) {
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  }
+  rc = pthread_mutex_init(m, &a);
+  pthread_mutexattr_destroy(&a);
+  return rc;
+}
+
+void concur_set_interrupt_check (concur_intr_fn fn, void *ud) {
+  intr_fn = fn;
+  intr_ud = ud;
+}
+
+int concur_check_interrupt (double *task_deadline) {
+  *task_deadline = CONCUR_NODEADLINE;
+  return intr_fn ? intr_fn(intr_ud, task_deadline) : CONCUR_OK;
+}
+
+static struct timespec to_timespec (double t) {
+  struct timespec ts;
+  double s = floor(t);
+  ts.tv_sec = (time_t)s;
+  ts.tv_nsec = (long)((t - s) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  return ts;
+}
+
+/* the earliest of the wait's deadline, the task's, and the next slice */
+static double wake_time (double deadline, double task_deadline, double now) {
+  double until = deadline;
+  if (task_deadline >= 0 && (until < 0 || task_deadline < until))
+    until = task_deadline;
+  if (intr_fn && (until < 0 || now + CONCUR_SLICE < until))
+    until = now + CONCUR_SLICE;
+  return until;
+}
+
+int concur_cond_wait (pthread_cond_t *c, pthread_mutex_t *m, double deadline) {
+  double tdl, now, until;
+  int rc = concur_check_interrupt(&tdl);
+  if (rc != CONCUR_OK) return rc;
+  now = (deadline >= 0 || tdl >= 0 || intr_fn) ? concur_now() : 0;
+  if (deadline >= 0 && now >= deadline) return CONCUR_TIMEDOUT;
+  until = wake_time(deadline, tdl, now);
+  if (until < 0)
+    rc = pthread_cond_wait(c, m);
+  else {
+    struct timespec ts = to_timespec(until);
+    rc = pthread_cond_timedwait(c, m, &ts);
+  }
+  if (rc == EOWNERDEAD) pthread_mutex_consistent(m);
+  if (rc == ETIMEDOUT) {
+    if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
+    return concur_check_interrupt(&tdl);
+  }
+  return CONCUR_OK;
+}
+
+int concur_sleep_until (double deadline) {
+  for (;;) {
+    double tdl, now;
+    int rc = concur_check_interrupt(&tdl);
+    if (rc != CONCUR_OK) return rc;
+    now = concur_now();
+    if (now >= deadline) return CONCUR_OK;
+    double until = wake_time(deadline, tdl, now);
+    struct timespec ts = to_timespec(until);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+      ;
+  }
+}
