@@ -32,6 +32,9 @@ void concur_ratelimit_destroy (concur_ratelimit *rl);
 double concur_ratelimit_reserve (concur_ratelimit *rl, double now,
                                  double deadline);
 
+/* The time the next slot would have (>= now), reserving nothing. */
+double concur_ratelimit_peek (concur_ratelimit *rl, double now);
+
 /* No slot before 'until' (Retry-After pushes back the whole schedule). */
 void concur_ratelimit_pause (concur_ratelimit *rl, double until);
 
