@@ -22,8 +22,8 @@ BUILD    ?= build/release
 SRCS     := $(wildcard csrc/*.c csrc/core/*.c)
 HDRS     := $(wildcard csrc/*.h csrc/core/*.h)
 OBJS     := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))
-LUASRC   := $(wildcard lua/concur/*.lua)
-LUADST   := $(patsubst lua/%,$(LMOD)/%,$(LUASRC))
+LUASRC   := $(wildcard src/concur/*.lua)
+LUADST   := $(patsubst src/%,$(LMOD)/%,$(LUASRC))
 SO       := $(CMOD)/concur/core.so
 
 BUSTED   ?= busted --lua=$(LUA)
@@ -43,7 +43,7 @@ $(SO): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $(OBJS) $(LIBS) $(EXTRA_LDFLAGS)
 
-$(LMOD)/%.lua: lua/%.lua
+$(LMOD)/%.lua: src/%.lua
 	@mkdir -p $(dir $@)
 	cp $< $@
 

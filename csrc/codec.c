@@ -618,8 +618,9 @@ static uint64_t dec_varint (dec *d) {
 }
 
 static const char *dec_bytes (dec *d, size_t n) {
-  const void *p;
-  if (concur_rd_bytes(&d->r, &p, n)) dec_fail(d, "truncated");
+  const char *p = (const char *)d->r.p;
+  if ((size_t)(d->r.end - d->r.p) < n) dec_fail(d, "truncated");
+  d->r.p += n;
   return p;
 }
 

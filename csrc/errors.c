@@ -107,10 +107,16 @@ int concur_raisewait (lua_State *L, int rc, const char *what) {
   switch (rc) {
     case CONCUR_TIMEDOUT:
       return concur_error(L, "timeout", "%s timed out", what);
-    case CONCUR_CANCELLED:
-      return concur_error(L, "cancelled", "task cancelled");
+    case CONCUR_CANCELLED:   /* marked, so the task runner keeps the kind */
+      concur_pusherror(L, "cancelled", "task cancelled");
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "interrupt");
+      return lua_error(L);
     case CONCUR_TASKTIMEOUT:
-      return concur_error(L, "timeout", "task exceeded its timeout");
+      concur_pusherror(L, "timeout", "task exceeded its timeout");
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "interrupt");
+      return lua_error(L);
     default:
       return 0;
   }

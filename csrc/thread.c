@@ -1,0 +1,249 @@
+/*
+** thread.c: concur.spawn, a thread that runs one function in its own state.
+**
+** A thread is a worker (worker.h) running a single future; join waits for
+** that future. The OS thread is joined by the state's tracker once it is
+** over, or when the state closes: then non-daemon threads are waited for
+** and daemon threads are cancelled (and given a short grace).
+*/
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "concur.h"
+#include "core/future.h"
+#include "state.h"
+#include "worker.h"
+
+typedef struct cthread {
+  concur_obj obj;
+  concur_worker w;
+  concur_future *f;
+  int daemon;
+  char *path, *cpath;
+  atomic_int over;       /* the OS thread has finished */
+  int joined;            /* only the owning state's thread touches it */
+} cthread;
+
+static void thread_destroy (concur_obj *o) {
+  cthread *t = (cthread *)o;
+  concur_obj_unref(&t->f->obj);
+  free(t->path);
+  free(t->cpath);
+  free(t);
+}
+
+static const concur_objtype thread_type = { "concur.Thread", thread_destroy };
+
+static void op_interrupt (concur_future *f) {
+  concur_worker_interrupt(f->worker);
+}
+
+static const concur_future_ops thread_ops = { NULL, op_interrupt };
+
+static void *thread_main (void *arg) {
+  cthread *t = arg;
+  if (concur_worker_begin(&t->w, t->path, t->cpath) != 0) {
+    concur_buf eb = CONCUR_BUF_INIT;
+    concur_errbuf(&eb, "broken", "cannot create the thread's Lua state");
+    concur_future_finish(t->f, 1, &eb);
+  }
+  else concur_worker_run(&t->w, t->f);
+  concur_worker_end(&t->w);
+  atomic_store(&t->over, 1);
+  return NULL;
+}
+
+static void thread_join_os (cthread *t, double grace) {
+  if (t->joined) return;
+  t->joined = 1;
+  if (grace < 0) pthread_join(t->w.thread, NULL);
+  else {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)grace;
+    if (pthread_timedjoin_np(t->w.thread, NULL, &ts) != 0)
+      pthread_detach(t->w.thread);
+  }
+}
+
+static int track_reap (void *ud) {
+  cthread *t = ud;
+  if (!atomic_load(&t->over)) return 0;
+  thread_join_os(t, -1);
+  return 1;
+}
+
+static void track_close (void *ud) {
+  cthread *t = ud;
+  if (t->daemon) {
+    concur_future_cancel(t->f);
+    thread_join_os(t, 2);
+  }
+  else thread_join_os(t, -1);
+}
+
+static void track_release (void *ud) {
+  concur_obj_unref(&((cthread *)ud)->obj);
+}
+
+static const concur_trackops thread_track = { track_reap, track_close, track_release };
+
+static cthread *checkthread (lua_State *L) {
+  return (cthread *)concur_checkobj(L, 1, &thread_type);
+}
+
+static const char *const SPAWN_OPTIONS[] = { "args", "name", "daemon", NULL };
+static atomic_int thread_counter;
+
+/*** concur.spawn(fn, ...) or concur.spawn{ fn, args = {...}, name = s,
+** daemon = false } --> Thread */
+static int thread_spawn (lua_State *L) {
+  concur_buf task = CONCUR_BUF_INIT;
+  const char *name = NULL;
+  int daemon = 0;
+  cthread *t;
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    int nargs = 0;
+    concur_checkoptions(L, 1, SPAWN_OPTIONS);
+    if (lua_getfield(L, 1, "name") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        concur_argerror(L, 1, "option 'name' must be a string");
+      name = lua_tostring(L, -1);
+    }
+    daemon = lua_getfield(L, 1, "daemon") != LUA_TNIL && lua_toboolean(L, -1);
+    lua_settop(L, 2);   /* keep the name alive at 2 */
+    if (lua_rawgeti(L, 1, 1) != LUA_TFUNCTION)
+      concur_argerror(L, 1, "field [1] must be the thread's function");
+    if (lua_getfield(L, 1, "args") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TTABLE)
+        concur_argerror(L, 1, "option 'args' must be a table");
+      nargs = (int)lua_rawlen(L, -1);
+      luaL_checkstack(L, nargs, "too many arguments");
+      for (int i = 1; i <= nargs; i++) lua_rawgeti(L, 4, i);
+      lua_remove(L, 4);
+    }
+    else lua_pop(L, 1);
+    concur_encode(L, 3, nargs + 1, &task, "task");
+  }
+  else {
+    if (lua_type(L, 1) != LUA_TFUNCTION) concur_typeerror(L, 1, "function");
+    concur_encode(L, 1, lua_gettop(L), &task, "task");
+  }
+  t = calloc(1, sizeof *t);
+  if (t) t->f = concur_future_new(&thread_ops, t);
+  if (t == NULL || t->f == NULL) {
+    free(t);
+    concur_buf_free(&task);
+    return concur_error(L, "limit", "not enough memory");
+  }
+  concur_obj_init(&t->obj, &thread_type);
+  t->f->task = task;
+  t->daemon = daemon;
+  t->w.owner = t;
+  if (name) snprintf(t->w.name, sizeof t->w.name, "%s", name);
+  else snprintf(t->w.name, sizeof t->w.name, "thread-%d",
+                atomic_fetch_add(&thread_counter, 1) + 1);
+  concur_getpaths(L, &t->path, &t->cpath);
+  concur_pushobj(L, &t->obj);     /* proxy: one reference */
+  /* the creation reference goes to the OS thread's bookkeeping (tracker) */
+  concur_track(L, t, &thread_track);
+  if (pthread_create(&t->w.thread, NULL, thread_main, t) != 0) {
+    concur_buf eb = CONCUR_BUF_INIT;
+    concur_errbuf(&eb, "limit", "cannot start a thread");
+    concur_future_finish(t->f, 1, &eb);
+    atomic_store(&t->over, 1);
+    t->joined = 1;
+    return concur_error(L, "limit", "cannot start a thread");
+  }
+  return 1;
+}
+
+/*** t:join([timeout]) --> true, results... | false, err; raises "timeout" */
+static int thread_join (lua_State *L) {
+  cthread *t = checkthread(L);
+  double deadline = concur_optdeadline(L, 2);
+  concur_future *f = t->f;
+  int rc = concur_future_wait(f, deadline), st;
+  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "join");
+  st = concur_future_state(f);
+  lua_settop(L, 0);
+  if (st == CONCUR_F_FINISHED) {
+    lua_pushboolean(L, 1);
+    return 1 + concur_decode(L, f->out.data, f->out.len, f->out.objs,
+                             f->out.nobjs);
+  }
+  lua_pushboolean(L, 0);
+  if (st == CONCUR_F_CANCELLED)
+    concur_pusherror(L, "cancelled", "the thread was cancelled");
+  else {
+    concur_decode(L, f->out.data, f->out.len, f->out.objs, f->out.nobjs);
+    lua_settop(L, 2);
+    luaL_setmetatable(L, "concur.Error");
+  }
+  return 2;
+}
+
+static int thread_alive (lua_State *L) {
+  cthread *t = checkthread(L);
+  lua_pushboolean(L, !concur_future_done(t->f));
+  return 1;
+}
+
+static int thread_cancel (lua_State *L) {
+  cthread *t = checkthread(L);
+  lua_pushboolean(L, concur_future_cancel(t->f) &&
+                     concur_future_state(t->f) != CONCUR_F_FINISHED &&
+                     concur_future_state(t->f) != CONCUR_F_FAILED);
+  return 1;
+}
+
+/* t.name, t.daemon, and the methods */
+static int thread_index (lua_State *L) {
+  cthread *t = checkthread(L);
+  const char *k = lua_tostring(L, 2);
+  if (k && strcmp(k, "name") == 0) {
+    lua_pushstring(L, t->w.name);
+    return 1;
+  }
+  if (k && strcmp(k, "daemon") == 0) {
+    lua_pushboolean(L, t->daemon);
+    return 1;
+  }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static const luaL_Reg thread_methods[] = {
+  {"join", thread_join},
+  {"alive", thread_alive},
+  {"cancel", thread_cancel},
+  {NULL, NULL}
+};
+
+/*** concur.thread_name() --> the current thread's name ("main" outside
+** workers and threads) */
+static int thread_name (lua_State *L) {
+  concur_worker *w = concur_worker_self();
+  lua_pushstring(L, w ? w->name : "main");
+  return 1;
+}
+
+void concur_thread_open (lua_State *L) {
+  concur_newclass(L, &thread_type, thread_methods, NULL);
+  luaL_getmetatable(L, thread_type.name);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -2, "methods");
+  lua_pushcfunction(L, thread_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushnil(L);                  /* threads are not sent to other states */
+  lua_setfield(L, -2, "__concur");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, thread_spawn);
+  lua_setfield(L, -2, "spawn");
+  lua_pushcfunction(L, thread_name);
+  lua_setfield(L, -2, "thread_name");
+}
