@@ -17,18 +17,14 @@
 ** with pshared it can live in memory shared between processes. The mutex
 ** is only ever held for a few arithmetic operations.
 */
-#include <errno.h>
 #include <math.h>
 #include "clock.h"
 #include "ratelimit.h"
+#include "sync.h"
 
-/* Locks rl->mu; a robust (pshared) mutex whose owner died mid-update is
-** made consistent: the numbers are always valid doubles, so at worst one
-** reservation is lost. */
-static void rl_lock (concur_ratelimit *rl) {
-  if (pthread_mutex_lock(&rl->mu) == EOWNERDEAD)
-    pthread_mutex_consistent(&rl->mu);
-}
+/* NOTE: the numbers are valid doubles at every step, so when the owner of
+** a robust (pshared) mutex dies mid-update, at worst one slot is lost. */
+#define rl_lock(rl) concur_sync_lockmu(&(rl)->mu)
 
 static int rl_valid (double rate, double per) {
   return isfinite(rate) && isfinite(per) && rate > 0 && per > 0

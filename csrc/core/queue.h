@@ -1,0 +1,73 @@
+/*
+** queue.h: a closable MPMC queue of encoded values (concur_buf), in plain C.
+** csrc/queue.c binds it to Lua as concur.Queue.
+**
+** Orders: FIFO, LIFO, or priority (lowest first, FIFO among equals: each
+** item carries a sequence number that breaks ties). 'maxsize' 0 means
+** unbounded. Blocking calls take an absolute deadline (clock.h) and return a
+** wait result of clock.h or one of the codes below.
+**
+** The synchronisation part (mutex, conditions, counters) holds no pointers;
+** the items sit behind the small store interface of queue.c (push, pop,
+** count), which today is an array in this process's heap. For queues shared
+** between processes the store becomes a byte ring in the same shared
+** mapping: each item a header {len, priority, seq} and its codec bytes.
+*/
+#ifndef CONCUR_CORE_QUEUE_H
+#define CONCUR_CORE_QUEUE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "clock.h"
+#include "wire.h"
+
+#define CONCUR_QCLOSED 32      /* put after close; get once closed and empty */
+#define CONCUR_QNOMEM 33       /* the store could not grow */
+
+enum { CONCUR_FIFO, CONCUR_LIFO, CONCUR_PRIORITY };
+
+typedef struct concur_qitem {
+  concur_buf buf;
+  double prio;               /* CONCUR_PRIORITY only */
+  uint64_t seq;
+} concur_qitem;
+
+/* Items: a ring (FIFO, LIFO) or a binary min-heap on (prio, seq). */
+typedef struct concur_qstore {
+  concur_qitem *items;
+  size_t cap, head, n;
+  int order;
+} concur_qstore;
+
+typedef struct concur_queue {
+  pthread_mutex_t mu;
+  pthread_cond_t notempty, notfull, alldone;
+  size_t maxsize;            /* 0: unbounded */
+  atomic_int closed;         /* written under mu, read anywhere */
+  atomic_size_t count;       /* == store.n; written under mu, read anywhere */
+  size_t unfinished;         /* put but not yet task_done'd */
+  int getters, putters, joiners;   /* threads sleeping on each condition */
+  uint64_t seq;
+  concur_qstore store;
+} concur_queue;
+
+int concur_queue_init (concur_queue *q, int order, size_t maxsize);
+/* frees the items left (dropping their object references); never blocks */
+void concur_queue_destroy (concur_queue *q);
+/* On CONCUR_OK the queue took over *item (left empty); otherwise it is
+** still the caller's. */
+int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
+                      double deadline);
+/* On CONCUR_OK *out (empty on entry) holds the item, now the caller's. */
+int concur_queue_get (concur_queue *q, concur_buf *out, double deadline);
+void concur_queue_close (concur_queue *q);
+int concur_queue_isclosed (concur_queue *q);
+size_t concur_queue_size (concur_queue *q);
+int concur_queue_full (concur_queue *q);
+int concur_queue_taskdone (concur_queue *q);   /* -1: called too often */
+/* CONCUR_OK once every item put was task_done'd, else the wait result */
+int concur_queue_join (concur_queue *q, double deadline);
+
+#endif

@@ -1,0 +1,474 @@
+/*
+** sync.c: the Lua-free synchronisation primitives of sync.h.
+**
+** Shape shared by Lock and Semaphore: the state is an atomic word taken by
+** compare-and-swap; a thread that must wait spins briefly, then takes the
+** object's mutex, counts itself in 'waiters', and sleeps on 'cv' until its
+** compare-and-swap succeeds. A releaser changes the word and only when
+** 'waiters' is nonzero takes the mutex to signal. See sync.h for why no
+** wake-up is lost. The mutex is held only around the sleep and the signal,
+** never while anything else runs.
+**
+** Event, Barrier and Value are plain mutex-guarded state. The condition
+** variable keeps its waiters in arrival order, one cv each, so notify(n)
+** wakes exactly the n oldest (as Python's threading.Condition).
+*/
+#include <string.h>
+#include "sync.h"
+
+#define SPINS 100    /* busy-wait rounds before sleeping */
+
+/* One sleep on cv; the object's mutex is held. 'intr': whether a task
+** interrupt may end it (Condition's re-acquire may not). */
+static int sleep_on (pthread_cond_t *cv, pthread_mutex_t *mu, double deadline,
+                     int intr) {
+  int rc;
+  if (intr) return concur_cond_wait(cv, mu, deadline);
+  rc = pthread_cond_wait(cv, mu);
+  if (rc == EOWNERDEAD) pthread_mutex_consistent(mu);
+  return CONCUR_OK;
+}
+
+static int init2 (pthread_mutex_t *mu, pthread_cond_t *cv, int pshared) {
+  if (concur_mutex_init(mu, pshared) != 0) return -1;
+  if (concur_cond_init(cv, pshared) != 0) {
+    pthread_mutex_destroy(mu);
+    return -1;
+  }
+  return 0;
+}
+
+static void destroy2 (pthread_mutex_t *mu, pthread_cond_t *cv) {
+  pthread_cond_destroy(cv);
+  pthread_mutex_destroy(mu);
+}
+
+/* Wakes one sleeper (or all) if 'waiters' says anyone sleeps. Called after
+** the state word changed (seq_cst). */
+static void wake (atomic_int *waiters, pthread_mutex_t *mu, pthread_cond_t *cv,
+                  int all) {
+  if (atomic_load(waiters) == 0) return;
+  concur_sync_lockmu(mu);
+  if (all) pthread_cond_broadcast(cv);
+  else pthread_cond_signal(cv);
+  pthread_mutex_unlock(mu);
+}
+
+/*
+** The slow path of Lock and Semaphore: spins, then sleeps until try(obj)
+** succeeds (CONCUR_OK) or the wait ends otherwise. A past deadline makes
+** one last try and never sleeps.
+*/
+static int wait_until (int (*try) (void *), void *obj, atomic_int *waiters,
+                       pthread_mutex_t *mu, pthread_cond_t *cv,
+                       double deadline, int intr) {
+  int rc = CONCUR_OK;
+  for (int i = 0; i < SPINS; i++) {
+    concur_sync_pause();
+    if (try(obj)) return CONCUR_OK;
+  }
+  concur_sync_lockmu(mu);
+  atomic_fetch_add(waiters, 1);
+  while (!try(obj)) {
+    rc = sleep_on(cv, mu, deadline, intr);
+    if (rc != CONCUR_OK) {
+      if (try(obj)) rc = CONCUR_OK;   /* it came just in time */
+      break;
+    }
+  }
+  atomic_fetch_sub(waiters, 1);
+  pthread_mutex_unlock(mu);
+  return rc;
+}
+
+/* ---- Lock ------------------------------------------------------------------ */
+
+int concur_lock_init (concur_lock *l, int pshared) {
+  atomic_init(&l->state, 0);
+  atomic_init(&l->waiters, 0);
+  return init2(&l->mu, &l->cv, pshared);
+}
+
+void concur_lock_destroy (concur_lock *l) {
+  destroy2(&l->mu, &l->cv);
+}
+
+static int lock_try (void *l) {
+  /* test before test-and-set: spinners must not bounce the cache line */
+  return !concur_lock_locked(l) && concur_lock_tryacquire(l);
+}
+
+int concur_lock_acquire (concur_lock *l, double deadline) {
+  if (concur_lock_tryacquire(l)) return CONCUR_OK;
+  if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
+  return wait_until(lock_try, l, &l->waiters, &l->mu, &l->cv, deadline, 1);
+}
+
+void concur_lock_reacquire (concur_lock *l) {
+  if (!concur_lock_tryacquire(l))
+    wait_until(lock_try, l, &l->waiters, &l->mu, &l->cv, CONCUR_NODEADLINE, 0);
+}
+
+int concur_lock_release (concur_lock *l) {
+  if (atomic_exchange(&l->state, 0) == 0) return -1;
+  wake(&l->waiters, &l->mu, &l->cv, 0);
+  return 0;
+}
+
+/* ---- RLock ----------------------------------------------------------------- */
+
+int concur_rlock_init (concur_rlock *r, int pshared) {
+  atomic_init(&r->owner, 0);
+  r->count = 0;
+  return concur_lock_init(&r->base, pshared);
+}
+
+void concur_rlock_destroy (concur_rlock *r) {
+  concur_lock_destroy(&r->base);
+}
+
+int concur_rlock_owned (concur_rlock *r) {
+  /* NOTE: relaxed is enough: a thread reads its own id here only if it
+  ** wrote it itself, and no other thread ever writes that id. */
+  return atomic_load_explicit(&r->owner, memory_order_relaxed)
+         == concur_sync_self();
+}
+
+int concur_rlock_acquire (concur_rlock *r, double deadline) {
+  int rc;
+  if (concur_rlock_owned(r)) {
+    r->count++;
+    return CONCUR_OK;
+  }
+  rc = concur_lock_acquire(&r->base, deadline);
+  if (rc == CONCUR_OK) {
+    atomic_store_explicit(&r->owner, concur_sync_self(), memory_order_relaxed);
+    r->count = 1;
+  }
+  return rc;
+}
+
+int concur_rlock_release (concur_rlock *r) {
+  if (!concur_rlock_owned(r)) return -1;
+  if (--r->count == 0) {
+    atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
+    concur_lock_release(&r->base);
+  }
+  return 0;
+}
+
+long concur_rlock_releaseall (concur_rlock *r) {
+  long n = r->count;
+  r->count = 0;
+  atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
+  concur_lock_release(&r->base);
+  return n;
+}
+
+void concur_rlock_restore (concur_rlock *r, long count) {
+  concur_lock_reacquire(&r->base);
+  atomic_store_explicit(&r->owner, concur_sync_self(), memory_order_relaxed);
+  r->count = count;
+}
+
+/* ---- Semaphore ------------------------------------------------------------- */
+
+int concur_sem_init (concur_sem *s, long value, long bound, int pshared) {
+  atomic_init(&s->value, value);
+  atomic_init(&s->waiters, 0);
+  s->bound = bound;
+  return init2(&s->mu, &s->cv, pshared);
+}
+
+void concur_sem_destroy (concur_sem *s) {
+  destroy2(&s->mu, &s->cv);
+}
+
+int concur_sem_tryacquire (concur_sem *s) {
+  long v = atomic_load(&s->value);
+  while (v > 0)
+    if (atomic_compare_exchange_weak(&s->value, &v, v - 1)) return 1;
+  return 0;
+}
+
+static int sem_try (void *s) {
+  return concur_sem_tryacquire(s);
+}
+
+int concur_sem_acquire (concur_sem *s, double deadline) {
+  if (concur_sem_tryacquire(s)) return CONCUR_OK;
+  if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
+  return wait_until(sem_try, s, &s->waiters, &s->mu, &s->cv, deadline, 1);
+}
+
+int concur_sem_release (concur_sem *s, long n) {
+  long v = atomic_load(&s->value);
+  do {
+    if (s->bound >= 0 && v > s->bound - n) return -1;
+  } while (!atomic_compare_exchange_weak(&s->value, &v, v + n));
+  wake(&s->waiters, &s->mu, &s->cv, n > 1);
+  return 0;
+}
+
+/* ---- Event ----------------------------------------------------------------- */
+
+int concur_event_init (concur_event *e, int pshared) {
+  atomic_init(&e->flag, 0);
+  e->gen = 0;
+  e->waiters = 0;
+  return init2(&e->mu, &e->cv, pshared);
+}
+
+void concur_event_destroy (concur_event *e) {
+  destroy2(&e->mu, &e->cv);
+}
+
+void concur_event_set (concur_event *e) {
+  if (atomic_load(&e->flag)) return;
+  concur_sync_lockmu(&e->mu);
+  if (!atomic_load(&e->flag)) {
+    atomic_store(&e->flag, 1);
+    e->gen++;
+    if (e->waiters) pthread_cond_broadcast(&e->cv);
+  }
+  pthread_mutex_unlock(&e->mu);
+}
+
+void concur_event_clear (concur_event *e) {
+  atomic_store(&e->flag, 0);
+}
+
+int concur_event_isset (concur_event *e) {
+  return atomic_load(&e->flag);
+}
+
+int concur_event_wait (concur_event *e, double deadline) {
+  int rc = CONCUR_OK;
+  unsigned gen;
+  if (atomic_load(&e->flag)) return CONCUR_OK;
+  concur_sync_lockmu(&e->mu);
+  gen = e->gen;
+  e->waiters++;
+  while (!atomic_load(&e->flag) && e->gen == gen) {
+    rc = concur_cond_wait(&e->cv, &e->mu, deadline);
+    if (rc != CONCUR_OK) {
+      if (atomic_load(&e->flag) || e->gen != gen) rc = CONCUR_OK;
+      break;
+    }
+  }
+  e->waiters--;
+  pthread_mutex_unlock(&e->mu);
+  return rc;
+}
+
+/* ---- Barrier --------------------------------------------------------------- */
+
+int concur_barrier_init (concur_barrier *b, int parties, int pshared) {
+  b->parties = parties;
+  b->count = 0;
+  b->broken = 0;
+  b->generation = b->epoch = 0;
+  return init2(&b->mu, &b->cv, pshared);
+}
+
+void concur_barrier_destroy (concur_barrier *b) {
+  destroy2(&b->mu, &b->cv);
+}
+
+/* Breaks the barrier and wakes every waiter; b->mu is held. */
+static void barrier_break (concur_barrier *b) {
+  b->broken = 1;
+  pthread_cond_broadcast(&b->cv);
+}
+
+int concur_barrier_wait (concur_barrier *b, double deadline, int *index) {
+  int rc = CONCUR_OK;
+  unsigned gen, epoch;
+  concur_sync_lockmu(&b->mu);
+  if (b->broken) {
+    pthread_mutex_unlock(&b->mu);
+    return CONCUR_BROKEN;
+  }
+  *index = b->count++;
+  if (b->count == b->parties) {   /* the last one: release everyone */
+    b->count = 0;
+    b->generation++;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    return CONCUR_OK;
+  }
+  gen = b->generation;
+  epoch = b->epoch;
+  for (;;) {
+    if (b->generation != gen) { rc = CONCUR_OK; break; }
+    if (b->broken || b->epoch != epoch) { rc = CONCUR_BROKEN; break; }
+    rc = concur_cond_wait(&b->cv, &b->mu, deadline);
+    if (rc != CONCUR_OK && b->generation == gen && !b->broken
+        && b->epoch == epoch) {
+      /* as Python: one waiter giving up breaks the barrier for all */
+      b->count--;
+      barrier_break(b);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
+void concur_barrier_abort (concur_barrier *b) {
+  concur_sync_lockmu(&b->mu);
+  barrier_break(b);
+  pthread_mutex_unlock(&b->mu);
+}
+
+/* As Python: waiters still blocked see the barrier broken; it then starts
+** afresh, unbroken and empty. */
+void concur_barrier_reset (concur_barrier *b) {
+  concur_sync_lockmu(&b->mu);
+  b->epoch++;
+  b->count = 0;
+  b->broken = 0;
+  pthread_cond_broadcast(&b->cv);
+  pthread_mutex_unlock(&b->mu);
+}
+
+int concur_barrier_waiting (concur_barrier *b) {
+  int n;
+  concur_sync_lockmu(&b->mu);
+  n = b->broken ? 0 : b->count;
+  pthread_mutex_unlock(&b->mu);
+  return n;
+}
+
+int concur_barrier_isbroken (concur_barrier *b) {
+  int n;
+  concur_sync_lockmu(&b->mu);
+  n = b->broken;
+  pthread_mutex_unlock(&b->mu);
+  return n;
+}
+
+/* ---- Value ----------------------------------------------------------------- */
+
+int concur_value_init (concur_value *v, concur_num x, int pshared) {
+  v->v = x;
+  return concur_mutex_init(&v->mu, pshared) == 0 ? 0 : -1;
+}
+
+void concur_value_destroy (concur_value *v) {
+  pthread_mutex_destroy(&v->mu);
+}
+
+concur_num concur_value_get (concur_value *v) {
+  concur_num x;
+  concur_sync_lockmu(&v->mu);
+  x = v->v;
+  pthread_mutex_unlock(&v->mu);
+  return x;
+}
+
+void concur_value_set (concur_value *v, concur_num x) {
+  concur_sync_lockmu(&v->mu);
+  v->v = x;
+  pthread_mutex_unlock(&v->mu);
+}
+
+static double num_tofloat (concur_num a) {
+  return a.isint ? (double)a.u.i : a.u.n;
+}
+
+/* Lua's + on two numbers: integers wrap around, anything else is float. */
+static concur_num num_add (concur_num a, concur_num b) {
+  concur_num r;
+  r.isint = a.isint && b.isint;
+  if (r.isint) r.u.i = (int64_t)((uint64_t)a.u.i + (uint64_t)b.u.i);
+  else r.u.n = num_tofloat(a) + num_tofloat(b);
+  return r;
+}
+
+concur_num concur_value_add (concur_value *v, concur_num d) {
+  concur_num x;
+  concur_sync_lockmu(&v->mu);
+  x = v->v = num_add(v->v, d);
+  pthread_mutex_unlock(&v->mu);
+  return x;
+}
+
+/* Lua's == on numbers: exact, across integer and float. */
+int concur_num_eq (concur_num a, concur_num b) {
+  if (a.isint == b.isint)
+    return a.isint ? a.u.i == b.u.i : a.u.n == b.u.n;
+  if (b.isint) { concur_num t = a; a = b; b = t; }   /* a int, b float */
+  /* b must be integral and in range: [-2^63, 2^63) */
+  if (!(b.u.n >= -9223372036854775808.0 && b.u.n < 9223372036854775808.0))
+    return 0;
+  return (double)(int64_t)b.u.n == b.u.n && (int64_t)b.u.n == a.u.i;
+}
+
+int concur_value_cas (concur_value *v, concur_num expect, concur_num x) {
+  int ok;
+  concur_sync_lockmu(&v->mu);
+  ok = concur_num_eq(v->v, expect);
+  if (ok) v->v = x;
+  pthread_mutex_unlock(&v->mu);
+  return ok;
+}
+
+/* ---- condition variable ---------------------------------------------------- */
+
+int concur_condvar_init (concur_condvar *c) {
+  c->head = c->tail = NULL;
+  return concur_mutex_init(&c->mu, 0) == 0 ? 0 : -1;
+}
+
+void concur_condvar_destroy (concur_condvar *c) {
+  pthread_mutex_destroy(&c->mu);
+}
+
+/* Unlinks w; c->mu is held. */
+static void cw_unlink (concur_condvar *c, concur_cwaiter *w) {
+  if (w->prev) w->prev->next = w->next; else c->head = w->next;
+  if (w->next) w->next->prev = w->prev; else c->tail = w->prev;
+  w->next = w->prev = NULL;
+}
+
+int concur_condvar_enter (concur_condvar *c, concur_cwaiter *w) {
+  if (concur_cond_init(&w->cv, 0) != 0) return -1;
+  w->notified = 0;
+  w->next = NULL;
+  concur_sync_lockmu(&c->mu);
+  w->prev = c->tail;
+  if (c->tail) c->tail->next = w; else c->head = w;
+  c->tail = w;
+  pthread_mutex_unlock(&c->mu);
+  return 0;
+}
+
+int concur_condvar_sleep (concur_condvar *c, concur_cwaiter *w,
+                          double deadline) {
+  int rc = CONCUR_OK;
+  concur_sync_lockmu(&c->mu);
+  while (!w->notified) {
+    rc = concur_cond_wait(&w->cv, &c->mu, deadline);
+    if (rc != CONCUR_OK) break;
+  }
+  if (w->notified) rc = CONCUR_OK;   /* notify dequeued it */
+  else cw_unlink(c, w);
+  pthread_mutex_unlock(&c->mu);
+  pthread_cond_destroy(&w->cv);
+  return rc;
+}
+
+int concur_condvar_notify (concur_condvar *c, int n) {
+  int woken = 0;
+  concur_sync_lockmu(&c->mu);
+  while (woken < n && c->head) {
+    concur_cwaiter *w = c->head;
+    cw_unlink(c, w);
+    w->notified = 1;
+    pthread_cond_signal(&w->cv);
+    woken++;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return woken;
+}

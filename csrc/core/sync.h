@@ -1,0 +1,193 @@
+/*
+** sync.h: locks, semaphores, events, barriers, atomic values and condition
+** variables in plain C (no Lua). csrc/sync.c binds them to Lua.
+**
+** Every struct here except concur_condvar holds only atomics, numbers and
+** pthread objects made by concur_mutex_init/concur_cond_init, so with
+** pshared set it can be placed in memory shared between processes.
+** Blocking calls take an absolute deadline (clock.h; < 0: none) and return
+** a wait result of clock.h: CONCUR_OK, CONCUR_TIMEDOUT, or CONCUR_CANCELLED /
+** CONCUR_TASKTIMEOUT when the calling task was interrupted; barriers add
+** CONCUR_BROKEN. A past deadline never blocks.
+**
+** Fast paths are lock-free: taking a free Lock or a Semaphore token is one
+** compare-and-swap, and releasing touches the mutex (and signals) only when
+** somebody waits. The waiter count and the state word form a Dekker pair
+** (both seq_cst): a waiter increments 'waiters' and then re-reads the state;
+** a releaser writes the state and then reads 'waiters'; so at least one of
+** them sees the other and no wake-up is lost.
+*/
+#ifndef CONCUR_CORE_SYNC_H
+#define CONCUR_CORE_SYNC_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include "clock.h"
+
+#define CONCUR_BROKEN 16       /* barrier broken (abort, reset, a timeout) */
+
+/* The identity of the calling thread, as stored in owner fields. */
+static inline uintptr_t concur_sync_self (void) {
+  return (uintptr_t)pthread_self();
+}
+
+/* Locks a mutex made by concur_mutex_init; a robust (pshared) one whose
+** owner died is made consistent: the state it guards is kept valid at every
+** step, so the next owner just goes on. */
+static inline void concur_sync_lockmu (pthread_mutex_t *m) {
+  if (pthread_mutex_lock(m) == EOWNERDEAD) pthread_mutex_consistent(m);
+}
+
+/* A short busy wait before sleeping: a handover between two running
+** threads takes far less than a futex sleep and wake-up. */
+#if defined(__x86_64__) || defined(__i386__)
+#define concur_sync_pause() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define concur_sync_pause() __asm__ __volatile__("yield")
+#else
+#define concur_sync_pause() ((void)0)
+#endif
+
+/* ---- Lock: binary, released by any thread (as Python's) ----------------- */
+typedef struct concur_lock {
+  atomic_int state;        /* 0 free, 1 held */
+  atomic_int waiters;      /* threads blocked in acquire */
+  pthread_mutex_t mu;      /* guards nothing but the sleep on 'cv' */
+  pthread_cond_t cv;
+} concur_lock;
+
+int concur_lock_init (concur_lock *l, int pshared);
+void concur_lock_destroy (concur_lock *l);
+int concur_lock_acquire (concur_lock *l, double deadline);
+/* as acquire without deadline, but deaf to task interrupts (Condition.wait
+** must get its lock back before it reports a cancellation) */
+void concur_lock_reacquire (concur_lock *l);
+int concur_lock_release (concur_lock *l);   /* 0, or -1 when not held */
+
+static inline int concur_lock_tryacquire (concur_lock *l) {
+  int expect = 0;
+  return atomic_compare_exchange_strong(&l->state, &expect, 1);
+}
+
+static inline int concur_lock_locked (concur_lock *l) {
+  return atomic_load_explicit(&l->state, memory_order_relaxed) != 0;
+}
+
+/* ---- RLock: a Lock with an owner and a recursion count ------------------ */
+typedef struct concur_rlock {
+  concur_lock base;        /* held while anyone owns the RLock */
+  atomic_uintptr_t owner;  /* concur_sync_self() of the owner, 0: none */
+  long count;              /* recursion depth; only the owner touches it */
+} concur_rlock;
+
+int concur_rlock_init (concur_rlock *r, int pshared);
+void concur_rlock_destroy (concur_rlock *r);
+int concur_rlock_acquire (concur_rlock *r, double deadline);
+int concur_rlock_release (concur_rlock *r);  /* -1: caller is not the owner */
+int concur_rlock_owned (concur_rlock *r);    /* by the calling thread? */
+/* Condition.wait: drop every level at once, and take them back */
+long concur_rlock_releaseall (concur_rlock *r);
+void concur_rlock_restore (concur_rlock *r, long count);
+
+/* ---- Semaphore (bounded when bound >= 0) --------------------------------- */
+typedef struct concur_sem {
+  atomic_long value;       /* tokens available */
+  atomic_int waiters;
+  long bound;              /* BoundedSemaphore: the initial value; else -1 */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} concur_sem;
+
+int concur_sem_init (concur_sem *s, long value, long bound, int pshared);
+void concur_sem_destroy (concur_sem *s);
+int concur_sem_tryacquire (concur_sem *s);
+int concur_sem_acquire (concur_sem *s, double deadline);
+/* adds n tokens; -1 (and adds none) when that would pass the bound */
+int concur_sem_release (concur_sem *s, long n);
+
+/* ---- Event ---------------------------------------------------------------- */
+typedef struct concur_event {
+  atomic_int flag;
+  unsigned gen;            /* bumped by every set() that sets; under mu */
+  int waiters;             /* under mu */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} concur_event;
+
+int concur_event_init (concur_event *e, int pshared);
+void concur_event_destroy (concur_event *e);
+void concur_event_set (concur_event *e);
+void concur_event_clear (concur_event *e);
+int concur_event_isset (concur_event *e);
+/* CONCUR_OK once the flag is set (even if cleared again before the waiter
+** ran, as Python's), else the wait result */
+int concur_event_wait (concur_event *e, double deadline);
+
+/* ---- Barrier ---------------------------------------------------------------
+** 'generation' advances when the last party arrives; 'epoch' when the
+** barrier is reset. A waiter leaves when either changes or it breaks.
+*/
+typedef struct concur_barrier {
+  int parties, count;      /* count: parties waiting now */
+  int broken;
+  unsigned generation, epoch;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} concur_barrier;
+
+int concur_barrier_init (concur_barrier *b, int parties, int pshared);
+void concur_barrier_destroy (concur_barrier *b);
+/* CONCUR_OK with *index in 0..parties-1 (arrival order), CONCUR_BROKEN, or
+** a wait result; a waiter that times out or is interrupted breaks it */
+int concur_barrier_wait (concur_barrier *b, double deadline, int *index);
+void concur_barrier_abort (concur_barrier *b);
+void concur_barrier_reset (concur_barrier *b);
+int concur_barrier_waiting (concur_barrier *b);
+int concur_barrier_isbroken (concur_barrier *b);
+
+/* ---- Value: an atomic number that stays integer or float ---------------- */
+typedef struct concur_num {
+  int isint;
+  union { int64_t i; double n; } u;
+} concur_num;
+
+typedef struct concur_value {
+  pthread_mutex_t mu;
+  concur_num v;
+} concur_value;
+
+int concur_value_init (concur_value *v, concur_num x, int pshared);
+void concur_value_destroy (concur_value *v);
+concur_num concur_value_get (concur_value *v);
+void concur_value_set (concur_value *v, concur_num x);
+concur_num concur_value_add (concur_value *v, concur_num d);  /* new value */
+int concur_value_cas (concur_value *v, concur_num expect, concur_num x);
+int concur_num_eq (concur_num a, concur_num b);   /* Lua's == on numbers */
+
+/* ---- condition variable with exact notify(n) ------------------------------
+** In-process only: waiters are nodes on the waiting threads' stacks, in
+** arrival order, each with its own cv; notify(n) wakes the n oldest.
+** Protocol: enter (queue up), release the user lock, sleep, re-acquire.
+*/
+typedef struct concur_cwaiter {
+  struct concur_cwaiter *next, *prev;
+  pthread_cond_t cv;
+  int notified;
+} concur_cwaiter;
+
+typedef struct concur_condvar {
+  pthread_mutex_t mu;
+  concur_cwaiter *head, *tail;
+} concur_condvar;
+
+int concur_condvar_init (concur_condvar *c);
+void concur_condvar_destroy (concur_condvar *c);
+int concur_condvar_enter (concur_condvar *c, concur_cwaiter *w);
+/* CONCUR_OK when notified, else the wait result (and w is dequeued) */
+int concur_condvar_sleep (concur_condvar *c, concur_cwaiter *w,
+                          double deadline);
+int concur_condvar_notify (concur_condvar *c, int n);   /* number woken */
+
+#endif
