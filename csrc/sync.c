@@ -1,6 +1,470 @@
-/* sync.c: placeholder until the sync part lands. */
-#include "concur.h"
+/*
+** sync.c: concur.Lock, concur.RLock and concur.Condition, the helpers the
+** other synchronisation bindings share (sync_lua.h), guards, and
+** concur_sync_open, which adds every synchronisation constructor to the
+** core module.
+**
+** Each object is a refcounted C struct (obj.h) around a Lua-free primitive
+** of core/sync.h; each state holds proxies. No C mutex is ever held here:
+** the core functions take and drop their own, so every Lua error is raised
+** with no lock of ours held. A Condition holds a reference to its lock
+** object, and releases and re-takes it around each wait.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include "sync_lua.h"
+#include "core/sync.h"
+
+/* ---- shared helpers ------------------------------------------------------- */
+
+static int sync_eq (lua_State *L) {
+  concur_proxy *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
+  lua_pushboolean(L, a && b && a->o && a->o == b->o);
+  return 1;
+}
+
+void concur_sync_class (lua_State *L, const concur_objtype *t,
+                        const luaL_Reg *methods, const luaL_Reg *meta,
+                        int nup) {
+  concur_newclass(L, t, NULL, meta);
+  luaL_getmetatable(L, t->name);
+  lua_pushcfunction(L, sync_eq);
+  lua_setfield(L, -2, "__eq");
+  lua_getfield(L, -1, "__index");
+  lua_rotate(L, -(nup + 2), 2);          /* mt, __index, upvalues... */
+  lua_pushvalue(L, -(nup + 2));          /* upvalue 1: the metatable */
+  lua_rotate(L, -(nup + 1), 1);
+  luaL_setfuncs(L, methods, nup + 1);    /* pops the upvalues */
+  lua_pop(L, 2);
+}
+
+void *concur_sync_alloc (lua_State *L, size_t size) {
+  void *p = calloc(1, size);
+  if (p == NULL) concur_error(L, "limit", "not enough memory");
+  return p;
+}
+
+/* NOTE: if the proxy cannot be made (a memory error), o leaks: it is never
+** shared, so nothing else goes wrong. */
+void concur_sync_push (lua_State *L, concur_obj *o) {
+  concur_pushobj(L, o);
+  concur_obj_unref(o);
+}
+
+double concur_sync_deadline (lua_State *L, int arg) {
+  if (lua_isnoneornil(L, arg)) return CONCUR_NODEADLINE;
+  return concur_optdeadline(L, arg);
+}
+
+int concur_sync_result (lua_State *L, int rc, const char *what) {
+  if (rc != CONCUR_OK && rc != CONCUR_TIMEDOUT)
+    return concur_raisewait(L, rc, what);
+  lua_pushboolean(L, rc == CONCUR_OK);
+  return 1;
+}
+
+/* ---- guards -----------------------------------------------------------------
+** A guard is a small userdata: the object (one reference) and how to release
+** it. __close releases once; __gc only drops the reference (a guard that was
+** never closed leaves the lock held, as a forgotten release would).
+*/
+
+typedef struct guard {
+  concur_obj *o;
+  concur_release_fn release;
+} guard;
+
+#define GUARD "concur.Guard"
+
+static int guard_close (lua_State *L) {
+  guard *g = luaL_checkudata(L, 1, GUARD);
+  if (g->o) {
+    concur_obj *o = g->o;
+    int rc = g->release(o);
+    g->o = NULL;
+    concur_obj_unref(o);
+    if (rc != 0)
+      return concur_error(L, "argument", "guard released by a thread that "
+                          "does not hold its lock");
+  }
+  return 0;
+}
+
+static int guard_gc (lua_State *L) {
+  guard *g = luaL_checkudata(L, 1, GUARD);
+  if (g->o) {
+    concur_obj *o = g->o;
+    g->o = NULL;
+    concur_obj_unref(o);
+  }
+  return 0;
+}
+
+void concur_sync_pushguard (lua_State *L, concur_obj *o,
+                            concur_release_fn release) {
+  guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+  g->o = NULL;
+  luaL_setmetatable(L, GUARD);
+  g->release = release;
+  g->o = concur_obj_ref(o);
+}
+
+static void guard_open (lua_State *L) {
+  static const luaL_Reg meta[] = {
+    {"__close", guard_close},
+    {"__gc", guard_gc},
+    {NULL, NULL}
+  };
+  if (luaL_newmetatable(L, GUARD)) {
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "release");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- Lock --------------------------------------------------------------- */
+
+typedef struct clock_ {
+  concur_obj obj;
+  concur_lock l;
+} clock_;
+
+static void lock_destroy (concur_obj *o) {
+  clock_ *c = (clock_ *)o;
+  concur_lock_destroy(&c->l);
+  free(c);
+}
+
+static const concur_objtype lock_type = { "concur.Lock", lock_destroy };
+
+#define tolock(L) (&((clock_ *)concur_sync_self(L, &lock_type))->l)
+
+/*** Lock() --> a new, unlocked Lock */
+static int lock_new (lua_State *L) {
+  clock_ *c = concur_sync_alloc(L, sizeof *c);
+  if (concur_lock_init(&c->l, 0) != 0) {
+    free(c);
+    return concur_error(L, "limit", "cannot create a lock");
+  }
+  concur_obj_init(&c->obj, &lock_type);
+  concur_sync_push(L, &c->obj);
+  return 1;
+}
+
+/*** lock:acquire([timeout]) --> true, or false when the timeout passed */
+static int lock_acquire (lua_State *L) {
+  concur_lock *l = tolock(L);
+  if (lua_gettop(L) == 1 && concur_lock_tryacquire(l)) {   /* fast path */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return concur_sync_result(L, concur_lock_acquire(l,
+                              concur_sync_deadline(L, 2)), "acquire");
+}
+
+/*** lock:release(): any thread may release; raises "argument" if unlocked */
+static int lock_release (lua_State *L) {
+  if (concur_lock_release(tolock(L)) != 0)
+    return concur_error(L, "argument", "release of an unlocked lock");
+  return 0;
+}
+
+/*** lock:locked() --> boolean */
+static int lock_locked (lua_State *L) {
+  lua_pushboolean(L, concur_lock_locked(tolock(L)));
+  return 1;
+}
+
+static int lock_unguard (concur_obj *o) {
+  return concur_lock_release(&((clock_ *)o)->l);
+}
+
+/*** lock:guard() --> to-be-closed: acquires now, releases when closed */
+static int lock_guard (lua_State *L) {
+  concur_obj *o = concur_sync_self(L, &lock_type);
+  int rc = concur_lock_acquire(&((clock_ *)o)->l, CONCUR_NODEADLINE);
+  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
+  concur_sync_pushguard(L, o, lock_unguard);
+  return 1;
+}
+
+static const luaL_Reg lock_methods[] = {
+  {"acquire", lock_acquire},
+  {"release", lock_release},
+  {"locked", lock_locked},
+  {"guard", lock_guard},
+  {NULL, NULL}
+};
+
+/* ---- RLock -------------------------------------------------------------- */
+
+typedef struct crlock {
+  concur_obj obj;
+  concur_rlock r;
+} crlock;
+
+static void rlock_destroy (concur_obj *o) {
+  crlock *c = (crlock *)o;
+  concur_rlock_destroy(&c->r);
+  free(c);
+}
+
+static const concur_objtype rlock_type = { "concur.RLock", rlock_destroy };
+
+#define torlock(L) (&((crlock *)concur_sync_self(L, &rlock_type))->r)
+
+static crlock *rlock_make (lua_State *L) {
+  crlock *c = concur_sync_alloc(L, sizeof *c);
+  if (concur_rlock_init(&c->r, 0) != 0) {
+    free(c);
+    concur_error(L, "limit", "cannot create a lock");
+  }
+  concur_obj_init(&c->obj, &rlock_type);
+  return c;
+}
+
+/*** RLock() --> a new reentrant lock, owned by the thread that takes it */
+static int rlock_new (lua_State *L) {
+  concur_sync_push(L, &rlock_make(L)->obj);
+  return 1;
+}
+
+/*** rlock:acquire([timeout]) --> boolean; the owner may take it again */
+static int rlock_acquire (lua_State *L) {
+  concur_rlock *r = torlock(L);
+  return concur_sync_result(L, concur_rlock_acquire(r,
+                              concur_sync_deadline(L, 2)), "acquire");
+}
+
+/*** rlock:release(): one level; raises "argument" unless the caller owns it */
+static int rlock_release (lua_State *L) {
+  if (concur_rlock_release(torlock(L)) != 0)
+    return concur_error(L, "argument",
+                        "release of an RLock not owned by this thread");
+  return 0;
+}
+
+/*** rlock:locked() --> boolean (by any thread) */
+static int rlock_locked (lua_State *L) {
+  lua_pushboolean(L, concur_lock_locked(&torlock(L)->base));
+  return 1;
+}
+
+static int rlock_unguard (concur_obj *o) {
+  return concur_rlock_release(&((crlock *)o)->r);
+}
+
+/*** rlock:guard() --> to-be-closed */
+static int rlock_guard (lua_State *L) {
+  concur_obj *o = concur_sync_self(L, &rlock_type);
+  int rc = concur_rlock_acquire(&((crlock *)o)->r, CONCUR_NODEADLINE);
+  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
+  concur_sync_pushguard(L, o, rlock_unguard);
+  return 1;
+}
+
+static const luaL_Reg rlock_methods[] = {
+  {"acquire", rlock_acquire},
+  {"release", rlock_release},
+  {"locked", rlock_locked},
+  {"guard", rlock_guard},
+  {NULL, NULL}
+};
+
+/* ---- Condition -------------------------------------------------------------
+** The lock is a Lock or an RLock (a new RLock by default, as Python's).
+** wait: queue up on the condvar, release the lock (every level of an
+** RLock), sleep, take the lock back (deaf to task interrupts, so that the
+** caller's guard always finds it held), then report.
+*/
+
+typedef struct ccond {
+  concur_obj obj;
+  concur_obj *lock;        /* one reference: a clock_ or a crlock */
+  int reentrant;           /* lock is an RLock */
+  concur_condvar cv;
+} ccond;
+
+static void cond_destroy (concur_obj *o) {
+  ccond *c = (ccond *)o;
+  concur_condvar_destroy(&c->cv);
+  concur_obj_unref(c->lock);
+  free(c);
+}
+
+static const concur_objtype cond_type = { "concur.Condition", cond_destroy };
+
+#define tocond(L) ((ccond *)concur_sync_self(L, &cond_type))
+
+/*** Condition([lock]) --> a condition variable over lock (Lock or RLock) */
+static int cond_new (lua_State *L) {
+  concur_obj *lock = NULL;
+  int reentrant = 1;
+  ccond *c;
+  if (!lua_isnoneornil(L, 1)) {
+    if ((lock = concur_testobj(L, 1, &rlock_type)) == NULL) {
+      lock = concur_testobj(L, 1, &lock_type);
+      reentrant = 0;
+    }
+    if (lock == NULL) return concur_typeerror(L, 1, "concur.Lock or concur.RLock");
+  }
+  c = concur_sync_alloc(L, sizeof *c);
+  if (concur_condvar_init(&c->cv) != 0) {
+    free(c);
+    return concur_error(L, "limit", "cannot create a condition");
+  }
+  if (lock) concur_obj_ref(lock);
+  else {
+    crlock *r = rlock_make(L);   /* NOTE: c leaks if this raises (memory) */
+    lock = &r->obj;
+  }
+  c->lock = lock;
+  c->reentrant = reentrant;
+  concur_obj_init(&c->obj, &cond_type);
+  concur_sync_push(L, &c->obj);
+  return 1;
+}
+
+static int cond_acquire_lock (ccond *c, double deadline) {
+  if (c->reentrant) return concur_rlock_acquire(&((crlock *)c->lock)->r, deadline);
+  return concur_lock_acquire(&((clock_ *)c->lock)->l, deadline);
+}
+
+static int cond_release_lock (concur_obj *o) {
+  return o->type == &rlock_type ? rlock_unguard(o) : lock_unguard(o);
+}
+
+static int cond_owned (ccond *c) {
+  if (c->reentrant) return concur_rlock_owned(&((crlock *)c->lock)->r);
+  return concur_lock_locked(&((clock_ *)c->lock)->l);
+}
+
+/* One wait; returns a wait result, or -1 when the lock is not held. Raises
+** only on a memory error, before the lock is released. */
+static int cond_wait1 (lua_State *L, ccond *c, double deadline) {
+  concur_cwaiter w;
+  long levels = 1;
+  int rc;
+  if (!cond_owned(c)) return -1;
+  if (concur_condvar_enter(&c->cv, &w) != 0)
+    return concur_error(L, "limit", "cannot wait (out of resources)");
+  if (c->reentrant) levels = concur_rlock_releaseall(&((crlock *)c->lock)->r);
+  else concur_lock_release(&((clock_ *)c->lock)->l);
+  rc = concur_condvar_sleep(&c->cv, &w, deadline);
+  if (c->reentrant) concur_rlock_restore(&((crlock *)c->lock)->r, levels);
+  else concur_lock_reacquire(&((clock_ *)c->lock)->l);
+  return rc;
+}
+
+static int notheld (lua_State *L, const char *what) {
+  return concur_error(L, "argument", "cannot %s on an un-acquired lock", what);
+}
+
+/*** cond:wait([timeout]) --> true when notified, false on timeout; the
+** caller must hold the lock, and holds it again on return */
+static int cond_wait (lua_State *L) {
+  ccond *c = tocond(L);
+  int rc = cond_wait1(L, c, concur_sync_deadline(L, 2));
+  if (rc < 0) return notheld(L, "wait");
+  return concur_sync_result(L, rc, "wait");
+}
+
+/*** cond:wait_for(pred [, timeout]) --> the first true result of pred(),
+** or false when the timeout passed first; pred runs with the lock held */
+static int cond_wait_for (lua_State *L) {
+  ccond *c = tocond(L);
+  double deadline;
+  concur_checktype(L, 2, LUA_TFUNCTION);
+  deadline = concur_sync_deadline(L, 3);
+  for (;;) {
+    int rc;
+    lua_settop(L, 3);
+    lua_pushvalue(L, 2);
+    lua_call(L, 0, 1);
+    if (lua_toboolean(L, -1)) return 1;
+    if (deadline >= 0 && concur_now() >= deadline) break;
+    rc = cond_wait1(L, c, deadline);
+    if (rc < 0) return notheld(L, "wait");
+    if (rc != CONCUR_OK && rc != CONCUR_TIMEDOUT)
+      return concur_raisewait(L, rc, "wait_for");
+    /* woken, timed out or spurious: the predicate decides */
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/*** cond:notify([n]): wakes the n (default 1) longest waiting threads */
+static int cond_notify (lua_State *L) {
+  ccond *c = tocond(L);
+  lua_Integer n = lua_isnoneornil(L, 2) ? 1 : concur_checkinteger(L, 2);
+  if (n < 0) return concur_argerror(L, 2, "must be non-negative");
+  if (!cond_owned(c)) return notheld(L, "notify");
+  concur_condvar_notify(&c->cv, n > 0x7fffffff ? 0x7fffffff : (int)n);
+  return 0;
+}
+
+/*** cond:notify_all() */
+static int cond_notify_all (lua_State *L) {
+  ccond *c = tocond(L);
+  if (!cond_owned(c)) return notheld(L, "notify");
+  concur_condvar_notify(&c->cv, 0x7fffffff);
+  return 0;
+}
+
+/*** cond:acquire([timeout]) --> boolean: takes the underlying lock */
+static int cond_acquire (lua_State *L) {
+  ccond *c = tocond(L);
+  return concur_sync_result(L, cond_acquire_lock(c, concur_sync_deadline(L, 2)),
+                            "acquire");
+}
+
+/*** cond:release(): releases the underlying lock */
+static int cond_release (lua_State *L) {
+  ccond *c = tocond(L);
+  if (cond_release_lock(c->lock) != 0)
+    return concur_error(L, "argument", "release of a lock not held");
+  return 0;
+}
+
+/*** cond:guard() --> to-be-closed holding the underlying lock */
+static int cond_guard (lua_State *L) {
+  ccond *c = tocond(L);
+  int rc = cond_acquire_lock(c, CONCUR_NODEADLINE);
+  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
+  concur_sync_pushguard(L, c->lock, cond_release_lock);
+  return 1;
+}
+
+static const luaL_Reg cond_methods[] = {
+  {"wait", cond_wait},
+  {"wait_for", cond_wait_for},
+  {"notify", cond_notify},
+  {"notify_all", cond_notify_all},
+  {"acquire", cond_acquire},
+  {"release", cond_release},
+  {"guard", cond_guard},
+  {NULL, NULL}
+};
+
+/* ---- open ------------------------------------------------------------------ */
 
 void concur_sync_open (lua_State *L) {
-  (void)L;
+  static const luaL_Reg ctors[] = {
+    {"Lock", lock_new},
+    {"RLock", rlock_new},
+    {"Condition", cond_new},
+    {NULL, NULL}
+  };
+  guard_open(L);
+  concur_sync_class(L, &lock_type, lock_methods, NULL, 0);
+  concur_sync_class(L, &rlock_type, rlock_methods, NULL, 0);
+  concur_sync_class(L, &cond_type, cond_methods, NULL, 0);
+  luaL_setfuncs(L, ctors, 0);
+  concur_signal_open(L);
+  concur_value_open(L);
+  concur_queue_open(L);
+  concur_ratelimiter_open(L);
 }

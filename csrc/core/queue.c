@@ -172,7 +172,11 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
   concur_qitem it;
   concur_sync_lockmu(&q->mu);
   while (!q->closed && isfull(q)) {
-    if (!spun && (deadline < 0 || deadline > concur_now())) {
+    if (deadline >= 0 && concur_now() >= deadline) {
+      rc = CONCUR_TIMEDOUT;
+      break;
+    }
+    if (!spun) {
       spun = 1;
       spin(q, q->maxsize, deadline);
       continue;
@@ -206,7 +210,11 @@ int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
   concur_qitem it;
   concur_sync_lockmu(&q->mu);
   while (q->store.n == 0 && !q->closed) {
-    if (!spun && (deadline < 0 || deadline > concur_now())) {
+    if (deadline >= 0 && concur_now() >= deadline) {
+      rc = CONCUR_TIMEDOUT;
+      break;
+    }
+    if (!spun) {
       spun = 1;
       spin(q, 0, deadline);
       continue;

@@ -131,7 +131,7 @@ int concur_rlock_owned (concur_rlock *r) {
   /* NOTE: relaxed is enough: a thread reads its own id here only if it
   ** wrote it itself, and no other thread ever writes that id. */
   return atomic_load_explicit(&r->owner, memory_order_relaxed)
-         == concur_sync_self();
+         == concur_sync_thread();
 }
 
 int concur_rlock_acquire (concur_rlock *r, double deadline) {
@@ -142,7 +142,7 @@ int concur_rlock_acquire (concur_rlock *r, double deadline) {
   }
   rc = concur_lock_acquire(&r->base, deadline);
   if (rc == CONCUR_OK) {
-    atomic_store_explicit(&r->owner, concur_sync_self(), memory_order_relaxed);
+    atomic_store_explicit(&r->owner, concur_sync_thread(), memory_order_relaxed);
     r->count = 1;
   }
   return rc;
@@ -167,7 +167,7 @@ long concur_rlock_releaseall (concur_rlock *r) {
 
 void concur_rlock_restore (concur_rlock *r, long count) {
   concur_lock_reacquire(&r->base);
-  atomic_store_explicit(&r->owner, concur_sync_self(), memory_order_relaxed);
+  atomic_store_explicit(&r->owner, concur_sync_thread(), memory_order_relaxed);
   r->count = count;
 }
 

@@ -29,7 +29,7 @@
 #define CONCUR_BROKEN 16       /* barrier broken (abort, reset, a timeout) */
 
 /* The identity of the calling thread, as stored in owner fields. */
-static inline uintptr_t concur_sync_self (void) {
+static inline uintptr_t concur_sync_thread (void) {
   return (uintptr_t)pthread_self();
 }
 
@@ -78,7 +78,7 @@ static inline int concur_lock_locked (concur_lock *l) {
 /* ---- RLock: a Lock with an owner and a recursion count ------------------ */
 typedef struct concur_rlock {
   concur_lock base;        /* held while anyone owns the RLock */
-  atomic_uintptr_t owner;  /* concur_sync_self() of the owner, 0: none */
+  atomic_uintptr_t owner;  /* concur_sync_thread() of the owner, 0: none */
   long count;              /* recursion depth; only the owner touches it */
 } concur_rlock;
 

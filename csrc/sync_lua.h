@@ -1,0 +1,57 @@
+/*
+** sync_lua.h: what the bindings of the synchronisation objects share
+** (sync.c, signal.c, value.c, queue.c, ratelimit_lua.c).
+**
+** Method paths are kept lean, since Lock acquire+release is measured in
+** tens of nanoseconds: each method is a C closure whose first upvalue is
+** its class's metatable, so checking 'self' is one metatable comparison,
+** with no registry lookup. Anything unusual falls back to concur_checkobj,
+** which raises the proper error.
+*/
+#ifndef CONCUR_SYNC_LUA_H
+#define CONCUR_SYNC_LUA_H
+
+#include "concur.h"
+
+/* Makes the class t (concur_newclass) whose methods get the metatable as
+** upvalue 1, then the 'nup' values on top of the stack (popped), and adds
+** __eq (same object) to the metamethods. */
+void concur_sync_class (lua_State *L, const concur_objtype *t,
+                        const luaL_Reg *methods, const luaL_Reg *meta,
+                        int nup);
+
+/* 'self' (argument 1) of a method made by concur_sync_class. */
+static inline concur_obj *concur_sync_self (lua_State *L,
+                                            const concur_objtype *t) {
+  concur_proxy *p = (concur_proxy *)lua_touserdata(L, 1);
+  if (p != NULL && p->o != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return p->o;
+  }
+  return concur_checkobj(L, 1, t);
+}
+
+/* calloc, or raise kind "limit" */
+void *concur_sync_alloc (lua_State *L, size_t size);
+/* Pushes a proxy of o, handing it our reference. 'o' must be fully made. */
+void concur_sync_push (lua_State *L, concur_obj *o);
+/* The optional timeout at 'arg' as a deadline; cheap when absent. */
+double concur_sync_deadline (lua_State *L, int arg);
+/* Pushes true (CONCUR_OK) or false (CONCUR_TIMEDOUT) and returns 1, or
+** raises for an interrupted task. */
+int concur_sync_result (lua_State *L, int rc, const char *what);
+
+/* Guards: to-be-closed values that release what guard() took. 'release'
+** returns 0, or -1 when the caller does not hold it (an "argument" error). */
+typedef int (*concur_release_fn) (concur_obj *o);
+void concur_sync_pushguard (lua_State *L, concur_obj *o,
+                            concur_release_fn release);
+
+/* The other parts, opened by concur_sync_open (sync.c). */
+void concur_signal_open (lua_State *L);     /* Event, Semaphore, Barrier */
+void concur_value_open (lua_State *L);      /* Value */
+void concur_queue_open (lua_State *L);      /* Queue */
+void concur_ratelimiter_open (lua_State *L);  /* RateLimiter */
+
+#endif
