@@ -1,0 +1,102 @@
+--- concur.bigint: GMP big integers and fast (parallel) factorials.
+--
+-- The values and their operators live in C (csrc/bigint.c), so a bigint
+-- works the same in every Lua state it is copied to (threads, pool tasks,
+-- processes) whether or not that state required this module. This file is
+-- the public face: calling the module constructs a bigint.
+--
+--     local bigint = require "concur.bigint"
+--     local b = bigint("123456789012345678901234567890")
+--     print(b * 2 + 1, b // 7, b % 7, -b, b ^ 3, bigint("0xff"), bigint("z", 36))
+--     print(bigint.factorial(100000):digits(), bigint.factorial(10^7, { threads = 2 }):bits())
+--
+-- Operators: `+ - * // % ^` and unary `-` with bigints, Lua integers and floats
+-- that hold an integer value mixed freely (a non-integral float raises kind
+-- "argument"); `//` and `%` floor, as Lua's integer operators do; `/` raises
+-- "argument" (bigint division is not exact); division by zero raises
+-- "argument"; `^` takes a non-negative integer exponent. `< <=` compare
+-- bigints with any Lua number. `..` and `tostring` give decimal text.
+--
+-- Equality: Lua 5.4 calls `__eq` only when both operands are userdata, so
+-- `bigint(5) == 5` is false by the language. Use `bigint.eq(a, b)` or
+-- `bigint.cmp(a, b)`, which accept Lua numbers on either side.
+--
+-- Limits: GMP aborts the process when memory runs out, so a result over
+-- 2^32 bits (512 MiB) is refused with kind "limit" before any work, as is
+-- `factorial(n)` for n over 10^8.
+--
+-- Memory: each bigint tells Lua's collector how much memory GMP holds for
+-- it, so loops that make and drop many bigints, or a few huge ones, stay
+-- flat. `local b <close> = ...` frees a huge value at once; using it after
+-- that raises kind "closed".
+-- @module concur.bigint
+
+local core = require "concur.core"
+local C = core.bigint
+
+local M = {}
+
+--- Makes a bigint.
+-- @param x a bigint (copied), a Lua integer, a float with an integral value,
+--   or a string: optional sign, then decimal digits, or `0x`/`0b`/`0o` and
+--   hex/binary/octal digits, or digits in `base`; white space around it is
+--   allowed. Malformed strings raise kind "argument" naming the input.
+-- @param[opt] base 2..36, for strings only
+-- @return bigint
+-- @function new
+M.new = C.new
+
+--- n! for an integer 0 <= n <= 10^8.
+-- @param n a non-negative integer (Lua integer, integral float or bigint)
+-- @param[opt] opts `{ threads = k }`: split the work over up to k OS threads
+--   (at most the online CPUs). Below a measured size one thread is used, as
+--   splitting would not pay; the value is the same either way.
+-- @return bigint
+-- @raise "argument" (negative, non-integer, bad option), "limit" (n > 10^8)
+-- @function factorial
+M.factorial = C.factorial
+
+--- Are a and b equal? Bigints and Lua numbers on either side.
+-- @return boolean
+-- @function eq
+M.eq = C.eq
+
+--- Compares a and b: -1, 0 or 1. Bigints and Lua numbers on either side.
+-- @return integer
+-- @function cmp
+M.cmp = C.cmp
+
+--- Is x a bigint?
+-- @return boolean
+-- @function isbigint
+M.isbigint = C.isbigint
+
+--- Methods of a bigint `b`.
+-- @section methods
+
+--- `b:tostring([base])`: the digits in base 2..36 (default 10), lower case,
+-- with '-' when negative and no prefix. Numbers of over a few hundred
+-- thousand digits are converted on two or more threads.
+-- @function tostring
+
+--- `b:digits([base])`: the exact number of digits of |b| in base 2..36
+-- (default 10), sign not counted; 1 for zero.
+-- @function digits
+
+--- `b:bits()`: the number of bits of |b|; 0 for zero.
+-- @function bits
+
+--- `b:sign()`: -1, 0 or 1.
+-- @function sign
+
+--- `b:tointeger()`: b as a Lua integer, or nil when it does not fit.
+-- @function tointeger
+
+local bigint = C.new
+return setmetatable(M, {
+  -- bigint(x [, base]) is bigint.new(x [, base])
+  __call = function (_, x, base)
+    local b = bigint(x, base)   -- not a tail call, so errors name 'bigint'
+    return b
+  end,
+})
