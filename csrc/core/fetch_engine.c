@@ -1,0 +1,1411 @@
+/*
+** fetch_engine.c: the libcurl multi loop behind concur.fetch (see
+** fetch_engine.h for the shape).
+**
+** Threads and locks. Any thread calls submit/getstats/close; they take e->mu
+** for a few instructions (the inbox, the counters, the closing flag). All the
+** rest (hosts, queues, timers, easy handles) belongs to the engine thread and
+** has no lock. The engine never holds e->mu while it touches a future, so
+** the lock order future->mu -> e->mu (interrupt runs under future->mu and
+** only sets an atomic and calls curl_multi_wakeup) cannot deadlock.
+**
+** A request's life: submit parses and copies it, makes its future (pending)
+** and appends it to the inbox. The engine routes it to its host's queue.
+** When the host and the engine have room, the request reserves a slot on the
+** host's limiter: a slot in the future "arms" it (one armed request per host,
+** so a Retry-After pause still moves every later start), a slot now starts
+** it: the future goes running and an easy handle joins the multi handle.
+** When the transfer ends, the request completes its future, or waits on the
+** timer heap for a retry, or (a redirect) goes to the front of its new
+** host's queue. Each request holds one reference to its future; a request is
+** freed only after its future is done, so interrupt() (which runs only while
+** the future is running) always finds it alive.
+*/
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <ctype.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "clock.h"
+#include "fetch_engine.h"
+#include "fetch_robots.h"
+#include "ratelimit.h"
+#include "wire.h"
+
+#define ROBOTS_MAXBODY (512 * 1024)   /* RFC 9309: parse at least 500 KiB */
+#define ROBOTS_REDIRECTS 5
+#define MAXWAIT_MS 5000               /* a safety net; wake-ups are explicit */
+
+typedef struct req req;
+typedef struct host host;
+
+typedef struct strbuf { char *p; size_t len, cap; } strbuf;
+
+struct req {
+  concur_fetch_engine *e;
+  concur_future *f;          /* NULL: the engine's own robots.txt request */
+  req *next, *prev;          /* inbox, host queue or active list */
+  host *h;                   /* host of the current url */
+  host *robots_for;          /* robots request: the host it decides */
+  char *method, *url, *key, *path;   /* key: scheme://host:port */
+  char *body;
+  size_t bodylen;
+  int hasbody, running, too_big;
+  struct curl_slist *hdrs;
+  double timeout, connect_timeout;
+  long retries, max_redirects;
+  long long max_body;
+  long tries, redirects;
+  double started, due;
+  CURL *easy;
+  strbuf data, heads;        /* heads: "name\0value\0" pairs, names lower */
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+struct host {
+  char *key;
+  host *hnext;               /* hash chain */
+  host *rnext, *rprev;       /* runnable ring */
+  int inrun;
+  req *qhead, *qtail;
+  long active;               /* running and armed transfers */
+  int hasrl;
+  concur_ratelimit rl;
+  double paused_until;
+  req *armed;                /* waits for its slot at armed_at */
+  double armed_at;
+  int robots_state;          /* 0 not asked, 1 fetching, 2 known */
+  concur_robots *robots;
+};
+
+struct concur_fetch_engine {
+  concur_fetch_config cfg;   /* strings point into the copies below */
+  char *ua;
+  char **hdrs;
+  pthread_mutex_t mu;        /* inbox, closing, st */
+  req *inbox, *inbox_tail;
+  int closing;
+  concur_fetch_stats st;
+  pthread_mutex_t closemu;   /* serializes close */
+  int joined;
+  pthread_t thread;
+  CURLM *multi;
+  atomic_int cancels;        /* a running future was cancelled */
+  /* engine thread only */
+  host **buckets;
+  size_t nbuckets, nhosts;
+  host *run;                 /* runnable ring (hosts with work) */
+  req *active;               /* transfers in the multi handle */
+  long nactive;              /* running and armed */
+  req **heap;                /* retry timers, by due */
+  size_t nheap, heapcap;
+  CURL **pool;               /* idle easy handles */
+  size_t npool, poolcap;
+  uint64_t rng;
+};
+
+/* ---- library init ---------------------------------------------------------- */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once (void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+void concur_fetch_global_init (void) {
+  pthread_once(&curl_once, curl_init_once);
+}
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static char *xstrdup (const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+static int sb_add (strbuf *b, const void *p, size_t n) {
+  if (b->len + n + 1 > b->cap) {
+    size_t ncap = b->cap ? b->cap : 256;
+    char *np;
+    while (ncap < b->len + n + 1) ncap *= 2;
+    np = realloc(b->p, ncap);
+    if (np == NULL) return -1;
+    b->p = np;
+    b->cap = ncap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+  return 0;
+}
+
+static void sb_free (strbuf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+static void seterr (char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  if (err == NULL || errlen == 0) return;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+static uint64_t rnd (concur_fetch_engine *e) {   /* xorshift64* */
+  e->rng ^= e->rng >> 12;
+  e->rng ^= e->rng << 25;
+  e->rng ^= e->rng >> 27;
+  return e->rng * 2685821657736338717ULL;
+}
+
+static double rnd01 (concur_fetch_engine *e) {
+  return (double)(rnd(e) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ---- URLs ------------------------------------------------------------------ */
+
+/*
+** Parses 'url' with libcurl's URL parser: well formed, scheme http or
+** https, a host. On success fills (malloc'd) the normalized URL, the host
+** key "scheme://host:port" and (if want_path) the path and query.
+*/
+static int parse_url (const char *url, char **norm, char **key, char **path,
+                      char *err, size_t errlen) {
+  CURLU *u = curl_url();
+  char *scheme = NULL, *hostn = NULL, *port = NULL, *full = NULL;
+  char *p = NULL, *q = NULL;
+  int rc = CONCUR_FETCH_EARG;
+  CURLUcode uc;
+  if (u == NULL) return CONCUR_FETCH_ENOMEM;
+  if (strlen(url) > 65536) {
+    seterr(err, errlen, "URL too long");
+    goto done;
+  }
+  for (const char *c = url; *c; c++)
+    if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+      seterr(err, errlen, "malformed URL '%s' (control or space characters)",
+             url);
+      goto done;
+    }
+  uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+  if (uc != CURLUE_OK) {
+    seterr(err, errlen, "malformed URL '%s' (%s)", url, curl_url_strerror(uc));
+    goto done;
+  }
+  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)) {
+    seterr(err, errlen, "unsupported URL scheme '%s' in '%s' (only http and "
+           "https)", scheme ? scheme : "", url);
+    goto done;
+  }
+  if (curl_url_get(u, CURLUPART_HOST, &hostn, 0) != CURLUE_OK ||
+      hostn[0] == '\0') {
+    seterr(err, errlen, "malformed URL '%s' (no host)", url);
+    goto done;
+  }
+  if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK
+      || curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK) {
+    seterr(err, errlen, "malformed URL '%s'", url);
+    goto done;
+  }
+  rc = CONCUR_FETCH_ENOMEM;
+  if (key) {
+    size_t n = strlen(scheme) + strlen(hostn) + strlen(port) + 5;
+    *key = malloc(n);
+    if (*key == NULL) goto done;
+    snprintf(*key, n, "%s://%s:%s", scheme, hostn, port);
+    for (char *c = *key; *c; c++) *c = (char)tolower((unsigned char)*c);
+  }
+  if (path) {
+    size_t n;
+    curl_url_get(u, CURLUPART_PATH, &p, 0);
+    curl_url_get(u, CURLUPART_QUERY, &q, 0);
+    n = (p ? strlen(p) : 1) + (q ? strlen(q) + 1 : 0) + 1;
+    *path = malloc(n);
+    if (*path == NULL) {
+      if (key) { free(*key); *key = NULL; }
+      goto done;
+    }
+    snprintf(*path, n, "%s%s%s", p ? p : "/", q ? "?" : "", q ? q : "");
+  }
+  *norm = xstrdup(full);
+  if (*norm == NULL) {
+    if (key) { free(*key); *key = NULL; }
+    if (path) { free(*path); *path = NULL; }
+    goto done;
+  }
+  rc = CONCUR_FETCH_OK;
+done:
+  curl_free(scheme); curl_free(hostn); curl_free(port); curl_free(full);
+  curl_free(p); curl_free(q);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+int concur_fetch_checkurl (const char *url, char *err, size_t errlen) {
+  char *norm = NULL;
+  int rc = parse_url(url, &norm, NULL, NULL, err, errlen);
+  free(norm);
+  return rc;
+}
+
+static int istchar (int c) {   /* RFC 9110 token characters */
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+int concur_fetch_checkheader (const char *name, size_t nlen,
+                              const char *value, size_t vlen,
+                              char *err, size_t errlen) {
+  if (nlen == 0) {
+    seterr(err, errlen, "empty header name");
+    return CONCUR_FETCH_EARG;
+  }
+  for (size_t i = 0; i < nlen; i++)
+    if (!istchar((unsigned char)name[i])) {
+      seterr(err, errlen, "bad header name '%.*s'", (int)nlen, name);
+      return CONCUR_FETCH_EARG;
+    }
+  for (size_t i = 0; i < vlen; i++)
+    if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0') {
+      seterr(err, errlen, "bad value for header '%.*s' (CR, LF or NUL)",
+             (int)nlen, name);
+      return CONCUR_FETCH_EARG;
+    }
+  return CONCUR_FETCH_OK;
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+static void req_free (req *r) {
+  if (r == NULL) return;
+  if (r->f) concur_obj_unref(&r->f->obj);
+  free(r->method); free(r->url); free(r->key); free(r->path); free(r->body);
+  curl_slist_free_all(r->hdrs);
+  sb_free(&r->data);
+  sb_free(&r->heads);
+  free(r);
+}
+
+static void future_interrupt (concur_future *f) {
+  req *r = f->owner;   /* alive: f is running, so r is not freed yet */
+  atomic_store(&r->e->cancels, 1);
+  curl_multi_wakeup(r->e->multi);
+}
+
+static const concur_future_ops req_ops = { NULL, future_interrupt };
+
+/* The length of the name in a "Name: value" line. */
+static size_t hname (const char *line) {
+  const char *c = strchr(line, ':');
+  return c ? (size_t)(c - line) : strlen(line);
+}
+
+static int hsame (const char *a, const char *b) {
+  size_t n = hname(a);
+  return n == hname(b) && strncasecmp(a, b, n) == 0;
+}
+
+/* Builds the header list: the client's, unless the request names the same
+** header, then the request's. */
+static int build_headers (concur_fetch_engine *e, const concur_fetch_spec *s,
+                          struct curl_slist **out) {
+  struct curl_slist *l = NULL, *t;
+  for (size_t i = 0; i < e->cfg.nheaders; i++) {
+    int over = 0;
+    for (size_t j = 0; j < s->nheaders && !over; j++)
+      over = hsame(e->cfg.headers[i], s->headers[j]);
+    if (over) continue;
+    if ((t = curl_slist_append(l, e->cfg.headers[i])) == NULL) goto oom;
+    l = t;
+  }
+  for (size_t j = 0; j < s->nheaders; j++) {
+    if ((t = curl_slist_append(l, s->headers[j])) == NULL) goto oom;
+    l = t;
+  }
+  if (s->body) {   /* no "Expect: 100-continue" round trip */
+    if ((t = curl_slist_append(l, "Expect:")) == NULL) goto oom;
+    l = t;
+  }
+  *out = l;
+  return 0;
+oom:
+  curl_slist_free_all(l);
+  return -1;
+}
+
+int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
+                         concur_future **out, char *err, size_t errlen) {
+  req *r = calloc(1, sizeof *r);
+  const char *method = s->method ? s->method : "GET";
+  int rc, wake;
+  if (r == NULL) return CONCUR_FETCH_ENOMEM;
+  r->e = e;
+  if (method[0] == '\0') {
+    seterr(err, errlen, "empty method");
+    free(r);
+    return CONCUR_FETCH_EARG;
+  }
+  for (const char *c = method; *c; c++)
+    if (!istchar((unsigned char)*c)) {
+      seterr(err, errlen, "bad method '%s'", method);
+      free(r);
+      return CONCUR_FETCH_EARG;
+    }
+  rc = parse_url(s->url, &r->url, &r->key, &r->path, err, errlen);
+  if (rc != CONCUR_FETCH_OK) {
+    free(r);
+    return rc;
+  }
+  r->method = xstrdup(method);
+  if (r->method == NULL || build_headers(e, s, &r->hdrs)) goto oom;
+  if (s->body) {
+    r->body = malloc(s->bodylen ? s->bodylen : 1);
+    if (r->body == NULL) goto oom;
+    memcpy(r->body, s->body, s->bodylen);
+    r->bodylen = s->bodylen;
+    r->hasbody = 1;
+  }
+  r->timeout = s->timeout >= 0 ? s->timeout : e->cfg.timeout;
+  r->connect_timeout = s->connect_timeout >= 0 ? s->connect_timeout
+                                               : e->cfg.connect_timeout;
+  r->retries = s->retries >= 0 ? s->retries : e->cfg.retries;
+  r->max_redirects = s->max_redirects >= 0 ? s->max_redirects
+                                           : e->cfg.max_redirects;
+  r->max_body = s->max_body >= 0 ? s->max_body : e->cfg.max_body;
+  r->f = concur_future_new(&req_ops, r);
+  if (r->f == NULL) goto oom;
+  pthread_mutex_lock(&e->mu);
+  if (e->closing) {
+    pthread_mutex_unlock(&e->mu);
+    req_free(r);
+    seterr(err, errlen, "client is closed");
+    return CONCUR_FETCH_ECLOSED;
+  }
+  wake = (e->inbox == NULL);
+  if (e->inbox_tail) e->inbox_tail->next = r;
+  else e->inbox = r;
+  e->inbox_tail = r;
+  e->st.queued++;
+  /* NOTE: woken under e->mu so that close cannot free the multi handle in
+  ** between; only an empty inbox needs a wake-up (the engine drains all). */
+  if (wake) curl_multi_wakeup(e->multi);
+  pthread_mutex_unlock(&e->mu);
+  *out = (concur_future *)concur_obj_ref(&r->f->obj);   /* the caller's */
+  return CONCUR_FETCH_OK;
+oom:
+  req_free(r);
+  return CONCUR_FETCH_ENOMEM;
+}
+
+/* ---- completing futures (engine thread, e->mu not held) -------------------- */
+
+static void count (concur_fetch_engine *e, long long *field, long long d) {
+  pthread_mutex_lock(&e->mu);
+  *field += d;
+  pthread_mutex_unlock(&e->mu);
+}
+
+/* Fails r's future with an error object; frees r. */
+static void fail (concur_fetch_engine *e, req *r, const char *kind, long code,
+                  long status, const char *fmt, ...) {
+  char msg[CURL_ERROR_SIZE + 512];
+  concur_buf b = CONCUR_BUF_INIT;
+  va_list ap;
+  if (r->f == NULL) { req_free(r); return; }
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  concur_wire_table(&b, 0);
+  concur_wire_cstr(&b, "kind"); concur_wire_cstr(&b, kind);
+  concur_wire_cstr(&b, "message"); concur_wire_cstr(&b, msg);
+  concur_wire_cstr(&b, "url"); concur_wire_cstr(&b, r->url);
+  if (code) { concur_wire_cstr(&b, "code"); concur_wire_int(&b, code); }
+  if (status) { concur_wire_cstr(&b, "status"); concur_wire_int(&b, status); }
+  concur_wire_end(&b);
+  /* counted first, so a caller that sees the future done sees the count */
+  count(e, atomic_load(&r->f->cancel_req) ? &e->st.cancelled
+                                           : &e->st.failures, 1);
+  concur_future_finish(r->f, 1, &b);
+  req_free(r);
+}
+
+/* Ends r's future cancelled (it has a cancel request); frees r. */
+static void finish_cancelled (concur_fetch_engine *e, req *r) {
+  concur_buf b = CONCUR_BUF_INIT;
+  if (r->f) {
+    atomic_store(&r->f->cancel_req, 1);
+    concur_future_finish(r->f, 1, &b);
+    count(e, &e->st.cancelled, 1);
+  }
+  req_free(r);
+}
+
+/* Writes the headers as a table: lower-case names, repeated ones joined
+** with ", ". */
+static int wire_headers (concur_buf *b, const strbuf *h) {
+  const char *end = h->p + h->len;
+  int rc = concur_wire_table(b, 0);
+  for (const char *n = h->p; n && n < end; ) {
+    const char *v = n + strlen(n) + 1, *next = v + strlen(v) + 1;
+    int seen = 0;
+    for (const char *m = h->p; m < n && !seen; ) {   /* named before? */
+      const char *mv = m + strlen(m) + 1;
+      seen = strcmp(m, n) == 0;
+      m = mv + strlen(mv) + 1;
+    }
+    if (!seen) {
+      strbuf joined = {NULL, 0, 0};
+      int more = 0;
+      for (const char *m = next; m < end; ) {
+        const char *mv = m + strlen(m) + 1;
+        if (strcmp(m, n) == 0) {
+          if (!more) rc |= sb_add(&joined, v, strlen(v));
+          rc |= sb_add(&joined, ", ", 2);
+          rc |= sb_add(&joined, mv, strlen(mv));
+          more = 1;
+        }
+        m = mv + strlen(mv) + 1;
+      }
+      rc |= concur_wire_cstr(b, n);
+      if (more) rc |= concur_wire_str(b, joined.p, joined.len);
+      else rc |= concur_wire_cstr(b, v);
+      sb_free(&joined);
+    }
+    n = next;
+  }
+  return rc | concur_wire_end(b);
+}
+
+/* Resolves r's future with the Response; frees r. */
+static void respond (concur_fetch_engine *e, req *r, long status, double now) {
+  concur_buf in = CONCUR_BUF_INIT, out = CONCUR_BUF_INIT;
+  unsigned char tag[2] = { 'v', CONCUR_FETCH_RESPONSE_TAG };
+  int rc;
+  if (r->f == NULL) { req_free(r); return; }
+  rc = concur_buf_reserve(&in, r->data.len + r->heads.len + 256);
+  rc |= concur_wire_table(&in, 0);
+  rc |= concur_wire_cstr(&in, "status"); rc |= concur_wire_int(&in, status);
+  rc |= concur_wire_cstr(&in, "ok");
+  rc |= concur_wire_bool(&in, status >= 200 && status < 300);
+  rc |= concur_wire_cstr(&in, "url"); rc |= concur_wire_cstr(&in, r->url);
+  rc |= concur_wire_cstr(&in, "headers");
+  rc |= wire_headers(&in, &r->heads);
+  rc |= concur_wire_cstr(&in, "body");
+  rc |= concur_wire_str(&in, r->data.p ? r->data.p : "", r->data.len);
+  rc |= concur_wire_cstr(&in, "elapsed");
+  rc |= concur_wire_num(&in, now - r->started);
+  rc |= concur_wire_cstr(&in, "attempts");
+  rc |= concur_wire_int(&in, r->tries + 1);
+  rc |= concur_wire_cstr(&in, "redirects");
+  rc |= concur_wire_int(&in, r->redirects);
+  rc |= concur_wire_end(&in);
+  rc |= concur_buf_reserve(&out, in.len + 16);
+  rc |= concur_buf_write(&out, tag, 2);
+  rc |= concur_wire_varint(&out, in.len);
+  rc |= concur_buf_write(&out, in.data, in.len);
+  concur_buf_free(&in);
+  if (rc) {
+    concur_buf_free(&out);
+    fail(e, r, "limit", 0, status, "out of memory building the response "
+         "for %s", r->url);
+    return;
+  }
+  count(e, atomic_load(&r->f->cancel_req) ? &e->st.cancelled
+                                           : &e->st.completed, 1);
+  concur_future_finish(r->f, 0, &out);
+  req_free(r);
+}
+
+/* ---- hosts (engine thread) ------------------------------------------------- */
+
+static size_t hash_str (const char *s) {
+  size_t h = 5381;
+  while (*s) h = h * 33 + (unsigned char)*s++;
+  return h;
+}
+
+static void run_add (concur_fetch_engine *e, host *h) {
+  if (h->inrun) return;
+  h->inrun = 1;
+  if (e->run == NULL) {
+    h->rnext = h->rprev = h;
+    e->run = h;
+  }
+  else {   /* at the tail of the ring */
+    h->rnext = e->run;
+    h->rprev = e->run->rprev;
+    h->rprev->rnext = h;
+    e->run->rprev = h;
+  }
+}
+
+static void run_remove (concur_fetch_engine *e, host *h) {
+  if (!h->inrun) return;
+  h->inrun = 0;
+  if (h->rnext == h) e->run = NULL;
+  else {
+    h->rprev->rnext = h->rnext;
+    h->rnext->rprev = h->rprev;
+    if (e->run == h) e->run = h->rnext;
+  }
+  h->rnext = h->rprev = NULL;
+}
+
+/* Finds or makes the host for a key; NULL when out of memory. */
+static host *get_host (concur_fetch_engine *e, const char *key) {
+  size_t i;
+  host *h;
+  if (e->nhosts >= e->nbuckets) {   /* grow: keep chains short */
+    size_t nb = e->nbuckets ? e->nbuckets * 2 : 64;
+    host **b = calloc(nb, sizeof *b);
+    if (b == NULL) return NULL;
+    for (size_t j = 0; j < e->nbuckets; j++)
+      for (host *x = e->buckets[j], *nx; x; x = nx) {
+        nx = x->hnext;
+        x->hnext = b[hash_str(x->key) % nb];
+        b[hash_str(x->key) % nb] = x;
+      }
+    free(e->buckets);
+    e->buckets = b;
+    e->nbuckets = nb;
+  }
+  i = hash_str(key) % e->nbuckets;
+  for (h = e->buckets[i]; h; h = h->hnext)
+    if (strcmp(h->key, key) == 0) return h;
+  h = calloc(1, sizeof *h);
+  if (h == NULL || (h->key = xstrdup(key)) == NULL) {
+    free(h);
+    return NULL;
+  }
+  if (e->cfg.rate > 0) {
+    concur_ratelimit_init(&h->rl, e->cfg.rate, e->cfg.per, e->cfg.burst, 0);
+    h->hasrl = 1;
+  }
+  h->hnext = e->buckets[i];
+  e->buckets[i] = h;
+  e->nhosts++;
+  return h;
+}
+
+static void q_push (host *h, req *r, int front) {
+  r->prev = NULL;
+  r->next = NULL;
+  if (h->qhead == NULL) h->qhead = h->qtail = r;
+  else if (front) {
+    r->next = h->qhead;
+    h->qhead = r;
+  }
+  else {
+    h->qtail->next = r;
+    h->qtail = r;
+  }
+}
+
+static req *q_pop (host *h) {
+  req *r = h->qhead;
+  if (r) {
+    h->qhead = r->next;
+    if (h->qhead == NULL) h->qtail = NULL;
+    r->next = NULL;
+  }
+  return r;
+}
+
+/* Makes the engine's own request for a host's robots.txt. */
+static req *robots_req (concur_fetch_engine *e, host *h) {
+  req *r = calloc(1, sizeof *r);
+  size_t n = strlen(h->key) + 16;
+  char *u;
+  if (r == NULL || (u = malloc(n)) == NULL) {
+    free(r);
+    return NULL;
+  }
+  snprintf(u, n, "%s/robots.txt", h->key);
+  r->e = e;
+  r->robots_for = h;
+  r->method = xstrdup("GET");
+  if (parse_url(u, &r->url, &r->key, &r->path, NULL, 0) != CONCUR_FETCH_OK ||
+      r->method == NULL) {
+    free(u);
+    req_free(r);
+    return NULL;
+  }
+  free(u);
+  r->timeout = e->cfg.timeout;
+  r->connect_timeout = e->cfg.connect_timeout;
+  r->retries = e->cfg.retries;
+  r->max_redirects = ROBOTS_REDIRECTS;
+  r->max_body = ROBOTS_MAXBODY;
+  return r;
+}
+
+/* Puts r in its host's queue (front: it was already on its way). */
+static void route (concur_fetch_engine *e, req *r, int front) {
+  host *h = get_host(e, r->key);
+  if (h == NULL) {
+    fail(e, r, "limit", 0, 0, "out of memory queueing %s", r->url);
+    return;
+  }
+  r->h = h;
+  q_push(h, r, front);
+  if (e->cfg.robots && h->robots_state == 0 && r->robots_for == NULL) {
+    req *rr = robots_req(e, h);
+    h->robots_state = 1;
+    if (rr) {
+      rr->h = h;
+      q_push(h, rr, 1);
+      count(e, &e->st.queued, 1);
+    }
+    else {   /* cannot ask: assume everything is allowed */
+      h->robots_state = 2;
+    }
+  }
+  run_add(e, h);
+}
+
+/* Sets what a host's robots.txt says, and its Crawl-delay. */
+static void robots_known (concur_fetch_engine *e, host *h, concur_robots *rb) {
+  double d = concur_fetch_robots_delay(rb);
+  h->robots = rb;
+  h->robots_state = 2;
+  if (d > 0) {
+    if (!h->hasrl) {
+      concur_ratelimit_init(&h->rl, 1, d, 1, 0);
+      h->hasrl = 1;
+    }
+    else if (h->rl.interval < d)   /* only ever slower */
+      concur_ratelimit_setrate(&h->rl, 1, d);
+  }
+  run_add(e, h);
+}
+
+/* ---- timers (engine thread): a binary min-heap on 'due' -------------------- */
+
+static int heap_push (concur_fetch_engine *e, req *r) {
+  size_t i;
+  if (e->nheap == e->heapcap) {
+    size_t ncap = e->heapcap ? e->heapcap * 2 : 16;
+    req **nh = realloc(e->heap, ncap * sizeof *nh);
+    if (nh == NULL) return -1;
+    e->heap = nh;
+    e->heapcap = ncap;
+  }
+  i = e->nheap++;
+  while (i > 0 && e->heap[(i - 1) / 2]->due > r->due) {
+    e->heap[i] = e->heap[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  e->heap[i] = r;
+  return 0;
+}
+
+static req *heap_pop (concur_fetch_engine *e) {
+  req *top = e->heap[0], *last = e->heap[--e->nheap];
+  size_t i = 0, n = e->nheap;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && e->heap[c + 1]->due < e->heap[c]->due) c++;
+    if (e->heap[c]->due >= last->due) break;
+    e->heap[i] = e->heap[c];
+    i = c;
+  }
+  if (n) e->heap[i] = last;
+  return top;
+}
+
+/* ---- transfers (engine thread) --------------------------------------------- */
+
+static size_t on_body (char *p, size_t size, size_t n, void *ud) {
+  req *r = ud;
+  size_t len = size * n;
+  if ((long long)(r->data.len + len) > r->max_body) {
+    r->too_big = 1;
+    return 0;   /* aborts the transfer */
+  }
+  return sb_add(&r->data, p, len) ? 0 : len;
+}
+
+static size_t on_header (char *p, size_t size, size_t n, void *ud) {
+  req *r = ud;
+  size_t len = size * n, nl, vs, ve;
+  const char *colon;
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {   /* a new response */
+    r->heads.len = 0;
+    return len;
+  }
+  colon = memchr(p, ':', len);
+  if (colon == NULL || colon == p) return len;
+  nl = (size_t)(colon - p);
+  vs = nl + 1;
+  ve = len;
+  while (vs < ve && (p[vs] == ' ' || p[vs] == '\t')) vs++;
+  while (ve > vs && (p[ve - 1] == '\r' || p[ve - 1] == '\n' ||
+                     p[ve - 1] == ' ' || p[ve - 1] == '\t')) ve--;
+  for (size_t i = 0; i < nl; i++) {
+    char c = (char)tolower((unsigned char)p[i]);
+    if (sb_add(&r->heads, &c, 1)) return 0;
+  }
+  if (sb_add(&r->heads, "", 1) || sb_add(&r->heads, p + vs, ve - vs) ||
+      sb_add(&r->heads, "", 1))
+    return 0;
+  return len;
+}
+
+/* An easy handle with the options that never change set. */
+static CURL *easy_get (concur_fetch_engine *e) {
+  CURL *c;
+  if (e->npool) return e->pool[--e->npool];
+  c = curl_easy_init();
+  if (c == NULL) return NULL;
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, e->cfg.user_agent);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, e->cfg.verify ? 1L : 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, e->cfg.verify ? 2L : 0L);
+  if (e->cfg.low_speed_time > 0) {
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, e->cfg.low_speed_limit);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+                     (long)ceil(e->cfg.low_speed_time));
+  }
+  return c;
+}
+
+static void easy_put (concur_fetch_engine *e, CURL *c) {
+  if (e->npool == e->poolcap) {
+    size_t ncap = e->poolcap ? e->poolcap * 2 : 16;
+    CURL **np = realloc(e->pool, ncap * sizeof *np);
+    if (np == NULL) { curl_easy_cleanup(c); return; }
+    e->pool = np;
+    e->poolcap = ncap;
+  }
+  e->pool[e->npool++] = c;
+}
+
+static void active_add (concur_fetch_engine *e, req *r) {
+  r->prev = NULL;
+  r->next = e->active;
+  if (e->active) e->active->prev = r;
+  e->active = r;
+}
+
+static void active_remove (concur_fetch_engine *e, req *r) {
+  if (r->prev) r->prev->next = r->next;
+  else e->active = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->next = r->prev = NULL;
+}
+
+/* Undoes the accounting of a request that leaves its host's slots. */
+static void unaccount (concur_fetch_engine *e, host *h) {
+  h->active--;
+  e->nactive--;
+  if (h->qhead) run_add(e, h);
+}
+
+/* Starts r's transfer (r counted in its host's and the engine's slots). */
+static void launch (concur_fetch_engine *e, req *r, double now) {
+  host *h = r->h;
+  CURL *c;
+  if (r->f) {
+    if (!r->running) {
+      if (!concur_future_start(r->f, e)) {   /* cancelled while queued */
+        unaccount(e, h);
+        count(e, &e->st.queued, -1);
+        count(e, &e->st.cancelled, 1);
+        req_free(r);
+        return;
+      }
+      r->running = 1;
+    }
+    else if (atomic_load(&r->f->cancel_req)) {
+      unaccount(e, h);
+      count(e, &e->st.queued, -1);
+      finish_cancelled(e, r);
+      return;
+    }
+  }
+  c = easy_get(e);
+  if (c == NULL) {
+    unaccount(e, h);
+    count(e, &e->st.queued, -1);
+    fail(e, r, "network", CURLE_OUT_OF_MEMORY, 0, "out of memory for %s",
+         r->url);
+    return;
+  }
+  r->easy = c;
+  r->data.len = 0;
+  r->heads.len = 0;
+  r->too_big = 0;
+  r->errbuf[0] = '\0';
+  if (r->started == 0) r->started = now;
+  curl_easy_setopt(c, CURLOPT_URL, r->url);
+  curl_easy_setopt(c, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->hdrs);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(r->timeout * 1000));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                   (long)(r->connect_timeout * 1000));
+  curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+  /* the method: reset to GET, then set what this request needs */
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);   /* NOTE: sets POST */
+  curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
+  if (strcmp(r->method, "HEAD") == 0)
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  else if (r->hasbody) {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->bodylen);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body);
+    if (strcmp(r->method, "POST") != 0)
+      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+  }
+  else if (strcmp(r->method, "GET") != 0)
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+  if (curl_multi_add_handle(e->multi, c) != CURLM_OK) {
+    easy_put(e, c);
+    r->easy = NULL;
+    unaccount(e, h);
+    count(e, &e->st.queued, -1);
+    fail(e, r, "network", CURLE_FAILED_INIT, 0, "cannot start %s", r->url);
+    return;
+  }
+  active_add(e, r);
+  pthread_mutex_lock(&e->mu);
+  e->st.requests++;
+  e->st.queued--;
+  e->st.active++;
+  pthread_mutex_unlock(&e->mu);
+}
+
+/* The start time for the next request of h: its limiter's next slot, and
+** not before a Retry-After pause. Reserves the slot. */
+static double reserve (host *h, double now) {
+  double slot = h->hasrl ? concur_ratelimit_reserve(&h->rl, now, -1) : now;
+  return slot < h->paused_until ? h->paused_until : slot;
+}
+
+/* Is r still wanted? (a pending future may have been cancelled) */
+static int wanted (req *r) {
+  int st;
+  if (r->f == NULL) return 1;
+  st = concur_future_state(r->f);
+  return st == CONCUR_F_PENDING ||
+         (st == CONCUR_F_RUNNING && !atomic_load(&r->f->cancel_req));
+}
+
+/* Starts what host h may start now; returns when it next needs the engine
+** (an armed slot), or 0. */
+static double pump (concur_fetch_engine *e, host *h, double now) {
+  if (h->armed) {
+    req *r = h->armed;
+    if (h->armed_at > now) return h->armed_at;
+    h->armed = NULL;
+    if (h->paused_until > now) {   /* paused since it was armed */
+      double slot = reserve(h, now);
+      if (slot > now) {
+        h->armed = r;
+        h->armed_at = slot;
+        return slot;
+      }
+    }
+    launch(e, r, now);
+  }
+  while (h->qhead && e->nactive < e->cfg.concurrency &&
+         h->active < e->cfg.per_host) {
+    req *r = h->qhead;
+    double slot;
+    if (!wanted(r)) {
+      q_pop(h);
+      count(e, &e->st.queued, -1);
+      if (r->running) finish_cancelled(e, r);
+      else {
+        count(e, &e->st.cancelled, 1);
+        req_free(r);
+      }
+      continue;
+    }
+    if (e->cfg.robots && r->robots_for == NULL) {
+      if (h->robots_state == 1) break;   /* wait for robots.txt */
+      if (!concur_fetch_robots_allowed(h->robots, r->path)) {
+        q_pop(h);
+        count(e, &e->st.queued, -1);
+        fail(e, r, "robots", 0, 0, "robots.txt of %s disallows %s", h->key,
+             r->url);
+        continue;
+      }
+    }
+    q_pop(h);
+    h->active++;
+    e->nactive++;
+    slot = reserve(h, now);
+    if (slot > now) {
+      h->armed = r;
+      h->armed_at = slot;
+      return slot;
+    }
+    launch(e, r, now);
+  }
+  return 0;
+}
+
+/* Gives every runnable host its chance, round robin; returns the earliest
+** armed slot (0: none). */
+static double dispatch (concur_fetch_engine *e, double now) {
+  double next = 0;
+  host *h = e->run;
+  size_t n = 0, total;
+  if (h == NULL) return 0;
+  for (host *x = h->rnext; x != h; x = x->rnext) n++;
+  total = n + 1;
+  for (size_t i = 0; i < total && e->run; i++) {
+    host *nx = h->rnext;
+    double t = pump(e, h, now);
+    if (t > 0 && (next == 0 || t < next)) next = t;
+    if (h->qhead == NULL && h->armed == NULL) run_remove(e, h);
+    h = nx;
+    if (e->nactive >= e->cfg.concurrency) {
+      e->run = h->inrun ? h : e->run;   /* next round starts here */
+      break;
+    }
+  }
+  return next;
+}
+
+static int retryable (CURLcode rc) {
+  switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT: case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2: case CURLE_HTTP2_STREAM: case CURLE_SSL_CONNECT_ERROR:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+static int retry_status (concur_fetch_engine *e, long status) {
+  for (int i = 0; i < e->cfg.nretry_on; i++)
+    if (e->cfg.retry_on[i] == status) return 1;
+  return 0;
+}
+
+/* Puts r on the timer heap for another attempt after 'delay' seconds. */
+static void retry_later (concur_fetch_engine *e, req *r, double now,
+                         double delay) {
+  r->tries++;
+  r->due = now + delay;
+  if (heap_push(e, r)) {
+    fail(e, r, "limit", 0, 0, "out of memory scheduling a retry of %s",
+         r->url);
+    return;
+  }
+  pthread_mutex_lock(&e->mu);
+  e->st.retries++;
+  e->st.queued++;
+  pthread_mutex_unlock(&e->mu);
+}
+
+/* Backoff before retry number r->tries + 1: full jitter, capped. */
+static double backoff (concur_fetch_engine *e, req *r) {
+  double cap = e->cfg.backoff * pow(2, (double)r->tries);
+  if (cap > e->cfg.max_backoff) cap = e->cfg.max_backoff;
+  return cap * rnd01(e);
+}
+
+/* A robots.txt transfer ended: decide its host. */
+static void robots_done (concur_fetch_engine *e, req *r, CURLcode rc,
+                         long status) {
+  host *h = r->robots_for;
+  concur_robots *rb;
+  if (rc == CURLE_OK && status >= 200 && status < 300)
+    rb = concur_fetch_robots_parse(r->data.p ? r->data.p : "", r->data.len,
+                                   e->cfg.user_agent);
+  else if (rc == CURLE_OK && status >= 500)
+    rb = concur_fetch_robots_all(0);   /* RFC 9309: unreachable = disallow */
+  else
+    rb = concur_fetch_robots_all(1);   /* 4xx, or the host does not answer */
+  robots_known(e, h, rb);
+  req_free(r);
+}
+
+/* A redirect: r goes on to 'loc' through the queues, or fails. */
+static void redirect (concur_fetch_engine *e, req *r, long status,
+                      const char *loc) {
+  char *url = NULL, *key = NULL, *path = NULL, err[256];
+  int rc;
+  if (r->redirects >= r->max_redirects) {
+    fail(e, r, "network", CURLE_TOO_MANY_REDIRECTS, status,
+         "too many redirects (more than %ld) fetching %s", r->max_redirects,
+         r->url);
+    return;
+  }
+  rc = parse_url(loc, &url, &key, &path, err, sizeof err);
+  if (rc != CONCUR_FETCH_OK) {
+    fail(e, r, "network", CURLE_UNSUPPORTED_PROTOCOL, status,
+         "refused redirect from %s: %s", r->url, err);
+    return;
+  }
+  free(r->url); free(r->key); free(r->path);
+  r->url = url;
+  r->key = key;
+  r->path = path;
+  r->redirects++;
+  if ((status == 303 && strcmp(r->method, "HEAD") != 0) ||
+      ((status == 301 || status == 302) && strcmp(r->method, "POST") == 0)) {
+    free(r->method);
+    r->method = xstrdup("GET");
+    free(r->body);
+    r->body = NULL;
+    r->hasbody = 0;
+    if (r->method == NULL) {
+      fail(e, r, "limit", 0, status, "out of memory following a redirect");
+      return;
+    }
+  }
+  count(e, &e->st.queued, 1);
+  route(e, r, 1);
+}
+
+/* A transfer ended with 'rc'. */
+static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
+                           double now) {
+  host *h = r->h;
+  CURL *c = r->easy;
+  long status = 0;
+  curl_off_t ra = -1;
+  char *loc = NULL;
+  curl_multi_remove_handle(e->multi, c);
+  active_remove(e, r);
+  unaccount(e, h);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &ra);
+  if (rc == CURLE_OK && status >= 300 && status < 400) {
+    curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
+    if (loc && (loc = xstrdup(loc)) == NULL) rc = CURLE_OUT_OF_MEMORY;
+  }
+  r->easy = NULL;
+  easy_put(e, c);
+  pthread_mutex_lock(&e->mu);
+  e->st.active--;
+  e->st.bytes += (long long)r->data.len;
+  if (status >= 100 && status < 600) e->st.by_status[status]++;
+  pthread_mutex_unlock(&e->mu);
+  if ((status == 429 || status == 503) && ra > 0) {   /* the whole host */
+    double d = (double)ra > e->cfg.max_backoff ? e->cfg.max_backoff
+                                               : (double)ra;
+    if (h->paused_until < now + d) h->paused_until = now + d;
+    if (h->hasrl) concur_ratelimit_pause(&h->rl, now + d);
+  }
+  if (r->f && atomic_load(&r->f->cancel_req)) {
+    free(loc);
+    finish_cancelled(e, r);
+    return;
+  }
+  if (rc == CURLE_OK) {
+    if (loc && (status == 301 || status == 302 || status == 303 ||
+                status == 307 || status == 308)) {
+      redirect(e, r, status, loc);
+      free(loc);
+      return;
+    }
+    free(loc);
+    if (r->robots_for) {
+      robots_done(e, r, rc, status);
+      return;
+    }
+    if (retry_status(e, status) && r->tries < r->retries) {
+      double d = backoff(e, r);
+      if ((status == 429 || status == 503) && ra >= 0)
+        d = (double)ra > e->cfg.max_backoff ? e->cfg.max_backoff : (double)ra;
+      retry_later(e, r, now, d);
+      return;
+    }
+    respond(e, r, status, now);
+    return;
+  }
+  free(loc);
+  if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+    if (r->robots_for) {   /* too big to read: use what we have */
+      robots_done(e, r, CURLE_OK, 200);
+      return;
+    }
+    fail(e, r, "limit", rc, status, "response body of %s exceeds max_body "
+         "(%lld bytes)", r->url, r->max_body);
+    return;
+  }
+  if (retryable(rc) && r->tries < r->retries) {
+    retry_later(e, r, now, backoff(e, r));
+    return;
+  }
+  if (r->robots_for) {
+    robots_done(e, r, rc, status);
+    return;
+  }
+  fail(e, r, "network", rc, status, "%s: %s", r->url,
+       r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+}
+
+/* Ends every cancelled running request that is not in a queue (those are
+** found by pump). */
+static void reap_cancelled (concur_fetch_engine *e) {
+  for (req *r = e->active, *nx; r; r = nx) {
+    nx = r->next;
+    if (r->f && atomic_load(&r->f->cancel_req)) {
+      curl_multi_remove_handle(e->multi, r->easy);
+      active_remove(e, r);
+      easy_put(e, r->easy);
+      r->easy = NULL;
+      unaccount(e, r->h);
+      count(e, &e->st.active, -1);
+      finish_cancelled(e, r);
+    }
+  }
+  for (size_t i = 0; i < e->nheap; ) {
+    req *r = e->heap[i];
+    if (r->f && atomic_load(&r->f->cancel_req)) {
+      e->heap[i] = e->heap[--e->nheap];   /* re-heapified below */
+      count(e, &e->st.queued, -1);
+      finish_cancelled(e, r);
+    }
+    else i++;
+  }
+  for (size_t i = e->nheap / 2; i-- > 0; ) {   /* sift down, bottom up */
+    size_t j = i;
+    req *x = e->heap[j];
+    for (;;) {
+      size_t c = 2 * j + 1;
+      if (c >= e->nheap) break;
+      if (c + 1 < e->nheap && e->heap[c + 1]->due < e->heap[c]->due) c++;
+      if (e->heap[c]->due >= x->due) break;
+      e->heap[j] = e->heap[c];
+      j = c;
+    }
+    e->heap[j] = x;
+  }
+  if (e->run) {   /* armed requests */
+    host *h = e->run;
+    do {
+      req *r = h->armed;
+      if (r && r->f && atomic_load(&r->f->cancel_req)) {
+        h->armed = NULL;
+        unaccount(e, h);
+        count(e, &e->st.queued, -1);
+        finish_cancelled(e, r);
+      }
+      h = h->rnext;
+    } while (h != e->run);
+  }
+}
+
+/* Fails everything the engine holds with kind "closed"; frees the hosts. */
+static void fail_all (concur_fetch_engine *e, req *list) {
+  for (req *r = list, *nx; r; r = nx) {
+    nx = r->next;
+    fail(e, r, "closed", 0, 0, "client closed before %s was fetched", r->url);
+  }
+  for (req *r = e->active, *nx; r; r = nx) {
+    nx = r->next;
+    curl_multi_remove_handle(e->multi, r->easy);
+    curl_easy_cleanup(r->easy);
+    fail(e, r, "closed", 0, 0, "client closed while fetching %s", r->url);
+  }
+  e->active = NULL;
+  while (e->nheap) {
+    req *r = heap_pop(e);
+    fail(e, r, "closed", 0, 0, "client closed before retrying %s", r->url);
+  }
+  for (size_t i = 0; i < e->nbuckets; i++) {
+    for (host *h = e->buckets[i], *nx; h; h = nx) {
+      req *r;
+      nx = h->hnext;
+      if (h->armed)
+        fail(e, h->armed, "closed", 0, 0, "client closed before %s was "
+             "fetched", h->armed->url);
+      while ((r = q_pop(h)) != NULL)
+        fail(e, r, "closed", 0, 0, "client closed before %s was fetched",
+             r->url);
+      if (h->hasrl) concur_ratelimit_destroy(&h->rl);
+      concur_fetch_robots_free(h->robots);
+      free(h->key);
+      free(h);
+    }
+  }
+  free(e->buckets);
+  e->buckets = NULL;
+  e->nbuckets = e->nhosts = 0;
+  e->run = NULL;
+  while (e->npool) curl_easy_cleanup(e->pool[--e->npool]);
+  pthread_mutex_lock(&e->mu);
+  e->st.queued = e->st.active = 0;
+  pthread_mutex_unlock(&e->mu);
+}
+
+static void *engine_main (void *ud) {
+  concur_fetch_engine *e = ud;
+  for (;;) {
+    req *list;
+    int closing, again = 0, running, left;
+    double now, next, wait;
+    CURLMsg *m;
+    pthread_mutex_lock(&e->mu);
+    list = e->inbox;
+    e->inbox = e->inbox_tail = NULL;
+    closing = e->closing;
+    pthread_mutex_unlock(&e->mu);
+    if (closing) {
+      fail_all(e, list);
+      break;
+    }
+    while (list) {
+      req *r = list;
+      list = r->next;
+      route(e, r, 0);
+    }
+    if (atomic_exchange(&e->cancels, 0)) reap_cancelled(e);
+    now = concur_now();
+    while (e->nheap && e->heap[0]->due <= now) {   /* retries due */
+      req *r = heap_pop(e);
+      route(e, r, 1);
+    }
+    next = dispatch(e, now);
+    curl_multi_perform(e->multi, &running);
+    now = concur_now();
+    while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
+      if (m->msg == CURLMSG_DONE) {
+        req *r = NULL;
+        CURLcode rc = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        transfer_done(e, r, rc, now);
+        again = 1;
+      }
+    }
+    if (again) continue;   /* room was made: dispatch before sleeping */
+    wait = MAXWAIT_MS;
+    if (next > 0) wait = ceil((next - now) * 1000);
+    if (e->nheap) {
+      double t = ceil((e->heap[0]->due - now) * 1000);
+      if (t < wait) wait = t;
+    }
+    if (wait < 0) wait = 0;
+    if (wait > MAXWAIT_MS) wait = MAXWAIT_MS;
+    curl_multi_poll(e->multi, NULL, 0, (int)wait, NULL);
+  }
+  return NULL;
+}
+
+/* ---- the engine ------------------------------------------------------------ */
+
+concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
+                                       char *err, size_t errlen) {
+  concur_fetch_engine *e;
+  concur_fetch_global_init();
+  if (cfg->concurrency < 1 || cfg->per_host < 1 || cfg->retries < 0 ||
+      cfg->max_redirects < 0 || cfg->max_body < 0 || !(cfg->backoff >= 0) ||
+      !(cfg->max_backoff >= 0) || !(cfg->timeout >= 0) ||
+      !(cfg->connect_timeout >= 0) || cfg->nretry_on < 0 ||
+      cfg->nretry_on > CONCUR_FETCH_MAXRETRYON ||
+      (cfg->rate > 0 && (!(cfg->per > 0) || !(cfg->burst >= 1)))) {
+    seterr(err, errlen, "bad client configuration");
+    return NULL;
+  }
+  e = calloc(1, sizeof *e);
+  if (e == NULL) goto oom;
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_mutex_init(&e->closemu, NULL);
+  e->joined = 1;   /* nothing to join until the thread runs */
+  e->cfg = *cfg;
+  e->ua = xstrdup(cfg->user_agent ? cfg->user_agent : "concur");
+  e->hdrs = calloc(cfg->nheaders + 1, sizeof *e->hdrs);
+  if (e->ua == NULL || e->hdrs == NULL) goto oom;
+  for (size_t i = 0; i < cfg->nheaders; i++)
+    if ((e->hdrs[i] = xstrdup(cfg->headers[i])) == NULL) goto oom;
+  e->cfg.user_agent = e->ua;
+  e->cfg.headers = (const char *const *)e->hdrs;
+  e->rng = (uint64_t)(uintptr_t)e ^ (uint64_t)(concur_now() * 1e9) ^
+           0x9e3779b97f4a7c15ULL;
+  if (e->rng == 0) e->rng = 1;
+  atomic_init(&e->cancels, 0);
+  e->multi = curl_multi_init();
+  if (e->multi == NULL) goto oom;
+  /* keep one idle connection per possible transfer, and some spare */
+  curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS,
+                    (long)(cfg->concurrency * 2 + 8));
+  if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+    seterr(err, errlen, "cannot start the fetch engine thread");
+    curl_multi_cleanup(e->multi);
+    e->multi = NULL;
+    concur_fetch_free(e);
+    return NULL;
+  }
+  e->joined = 0;
+  return e;
+oom:
+  seterr(err, errlen, "out of memory");
+  if (e) {
+    if (e->multi) curl_multi_cleanup(e->multi);
+    e->multi = NULL;
+    concur_fetch_free(e);
+  }
+  return NULL;
+}
+
+void concur_fetch_getstats (concur_fetch_engine *e, concur_fetch_stats *st) {
+  pthread_mutex_lock(&e->mu);
+  *st = e->st;
+  pthread_mutex_unlock(&e->mu);
+}
+
+int concur_fetch_closed (concur_fetch_engine *e) {
+  int c;
+  pthread_mutex_lock(&e->mu);
+  c = e->closing;
+  pthread_mutex_unlock(&e->mu);
+  return c;
+}
+
+void concur_fetch_close (concur_fetch_engine *e) {
+  pthread_mutex_lock(&e->closemu);
+  if (!e->joined) {
+    pthread_mutex_lock(&e->mu);
+    e->closing = 1;
+    curl_multi_wakeup(e->multi);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    e->joined = 1;
+    /* NOTE: under e->mu, so a submit that saw 'closing' clear has finished
+    ** its wake-up; every future is done, so no interrupt can come. */
+    pthread_mutex_lock(&e->mu);
+    curl_multi_cleanup(e->multi);
+    e->multi = NULL;
+    pthread_mutex_unlock(&e->mu);
+  }
+  pthread_mutex_unlock(&e->closemu);
+}
+
+void concur_fetch_free (concur_fetch_engine *e) {
+  if (e == NULL) return;
+  concur_fetch_close(e);
+  pthread_mutex_destroy(&e->mu);
+  pthread_mutex_destroy(&e->closemu);
+  if (e->hdrs)
+    for (size_t i = 0; e->hdrs[i]; i++) free(e->hdrs[i]);
+  free(e->hdrs);
+  free(e->ua);
+  free(e->heap);
+  free(e->pool);
+  free(e);
+}

@@ -1,0 +1,111 @@
+/*
+** fetch_engine.h: concur's HTTP engine, libcurl's multi interface on one
+** thread, with no Lua in it.
+**
+** An engine owns one thread, one multi handle and every easy handle. Other
+** threads hand it requests through an inbox (a mutex and a list) and wake it
+** with curl_multi_wakeup; each request is a future (future.h) that the engine
+** completes with an encoded Response (a 'v' value of tag
+** CONCUR_FETCH_RESPONSE_TAG wrapping a table) or an encoded error object.
+**
+** Politeness lives here, not in libcurl: requests wait in per-host queues
+** (host = scheme://host:port) until the host has fewer than 'per_host' and
+** the engine fewer than 'concurrency' transfers, and then reserve a start
+** slot on the host's GCRA limiter (ratelimit.h), in order. Retry-After on
+** 429/503 pauses the host's whole schedule; retries wait on a timer heap;
+** redirects are followed by the engine itself (one hop = one request through
+** the queue, the limiter and robots.txt), only to http and https.
+*/
+#ifndef CONCUR_CORE_FETCH_ENGINE_H
+#define CONCUR_CORE_FETCH_ENGINE_H
+
+#include <stddef.h>
+#include "future.h"
+
+#define CONCUR_FETCH_RESPONSE_TAG 'R'   /* wire 'v' tag of a Response */
+#define CONCUR_FETCH_MAXRETRYON 64
+
+/* Client configuration; strings are copied by concur_fetch_new. */
+typedef struct concur_fetch_config {
+  long concurrency, per_host;
+  double rate, per, burst;        /* rate <= 0: no rate limit */
+  long retries;
+  double backoff, max_backoff;    /* seconds */
+  int retry_on[CONCUR_FETCH_MAXRETRYON];
+  int nretry_on;
+  double timeout, connect_timeout;   /* seconds; 0: none */
+  long low_speed_limit;           /* bytes/s ... */
+  double low_speed_time;          /* ... over this many seconds; 0: off */
+  long long max_body;             /* bytes of (decoded) body */
+  long max_redirects;
+  int verify, robots;
+  const char *user_agent;
+  const char *const *headers;     /* "Name: value" lines */
+  size_t nheaders;
+} concur_fetch_config;
+
+/* One request as the caller describes it; all pointers are borrowed for the
+** duration of concur_fetch_submit, which copies what it keeps. */
+typedef struct concur_fetch_spec {
+  const char *method;             /* NULL: GET */
+  const char *url;
+  const char *const *headers;     /* "Name: value" lines, override client's */
+  size_t nheaders;
+  const char *body;               /* NULL: no body */
+  size_t bodylen;
+  /* overrides; < 0: the client's value */
+  double timeout, connect_timeout;
+  long retries, max_redirects;
+  long long max_body;
+} concur_fetch_spec;
+
+typedef struct concur_fetch_stats {
+  long long requests;   /* HTTP requests sent: attempts and redirect hops */
+  long long retries, failures, completed, cancelled, bytes;
+  long long queued, active;        /* now */
+  long long by_status[600];        /* responses by status code */
+} concur_fetch_stats;
+
+typedef struct concur_fetch_engine concur_fetch_engine;
+
+/* Results of the calls below. */
+#define CONCUR_FETCH_OK 0
+#define CONCUR_FETCH_EARG 1       /* bad input: message in err */
+#define CONCUR_FETCH_ECLOSED 2    /* the engine was closed */
+#define CONCUR_FETCH_ENOMEM 3
+
+/* libcurl's global init, once per process (pthread_once). */
+void concur_fetch_global_init (void);
+
+/* Starts an engine (its thread). Returns NULL with a message in err on bad
+** configuration, out of memory, or a thread that would not start. */
+concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
+                                       char *err, size_t errlen);
+
+/* Queues a request; on success *out is a new future (one reference, the
+** caller's). Any thread; takes the engine's mutex briefly. Nothing is sent
+** when the result is not CONCUR_FETCH_OK. */
+int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
+                         concur_future **out, char *err, size_t errlen);
+
+/* Checks a URL as submit would (http/https, well formed); 0 or EARG. */
+int concur_fetch_checkurl (const char *url, char *err, size_t errlen);
+
+/* Checks a header name and value (no CR/LF, token name); 0 or EARG. */
+int concur_fetch_checkheader (const char *name, size_t nlen,
+                              const char *value, size_t vlen,
+                              char *err, size_t errlen);
+
+/* Copies the counters. Any thread. */
+void concur_fetch_getstats (concur_fetch_engine *e, concur_fetch_stats *st);
+
+/* Stops the engine: every queued and running request fails with kind
+** "closed" (or ends cancelled), and the thread is joined. Idempotent, any
+** thread but the engine's own; never waits on the network. */
+void concur_fetch_close (concur_fetch_engine *e);
+int concur_fetch_closed (concur_fetch_engine *e);
+
+/* Closes and frees. */
+void concur_fetch_free (concur_fetch_engine *e);
+
+#endif

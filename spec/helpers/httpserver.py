@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""A small HTTP/1.1 test server for concur.fetch, on 127.0.0.1 only.
+
+Started by spec/helpers/httpserver.lua. Binds port 0 (the kernel picks a free
+port), prints "PORT <n> PID <pid>" on stdout, and serves until killed, until
+GET /_shutdown, or until its parent process goes away. Every request is
+logged with the server's monotonic clock, so specs measure rates from what
+the server saw, never by sleeping.
+
+Endpoints (query parameters in brackets):
+  /bytes/N            N bytes of 'x' [chunked=1: no Content-Length]
+  /delay/S            answers after S seconds
+  /status/C           status C [retry_after=V: Retry-After header V]
+  /flaky/KEY          [fail=N status=C retry_after=V drop=1] the first N
+                      requests for KEY fail (status C or a dropped
+                      connection), later ones get 200 "ok"
+  /drop               closes the connection without an answer
+  /redirect/N         302 to /redirect/N-1 ... /redirect/0 answers 200
+  /loop               302 to itself
+  /goto               [url=U code=C] redirect to U
+  /slow               an endless body, one byte every 50 ms
+  /gzip /deflate      a compressed body of 'hello ' * 100
+  /br                 a brotli body ("hello brotli")
+  /echo               the method, headers and body as text
+  /headers            [any name=value] echoes them as response headers;
+                      always sets X-Dup twice
+  /robots.txt         what POST /_robots last set (404 when none)
+  /_robots            POST: sets robots.txt (empty body: 404 again)
+  /_log               the log: one "t path" line per request (t: seconds)
+  /_reset             clears the log and the flaky counters
+  /_shutdown          stops the server
+"""
+import gzip
+import os
+import socket
+import sys
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+LOCK = threading.Lock()
+LOG = []
+FLAKY = {}
+STATE = {"robots": None}
+
+# "hello brotli" as a brotli stream: one uncompressed meta-block then an
+# empty last meta-block (hand-made: no brotli encoder here).
+def brotli_stored(data):
+    # WBITS=16 ("0"), then a meta-block header: ISLAST=0, MNIBBLES=4 ("00"),
+    # MLEN-1 in 16 bits, ISUNCOMPRESSED=1; pad to a byte; the bytes; then
+    # ISLAST=1, ISLASTEMPTY=1.
+    bits = []
+    def put(v, n):
+        for i in range(n):
+            bits.append((v >> i) & 1)
+    put(0, 1)            # WBITS = 16
+    put(0, 1)            # ISLAST = 0
+    put(0, 2)            # MNIBBLES = 4
+    put(len(data) - 1, 16)
+    put(1, 1)            # ISUNCOMPRESSED
+    while len(bits) % 8:
+        bits.append(0)
+    out = bytearray()
+    for i in range(0, len(bits), 8):
+        out.append(sum(b << j for j, b in enumerate(bits[i:i + 8])))
+    out += data
+    out.append(0b11)     # ISLAST = 1, ISLASTEMPTY = 1
+    return bytes(out)
+
+BROTLI = brotli_stored(b"hello brotli")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, code, body=b"", headers=(), length=True):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def handle_any(self):
+        now = time.monotonic()
+        u = urlsplit(self.path)
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        parts = u.path.strip("/").split("/")
+        with LOCK:
+            if not u.path.startswith("/_"):
+                LOG.append("%.6f %s %s" % (now, self.command, self.path))
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        head = parts[0]
+        if head == "bytes":
+            size = int(parts[1])
+            data = b"x" * size
+            if q.get("chunked"):
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                step = 16384
+                for i in range(0, size, step):
+                    c = data[i:i + step]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send(200, data)
+        elif head == "delay":
+            time.sleep(float(parts[1]))
+            self.send(200, b"late")
+        elif head == "status":
+            hs = []
+            if "retry_after" in q:
+                hs.append(("Retry-After", q["retry_after"]))
+            self.send(int(parts[1]), b"status %s" % parts[1].encode(), hs)
+        elif head == "flaky":
+            key = parts[1]
+            with LOCK:
+                seen = FLAKY.get(key, 0)
+                FLAKY[key] = seen + 1
+            if seen < int(q.get("fail", "1")):
+                if q.get("drop"):
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                hs = []
+                if "retry_after" in q:
+                    hs.append(("Retry-After", q["retry_after"]))
+                self.send(int(q.get("status", "503")), b"try again", hs)
+            else:
+                self.send(200, b"ok")
+        elif head == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif head == "redirect":
+            n = int(parts[1])
+            if n > 0:
+                self.send(302, b"", [("Location", "/redirect/%d" % (n - 1))])
+            else:
+                self.send(200, b"arrived")
+        elif head == "loop":
+            self.send(302, b"", [("Location", "/loop")])
+        elif head == "goto":
+            self.send(int(q.get("code", "302")), b"",
+                      [("Location", q["url"])])
+        elif head == "slow":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"1\r\nx\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                self.close_connection = True
+        elif head == "gzip":
+            self.send(200, gzip.compress(b"hello " * 100),
+                      [("Content-Encoding", "gzip")])
+        elif head == "deflate":
+            self.send(200, zlib.compress(b"hello " * 100),
+                      [("Content-Encoding", "deflate")])
+        elif head == "br":
+            self.send(200, BROTLI, [("Content-Encoding", "br")])
+        elif head == "echo":
+            lines = ["method %s" % self.command, "path %s" % self.path]
+            for k, v in self.headers.items():
+                lines.append("header %s: %s" % (k.lower(), v))
+            out = ("\n".join(lines) + "\nbody ").encode() + body
+            self.send(200, out, [("Content-Type", "text/plain")])
+        elif head == "headers":
+            hs = [(k, v) for k, v in q.items()]
+            hs += [("X-Dup", "one"), ("X-Dup", "two")]
+            self.send(200, b"headers", hs)
+        elif head == "robots.txt":
+            r = STATE["robots"]
+            if r is None:
+                self.send(404, b"no robots")
+            elif r.startswith(b"STATUS "):
+                self.send(int(r[7:10]), b"robots status")
+            else:
+                self.send(200, r, [("Content-Type", "text/plain")])
+        elif head == "_robots":
+            STATE["robots"] = body or None
+            self.send(200, b"set")
+        elif head == "_log":
+            with LOCK:
+                out = ("\n".join(LOG) + "\n").encode() if LOG else b""
+            self.send(200, out, [("Content-Type", "text/plain")])
+        elif head == "_reset":
+            with LOCK:
+                LOG.clear()
+                FLAKY.clear()
+            self.send(200, b"reset")
+        elif head == "_shutdown":
+            self.send(200, b"bye")
+            threading.Thread(target=self.server.shutdown).start()
+        else:
+            self.send(404, b"not found")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_any
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+
+def watch_parent(server, ppid):
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != ppid:
+            os._exit(0)
+
+
+def main():
+    server = Server(("127.0.0.1", 0), Handler)
+    print("PORT %d PID %d" % (server.server_address[1], os.getpid()),
+          flush=True)
+    threading.Thread(target=watch_parent, args=(server, os.getppid()),
+                     daemon=True).start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
