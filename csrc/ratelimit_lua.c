@@ -85,7 +85,9 @@ static int rl_acquire (lua_State *L) {
   crl *c = torl(L);
   double deadline = concur_sync_deadline(L, 2);
   double now = concur_now();
-  double slot = concur_ratelimit_reserve(&c->rl, now, deadline);
+  double slot;
+  if (deadline >= 0 && deadline < now) deadline = now;   /* timeout 0 */
+  slot = concur_ratelimit_reserve(&c->rl, now, deadline);
   if (slot < 0) {
     lua_pushboolean(L, 0);
     return 1;
@@ -106,6 +108,14 @@ static int rl_tryacquire (lua_State *L) {
   return 1;
 }
 
+/*** rl:delay() --> seconds a caller would wait for a token now (0: none) */
+static int rl_delay (lua_State *L) {
+  crl *c = torl(L);
+  double now = concur_now();
+  lua_pushnumber(L, concur_ratelimit_peek(&c->rl, now) - now);
+  return 1;
+}
+
 /*** rl:rate() --> rate, per, burst */
 static int rl_rate (lua_State *L) {
   crl *c = torl(L);
@@ -118,6 +128,7 @@ static int rl_rate (lua_State *L) {
 static const luaL_Reg rl_methods[] = {
   {"acquire", rl_acquire},
   {"try_acquire", rl_tryacquire},
+  {"delay", rl_delay},
   {"rate", rl_rate},
   {NULL, NULL}
 };

@@ -1,0 +1,158 @@
+local helpers = require "helpers"
+local sync = require "helpers.sync"
+local concur = require "concur"
+
+local raises = helpers.raises
+
+-- Checks the limiter's promise on sorted times: no window [t_i, t_j] holds
+-- more than burst + rate * (t_j - t_i) / per + 1 acquisitions.
+local function assert_windows(times, rate, per, burst)
+  table.sort(times)
+  for i = 1, #times do
+    for j = i + 1, #times do
+      local allowed = burst + rate * (times[j] - times[i]) / per + 1
+      if j - i + 1 > allowed then
+        error(("window %d..%d (%.4f s) holds %d > %.2f"):format(i, j,
+          times[j] - times[i], j - i + 1, allowed))
+      end
+    end
+  end
+end
+
+describe("RateLimiter", function()
+
+  describe("construction", function()
+    it("raises kind argument without a rate", function()
+      raises("argument", "'rate' is required", concur.RateLimiter, { per = 1 })
+    end)
+
+    it("raises kind argument for a rate that is not positive", function()
+      raises("argument", "'rate' must be a positive number", concur.RateLimiter, { rate = 0 })
+      raises("argument", "'rate' must be a positive number", concur.RateLimiter, { rate = -1 })
+    end)
+
+    it("raises kind argument for a burst below 1", function()
+      raises("argument", "'burst' must be at least 1", concur.RateLimiter,
+        { rate = 1, burst = 0.5 })
+    end)
+
+    it("raises kind argument for an unknown option", function()
+      raises("argument", "unknown option 'rps'", concur.RateLimiter, { rate = 1, rps = 2 })
+    end)
+
+    it("raises kind argument for a non-number option", function()
+      raises("argument", "'per' must be a number", concur.RateLimiter, { rate = 1, per = "1s" })
+    end)
+
+    it("accepts positional rate, per and burst", function()
+      assert.same({ 5, 2, 3 }, { concur.RateLimiter(5, 2, 3):rate() })
+    end)
+
+    it("defaults per and burst to 1", function()
+      assert.same({ 2, 1, 1 }, { concur.RateLimiter { rate = 2 }:rate() })
+    end)
+  end)
+
+  describe("try_acquire", function()
+    it("lets a burst through at once, then refuses", function()
+      local rl = concur.RateLimiter { rate = 1, per = 60, burst = 3 }
+      for _ = 1, 3 do assert.is_true(rl:try_acquire()) end
+      assert.is_false(rl:try_acquire())
+    end)
+  end)
+
+  describe("acquire", function()
+    it("returns false at once when its slot would come after the timeout", function()
+      local rl = concur.RateLimiter { rate = 1, per = 60 }
+      assert.is_true(rl:acquire())
+      local t0 = concur.monotonic()
+      assert.is_false(rl:acquire(0.5))
+      assert.is_true(concur.monotonic() - t0 < 0.1)
+    end)
+
+    it("reserves nothing when it returns false", function()
+      local rl = concur.RateLimiter { rate = 20 }
+      assert.is_true(rl:acquire())
+      assert.is_false(rl:acquire(0))
+      local t0 = concur.monotonic()
+      assert.is_true(rl:acquire(1))
+      assert.is_true(concur.monotonic() - t0 < 0.08)   -- the next slot, not a later one
+    end)
+
+    it("never blocks with timeout 0", function()
+      local rl = concur.RateLimiter { rate = 1, per = 60 }
+      assert.is_true(rl:acquire(0))
+      local t0 = concur.monotonic()
+      assert.is_false(rl:acquire(0))
+      assert.is_true(concur.monotonic() - t0 < 0.05)
+    end)
+
+    it("raises kind argument for a negative timeout", function()
+      local rl = concur.RateLimiter { rate = 1 }
+      raises("argument", "timeout must be a non-negative number", rl.acquire, rl, -0.5)
+    end)
+
+    it("achieves the rate within 1% over 100 acquisitions", function()
+      local rate = 200
+      local rl = concur.RateLimiter { rate = rate, per = 1 }
+      local first, last
+      for i = 1, 100 do
+        rl:acquire()
+        local now = concur.monotonic()
+        if i == 1 then first = now end
+        last = now
+      end
+      local achieved = 99 / (last - first)
+      assert.is_true(math.abs(achieved - rate) / rate < 0.01,
+        ("achieved %.2f per second"):format(achieved))
+    end)
+
+    it("keeps every window within burst + rate * w / per + 1", function()
+      local rate, per, burst = 100, 1, 4
+      local rl = concur.RateLimiter { rate = rate, per = per, burst = burst }
+      local times = {}
+      for i = 1, 60 do
+        rl:acquire()
+        times[i] = concur.monotonic()
+      end
+      assert_windows(times, rate, per, burst)
+    end)
+
+    it("is shared by threads: the limit holds across them", function()
+      local rate, per, burst = 200, 1, 2
+      local rl, out = concur.RateLimiter { rate = rate, per = per, burst = burst }, concur.Queue()
+      sync.join_all(sync.spawn_n(4, function(_, r, o)
+        local c = require "concur"
+        for _ = 1, 15 do
+          r:acquire()
+          o:put(c.monotonic())
+        end
+      end, rl, out))
+      local times = {}
+      for _ = 1, 60 do times[#times + 1] = out:get(0) end
+      assert_windows(times, rate, per, burst)
+      table.sort(times)
+      assert.is_true(times[60] - times[1] >= (60 - burst) / rate * per - 0.005)
+    end)
+
+    it("serves callers in the order they came", function()
+      local rl, out = concur.RateLimiter { rate = 20 }, concur.Queue()
+      rl:acquire()
+      local t = concur.spawn(function(r, o) r:acquire(); o:put("thread") end, rl, out)
+      -- the thread holds the next slot once the delay passes one interval
+      sync.wait_until(function() return rl:delay() > 0.075 end)
+      assert.is_true(rl:acquire(5))
+      out:put("main")
+      t:join(10)
+      assert.equal("thread", out:get(0))
+      assert.equal("main", out:get(0))
+    end)
+
+    it("tells the delay a caller would wait now", function()
+      local rl = concur.RateLimiter { rate = 1, per = 10 }
+      assert.equal(0, rl:delay())
+      rl:acquire()
+      assert.is_true(rl:delay() > 9 and rl:delay() <= 10)
+    end)
+  end)
+end)
