@@ -217,6 +217,9 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address):
+        pass   # clients that hang up (max_body, cancel, close) are expected
+
 
 def watch_parent(server, ppid):
     while True:
