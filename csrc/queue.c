@@ -90,14 +90,9 @@ static int queue_new (lua_State *L) {
     maxsize = concur_checkinteger(L, 1);
   if (maxsize < 0) return concur_argerror(L, 1, "maxsize must be >= 0");
   c = concur_sync_alloc(L, sizeof *c);
-  if (concur_queue_init(&c->q, order, (size_t)maxsize) != 0) {
-    free(c);
-    return concur_error(L, "limit", "cannot create a queue");
-  }
   c->order = order;
-  concur_obj_init(&c->obj, &queue_type);
-  concur_sync_push(L, &c->obj);
-  return 1;
+  return concur_sync_made(L, c, concur_queue_init(&c->q, order,
+                          (size_t)maxsize), &queue_type);
 }
 
 /* ---- put -------------------------------------------------------------------- */

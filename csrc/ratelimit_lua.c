@@ -66,17 +66,14 @@ static int rl_new (lua_State *L) {
   rate = getnum(L, "rate", 1, -1, 0);
   per = getnum(L, "per", 2, 1, 0);
   burst = getnum(L, "burst", 3, 1, 1);
+  if (!(per / rate > 0) || !isfinite(per / rate))
+    return concur_argerror(L, 1, "per / rate is out of range");
   c = concur_sync_alloc(L, sizeof *c);
-  if (concur_ratelimit_init(&c->rl, rate, per, burst, 0) != 0) {
-    free(c);
-    return concur_argerror(L, 1, "rate / per is out of range");
-  }
   c->rate = rate;
   c->per = per;
   c->burst = burst;
-  concur_obj_init(&c->obj, &rl_type);
-  concur_sync_push(L, &c->obj);
-  return 1;
+  return concur_sync_made(L, c, concur_ratelimit_init(&c->rl, rate, per,
+                          burst, 0), &rl_type);
 }
 
 /*** rl:acquire([timeout]) --> true when the caller's slot has come; false at

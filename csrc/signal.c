@@ -30,13 +30,7 @@ static const concur_objtype event_type = { "concur.Event", event_destroy };
 /*** Event() --> a new event, not set */
 static int event_new (lua_State *L) {
   cevent *c = concur_sync_alloc(L, sizeof *c);
-  if (concur_event_init(&c->e, 0) != 0) {
-    free(c);
-    return concur_error(L, "limit", "cannot create an event");
-  }
-  concur_obj_init(&c->obj, &event_type);
-  concur_sync_push(L, &c->obj);
-  return 1;
+  return concur_sync_made(L, c, concur_event_init(&c->e, 0), &event_type);
 }
 
 /*** ev:set(): sets the flag and wakes every waiter */
@@ -101,13 +95,9 @@ static int sem_make (lua_State *L, int bounded) {
   if (n < 0) return concur_argerror(L, 1, "initial value must be >= 0");
   if (n > 0x7fffffffffffL) return concur_argerror(L, 1, "initial value too large");
   c = concur_sync_alloc(L, sizeof *c);
-  if (concur_sem_init(&c->s, (long)n, bounded ? (long)n : -1, 0) != 0) {
-    free(c);
-    return concur_error(L, "limit", "cannot create a semaphore");
-  }
-  concur_obj_init(&c->obj, bounded ? &bsem_type : &sem_type);
-  concur_sync_push(L, &c->obj);
-  return 1;
+  return concur_sync_made(L, c, concur_sem_init(&c->s, (long)n,
+                          bounded ? (long)n : -1, 0),
+                          bounded ? &bsem_type : &sem_type);
 }
 
 /*** Semaphore([n]) --> a semaphore holding n tokens (default 1) */
@@ -163,10 +153,8 @@ static int sem_unguard (concur_obj *o) {
 /*** sem:guard() --> to-be-closed: takes a token, gives it back when closed */
 static int sem_guard (lua_State *L) {
   concur_obj *o = concur_sync_self(L, &sem_type);
-  int rc = concur_sem_acquire(&((csem *)o)->s, CONCUR_NODEADLINE);
-  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
-  concur_sync_pushguard(L, o, sem_unguard);
-  return 1;
+  return concur_sync_guard(L, o, concur_sem_acquire(&((csem *)o)->s,
+                           CONCUR_NODEADLINE), sem_unguard);
 }
 
 static const luaL_Reg sem_methods[] = {
@@ -202,13 +190,8 @@ static int barrier_new (lua_State *L) {
   if (n < 1) return concur_argerror(L, 1, "parties must be at least 1");
   if (n > 0x7fffffff) return concur_argerror(L, 1, "too many parties");
   c = concur_sync_alloc(L, sizeof *c);
-  if (concur_barrier_init(&c->b, (int)n, 0) != 0) {
-    free(c);
-    return concur_error(L, "limit", "cannot create a barrier");
-  }
-  concur_obj_init(&c->obj, &barrier_type);
-  concur_sync_push(L, &c->obj);
-  return 1;
+  return concur_sync_made(L, c, concur_barrier_init(&c->b, (int)n, 0),
+                          &barrier_type);
 }
 
 /*** barrier:wait([timeout]) --> index in 0..n-1 (arrival order). Raises

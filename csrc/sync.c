@@ -44,11 +44,18 @@ void *concur_sync_alloc (lua_State *L, size_t size) {
   return p;
 }
 
-/* NOTE: if the proxy cannot be made (a memory error), o leaks: it is never
-** shared, so nothing else goes wrong. */
-void concur_sync_push (lua_State *L, concur_obj *o) {
+/* NOTE: if the proxy cannot be made (a memory error), obj leaks: it was
+** never shared, so nothing else goes wrong. */
+int concur_sync_made (lua_State *L, void *obj, int rc, const concur_objtype *t) {
+  concur_obj *o = obj;
+  if (rc != 0) {
+    free(obj);
+    return concur_error(L, "limit", "cannot create a %s", t->name);
+  }
+  concur_obj_init(o, t);
   concur_pushobj(L, o);
   concur_obj_unref(o);
+  return 1;
 }
 
 double concur_sync_deadline (lua_State *L, int arg) {
@@ -100,13 +107,18 @@ static int guard_gc (lua_State *L) {
   return 0;
 }
 
-void concur_sync_pushguard (lua_State *L, concur_obj *o,
-                            concur_release_fn release) {
-  guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+int concur_sync_guard (lua_State *L, concur_obj *o, int rc,
+                       concur_release_fn release) {
+  guard *g;
+  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
+  /* NOTE: a memory error here leaves o taken, as in any acquire() whose
+  ** caller fails before its release */
+  g = lua_newuserdatauv(L, sizeof *g, 0);
   g->o = NULL;
   luaL_setmetatable(L, GUARD);
   g->release = release;
   g->o = concur_obj_ref(o);
+  return 1;
 }
 
 static void guard_open (lua_State *L) {
@@ -145,13 +157,7 @@ static const concur_objtype lock_type = { "concur.Lock", lock_destroy };
 /*** Lock() --> a new, unlocked Lock */
 static int lock_new (lua_State *L) {
   clock_ *c = concur_sync_alloc(L, sizeof *c);
-  if (concur_lock_init(&c->l, 0) != 0) {
-    free(c);
-    return concur_error(L, "limit", "cannot create a lock");
-  }
-  concur_obj_init(&c->obj, &lock_type);
-  concur_sync_push(L, &c->obj);
-  return 1;
+  return concur_sync_made(L, c, concur_lock_init(&c->l, 0), &lock_type);
 }
 
 /*** lock:acquire([timeout]) --> true, or false when the timeout passed */
@@ -185,10 +191,8 @@ static int lock_unguard (concur_obj *o) {
 /*** lock:guard() --> to-be-closed: acquires now, releases when closed */
 static int lock_guard (lua_State *L) {
   concur_obj *o = concur_sync_self(L, &lock_type);
-  int rc = concur_lock_acquire(&((clock_ *)o)->l, CONCUR_NODEADLINE);
-  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
-  concur_sync_pushguard(L, o, lock_unguard);
-  return 1;
+  return concur_sync_guard(L, o, concur_lock_acquire(&((clock_ *)o)->l,
+                           CONCUR_NODEADLINE), lock_unguard);
 }
 
 static const luaL_Reg lock_methods[] = {
@@ -216,20 +220,10 @@ static const concur_objtype rlock_type = { "concur.RLock", rlock_destroy };
 
 #define torlock(L) (&((crlock *)concur_sync_self(L, &rlock_type))->r)
 
-static crlock *rlock_make (lua_State *L) {
-  crlock *c = concur_sync_alloc(L, sizeof *c);
-  if (concur_rlock_init(&c->r, 0) != 0) {
-    free(c);
-    concur_error(L, "limit", "cannot create a lock");
-  }
-  concur_obj_init(&c->obj, &rlock_type);
-  return c;
-}
-
 /*** RLock() --> a new reentrant lock, owned by the thread that takes it */
 static int rlock_new (lua_State *L) {
-  concur_sync_push(L, &rlock_make(L)->obj);
-  return 1;
+  crlock *c = concur_sync_alloc(L, sizeof *c);
+  return concur_sync_made(L, c, concur_rlock_init(&c->r, 0), &rlock_type);
 }
 
 /*** rlock:acquire([timeout]) --> boolean; the owner may take it again */
@@ -260,10 +254,8 @@ static int rlock_unguard (concur_obj *o) {
 /*** rlock:guard() --> to-be-closed */
 static int rlock_guard (lua_State *L) {
   concur_obj *o = concur_sync_self(L, &rlock_type);
-  int rc = concur_rlock_acquire(&((crlock *)o)->r, CONCUR_NODEADLINE);
-  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
-  concur_sync_pushguard(L, o, rlock_unguard);
-  return 1;
+  return concur_sync_guard(L, o, concur_rlock_acquire(&((crlock *)o)->r,
+                           CONCUR_NODEADLINE), rlock_unguard);
 }
 
 static const luaL_Reg rlock_methods[] = {
@@ -301,31 +293,23 @@ static const concur_objtype cond_type = { "concur.Condition", cond_destroy };
 
 /*** Condition([lock]) --> a condition variable over lock (Lock or RLock) */
 static int cond_new (lua_State *L) {
-  concur_obj *lock = NULL;
-  int reentrant = 1;
+  concur_obj *lock;
+  int reentrant = 1, rc;
   ccond *c;
-  if (!lua_isnoneornil(L, 1)) {
-    if ((lock = concur_testobj(L, 1, &rlock_type)) == NULL) {
-      lock = concur_testobj(L, 1, &lock_type);
-      reentrant = 0;
-    }
-    if (lock == NULL) return concur_typeerror(L, 1, "concur.Lock or concur.RLock");
+  if (lua_isnoneornil(L, 1)) {   /* a new RLock, held by its proxy here */
+    lua_settop(L, 0);
+    rlock_new(L);
   }
+  if ((lock = concur_testobj(L, 1, &rlock_type)) == NULL) {
+    lock = concur_testobj(L, 1, &lock_type);
+    reentrant = 0;
+  }
+  if (lock == NULL) return concur_typeerror(L, 1, "concur.Lock or concur.RLock");
   c = concur_sync_alloc(L, sizeof *c);
-  if (concur_condvar_init(&c->cv) != 0) {
-    free(c);
-    return concur_error(L, "limit", "cannot create a condition");
-  }
-  if (lock) concur_obj_ref(lock);
-  else {
-    crlock *r = rlock_make(L);   /* NOTE: c leaks if this raises (memory) */
-    lock = &r->obj;
-  }
-  c->lock = lock;
   c->reentrant = reentrant;
-  concur_obj_init(&c->obj, &cond_type);
-  concur_sync_push(L, &c->obj);
-  return 1;
+  rc = concur_condvar_init(&c->cv);
+  if (rc == 0) c->lock = concur_obj_ref(lock);
+  return concur_sync_made(L, c, rc, &cond_type);
 }
 
 static int cond_acquire_lock (ccond *c, double deadline) {
@@ -432,10 +416,8 @@ static int cond_release (lua_State *L) {
 /*** cond:guard() --> to-be-closed holding the underlying lock */
 static int cond_guard (lua_State *L) {
   ccond *c = tocond(L);
-  int rc = cond_acquire_lock(c, CONCUR_NODEADLINE);
-  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
-  concur_sync_pushguard(L, c->lock, cond_release_lock);
-  return 1;
+  return concur_sync_guard(L, c->lock, cond_acquire_lock(c, CONCUR_NODEADLINE),
+                           cond_release_lock);
 }
 
 static const luaL_Reg cond_methods[] = {

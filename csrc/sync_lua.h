@@ -34,19 +34,23 @@ static inline concur_obj *concur_sync_self (lua_State *L,
 
 /* calloc, or raise kind "limit" */
 void *concur_sync_alloc (lua_State *L, size_t size);
-/* Pushes a proxy of o, handing it our reference. 'o' must be fully made. */
-void concur_sync_push (lua_State *L, concur_obj *o);
+/* Ends a constructor: 'obj' (from concur_sync_alloc) starts with a
+** concur_obj and 'rc' is the result of initialising the rest (0: done). On
+** failure frees obj and raises "limit", else pushes its first proxy;
+** returns 1. */
+int concur_sync_made (lua_State *L, void *obj, int rc, const concur_objtype *t);
 /* The optional timeout at 'arg' as a deadline; cheap when absent. */
 double concur_sync_deadline (lua_State *L, int arg);
 /* Pushes true (CONCUR_OK) or false (CONCUR_TIMEDOUT) and returns 1, or
 ** raises for an interrupted task. */
 int concur_sync_result (lua_State *L, int rc, const char *what);
 
-/* Guards: to-be-closed values that release what guard() took. 'release'
-** returns 0, or -1 when the caller does not hold it (an "argument" error). */
+/* Guards: to-be-closed values that release what guard() took. 'rc' is the
+** result of taking o (raised unless CONCUR_OK); 'release' returns 0, or -1
+** when the caller does not hold o (an "argument" error). Returns 1. */
 typedef int (*concur_release_fn) (concur_obj *o);
-void concur_sync_pushguard (lua_State *L, concur_obj *o,
-                            concur_release_fn release);
+int concur_sync_guard (lua_State *L, concur_obj *o, int rc,
+                       concur_release_fn release);
 
 /* The other parts, opened by concur_sync_open (sync.c). */
 void concur_signal_open (lua_State *L);     /* Event, Semaphore, Barrier */

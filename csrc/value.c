@@ -47,13 +47,7 @@ static int value_new (lua_State *L) {
   cvalue *c;
   if (!lua_isnoneornil(L, 1)) x = checknum(L, 1);
   c = concur_sync_alloc(L, sizeof *c);
-  if (concur_value_init(&c->v, x, 0) != 0) {
-    free(c);
-    return concur_error(L, "limit", "cannot create a value");
-  }
-  concur_obj_init(&c->obj, &value_type);
-  concur_sync_push(L, &c->obj);
-  return 1;
+  return concur_sync_made(L, c, concur_value_init(&c->v, x, 0), &value_type);
 }
 
 /*** v:get() --> the number */
