@@ -303,6 +303,30 @@ describe("Queue", function()
     end)
   end)
 
+  describe("in a ThreadPool", function()
+    it("wakes a task blocked in get when it is cancelled", function()
+      local pool <close> = concur.ThreadPool(1)
+      local q, started = concur.Queue(), concur.Event()
+      local f = pool:submit(function(qq, st) st:set(); return qq:get() end, q, started)
+      assert.is_true(started:wait(10))
+      assert.is_true(f:cancel())
+      raises("cancelled", nil, f.result, f, 10)
+      q:put("still here")
+      assert.equal("still here", q:get(0))
+    end)
+
+    it("feeds tasks that share the queue by reference", function()
+      local pool <close> = concur.ThreadPool(2)
+      local q = concur.Queue()
+      local fs = {}
+      for i = 1, 10 do fs[i] = pool:submit(function(qq, k) qq:put(k * 2) end, q, i) end
+      for _, f in ipairs(fs) do f:result(10) end
+      local sum = 0
+      for _ = 1, 10 do sum = sum + q:get(0) end
+      assert.equal(110, sum)
+    end)
+  end)
+
   describe("under contention", function()
     it("delivers every item exactly once: 4 producers, 3 consumers", function()
       local q, out = concur.Queue(64), concur.Queue()

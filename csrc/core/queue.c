@@ -246,11 +246,7 @@ void concur_queue_close (concur_queue *q) {
 }
 
 int concur_queue_isclosed (concur_queue *q) {
-  int c;
-  concur_sync_lockmu(&q->mu);
-  c = q->closed;
-  pthread_mutex_unlock(&q->mu);
-  return c;
+  return atomic_load(&q->closed);
 }
 
 size_t concur_queue_size (concur_queue *q) {
