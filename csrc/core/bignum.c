@@ -107,52 +107,80 @@ static void team_run (int n, team_fn fn, void *ud) {
 
 /* ---- split multiplication -------------------------------------------- */
 
+/* parts per thread: more parts than threads let a thread that is slowed
+** (a busy CPU) take fewer of them */
+#define PARTS_PER_THREAD 4
+#define MAX_PARTS (PARTS_PER_THREAD * CONCUR_BIGNUM_MAX_THREADS)
+
 typedef struct pmul_job {
   mpz_srcptr a, b;
-  mp_size_t chunk;           /* limbs of a per share */
-  mpz_t part[CONCUR_BIGNUM_MAX_THREADS];
+  mp_size_t chunk;           /* limbs of a per part */
+  int nparts;
+  atomic_int next;           /* next part to multiply */
+  mpz_t part[MAX_PARTS];
 } pmul_job;
 
-static void pmul_share (void *ud, int i) {
+/* Multiplies the parts taken from the shared counter until none is left. */
+static void pmul_share (void *ud, int unused) {
   pmul_job *j = (pmul_job *)ud;
   mp_size_t an = mpz_size(j->a);
-  mp_size_t lo = (mp_size_t)i * j->chunk;
-  mp_size_t hi = lo + j->chunk < an ? lo + j->chunk : an;
-  mpz_t view;
-  if (lo >= hi) return;   /* part[i] stays 0 */
-  mpz_mul(j->part[i], mpz_roinit_n(view, mpz_limbs_read(j->a) + lo, hi - lo),
-          j->b);
+  int i;
+  (void)unused;
+  while ((i = atomic_fetch_add(&j->next, 1)) < j->nparts) {
+    mp_size_t lo = (mp_size_t)i * j->chunk;
+    mp_size_t hi = lo + j->chunk < an ? lo + j->chunk : an;
+    mpz_t view;
+    if (lo < hi)   /* else part[i] stays 0 */
+      mpz_mul(j->part[i], mpz_roinit_n(view, mpz_limbs_read(j->a) + lo,
+                                       hi - lo), j->b);
+  }
 }
 
 /*
 ** r = a * b for non-negative a and b, where a is the big factor: a is cut
-** into k limb ranges multiplied by b on k threads, and the partial products
-** are added at their offsets. r must not be a or b.
+** into limb ranges (a few per thread, each at least twice as long as b),
+** multiplied by b on k threads, and the partial products added at their
+** offsets. r must not be a or b.
 */
 static void pmul (mpz_ptr r, mpz_srcptr a, mpz_srcptr b, int k) {
-  mp_size_t an = mpz_size(a), bn = mpz_size(b), rn, off;
+  mp_size_t an = mpz_size(a), bn = mpz_size(b), rn;
   mp_ptr rp;
-  pmul_job j;
-  int i;
+  pmul_job *j;
+  int i, nparts;
   if (k < 2 || an < PMUL_MIN_LIMBS || bn == 0 || an < 2 * bn) {
     mpz_mul(r, a, b);
     return;
   }
-  j.a = a;
-  j.b = b;
-  j.chunk = (an + k - 1) / k;
-  for (i = 0; i < k; i++) mpz_init(j.part[i]);
-  team_run(k, pmul_share, &j);
+  nparts = k * PARTS_PER_THREAD;
+  if ((mp_size_t)nparts > an / (2 * bn)) nparts = (int)(an / (2 * bn));
+  if (nparts < k) nparts = k;
+  j = (pmul_job *)malloc(sizeof *j);
+  if (j == NULL) {
+    mpz_mul(r, a, b);
+    return;
+  }
+  j->a = a;
+  j->b = b;
+  j->nparts = nparts;
+  j->chunk = (an + nparts - 1) / nparts;
+  atomic_init(&j->next, 0);
+  for (i = 0; i < nparts; i++) mpz_init(j->part[i]);
+  team_run(k, pmul_share, j);
   rn = an + bn;
   rp = mpz_limbs_write(r, rn);
   mpn_zero(rp, rn);
-  for (i = 0; i < k; i++) {
-    mp_size_t pn = mpz_size(j.part[i]);
-    off = (mp_size_t)i * j.chunk;
-    if (pn > 0)   /* never carries out: the sum is a * b < 2^(rn limbs) */
-      mpn_add(rp + off, rp + off, rn - off, mpz_limbs_read(j.part[i]), pn);
-    mpz_clear(j.part[i]);
+  /* in order of offset: part i adds over its own limbs only, since the
+  ** limbs past it are still zero; a carry out of it (rare) moves on */
+  for (i = 0; i < nparts; i++) {
+    mp_size_t pn = mpz_size(j->part[i]), off = (mp_size_t)i * j->chunk;
+    if (pn > 0) {
+      mp_limb_t cy = mpn_add_n(rp + off, rp + off, mpz_limbs_read(j->part[i]),
+                               pn);
+      if (cy) mpn_add_1(rp + off + pn, rp + off + pn, rn - off - pn, cy);
+    }
+    mpz_clear(j->part[i]);
   }
+  free(j);
   mpz_limbs_finish(r, rn);
 }
 
