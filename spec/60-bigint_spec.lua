@@ -489,6 +489,18 @@ describe("concur.bigint", function ()
       assert.is_true(back == big)
     end)
 
+    it("passes through a Queue between threads", function ()
+      local q = concur.Queue()
+      local t = concur.spawn(function (qq)
+        local b = qq:get()
+        qq:put(b + 1)
+      end, q)
+      local big = bigint(2) ^ 10000
+      q:put(big)
+      assert.is_true(t:join())
+      assert.is_true(q:get() == big + 1)
+    end)
+
     it("runs in ThreadPool tasks", function ()
       local pool <close> = concur.ThreadPool(2)
       local res = pool:map(function (n)
