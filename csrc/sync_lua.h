@@ -23,11 +23,13 @@ void concur_sync_class (lua_State *L, const concur_objtype *t,
 /* 'self' (argument 1) of a method made by concur_sync_class. */
 static inline concur_obj *concur_sync_self (lua_State *L,
                                             const concur_objtype *t) {
-  concur_proxy *p = (concur_proxy *)lua_touserdata(L, 1);
-  if (p != NULL && p->o != NULL && lua_getmetatable(L, 1)) {
+  if (lua_getmetatable(L, 1)) {   /* NOTE: first, as p may be anything */
     int same = lua_rawequal(L, -1, lua_upvalueindex(1));
     lua_pop(L, 1);
-    if (same) return p->o;
+    if (same) {
+      concur_proxy *p = (concur_proxy *)lua_touserdata(L, 1);
+      if (p != NULL && p->o != NULL) return p->o;
+    }
   }
   return concur_checkobj(L, 1, t);
 }
