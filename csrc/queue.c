@@ -10,7 +10,9 @@
 ** Between pop and decode, the item is owned by a per-state slot (a userdata,
 ** upvalue 2 of the methods) whose __gc frees it, so a memory error while
 ** decoding leaks nothing. A get nested in such a decode (a finalizer that
-** calls get) finds the slot busy and uses a fresh one.
+** calls get) finds the slot busy and uses a fresh one. NOTE: so does every
+** get after a decode that raised (out of memory) left the slot busy: slower,
+** still correct, and the slot's __gc frees what it holds.
 **
 ** NOTE: a nil taken by items() ends the for loop (Lua's rule): put no nil in
 ** a queue that is read with items().

@@ -13,6 +13,7 @@
 ** variable keeps its waiters in arrival order, one cv each, so notify(n)
 ** wakes exactly the n oldest (as Python's threading.Condition).
 */
+#include <limits.h>
 #include <string.h>
 #include "sync.h"
 
@@ -204,7 +205,7 @@ int concur_sem_acquire (concur_sem *s, double deadline) {
 int concur_sem_release (concur_sem *s, long n) {
   long v = atomic_load(&s->value);
   do {
-    if (s->bound >= 0 && v > s->bound - n) return -1;
+    if (s->bound >= 0 ? v > s->bound - n : v > LONG_MAX - n) return -1;
   } while (!atomic_compare_exchange_weak(&s->value, &v, v + n));
   wake(&s->waiters, &s->mu, &s->cv, n > 1);
   return 0;

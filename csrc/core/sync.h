@@ -104,7 +104,8 @@ int concur_sem_init (concur_sem *s, long value, long bound, int pshared);
 void concur_sem_destroy (concur_sem *s);
 int concur_sem_tryacquire (concur_sem *s);
 int concur_sem_acquire (concur_sem *s, double deadline);
-/* adds n tokens; -1 (and adds none) when that would pass the bound */
+/* adds n tokens; -1 (and adds none) when that would pass the bound (or
+** LONG_MAX) */
 int concur_sem_release (concur_sem *s, long n);
 
 /* ---- Event ---------------------------------------------------------------- */
