@@ -88,6 +88,15 @@ describe("Queue", function()
       end
     end)
 
+    it("keeps LIFO order in a bounded queue", function()
+      local q = concur.Queue { maxsize = 3, order = "lifo" }
+      for i = 1, 3 do q:put(i) end
+      assert.is_false(q:try_put(4))
+      assert.equal(3, q:get())
+      q:put(5)
+      assert.same({ 5, 2, 1 }, drain(q))
+    end)
+
     it("raises kind argument for an item without a priority", function()
       local q = concur.Queue { order = "priority" }
       raises("argument", "number or table with a numeric field 'priority' expected, got string",
