@@ -48,7 +48,11 @@ typedef struct bigint_ctx {
   size_t pending;   /* bytes not yet reported (less than 1 KB) */
 } bigint_ctx;
 
+/* registry keys (only their addresses matter): the metatable is also kept
+** under &meta_key, so that checking a bigint costs a pointer lookup, not a
+** string one (luaL_testudata interns its name on every call) */
 static const char ctx_key = 0;
+static const char meta_key = 0;
 
 static void pushmeta (lua_State *L);
 
@@ -94,8 +98,15 @@ static int done (lua_State *L, bigint *r) {
   return 1;
 }
 
+/* The bigint at idx, or NULL for any other value. */
 static bigint *testbig (lua_State *L, int idx) {
-  return (bigint *)luaL_testudata(L, idx, BIGINT_MT);
+  void *p = lua_touserdata(L, idx);
+  int same;
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &meta_key);
+  same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? (bigint *)p : NULL;
 }
 
 /* The live bigint at idx; raises "argument" for other values and "closed"
@@ -727,6 +738,8 @@ static const luaL_Reg bigint_funcs[] = {
 ** use: a state that only receives bigints through the codec gets it too.
 */
 static void pushmeta (lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &meta_key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, BIGINT_MT)) {
     luaL_setfuncs(L, bigint_meta, 0);
     luaL_newlib(L, bigint_methods);
@@ -737,6 +750,8 @@ static void pushmeta (lua_State *L) {
     ((bigint_ctx *)lua_touserdata(L, -1))->pending = 0;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
   }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &meta_key);
 }
 
 /* Adds the field 'bigint' (the functions above) to the module table on
