@@ -320,6 +320,74 @@ static int bigint_pow (lua_State *L) {
 }
 
 
+/* ---- bitwise (two's complement of unbounded width, as Python's) ------- */
+
+/*** a & b. */
+static int bigint_band (lua_State *L) {
+  opnd x, y;
+  mpz_srcptr a = toz(L, 1, &x, "'&'"), b = toz(L, 2, &y, "'&'");
+  bigint *r = newbig(L);
+  mpz_and(r->z, a, b);
+  return done(L, r);
+}
+
+/*** a | b. */
+static int bigint_bor (lua_State *L) {
+  opnd x, y;
+  mpz_srcptr a = toz(L, 1, &x, "'|'"), b = toz(L, 2, &y, "'|'");
+  bigint *r = newbig(L);
+  mpz_ior(r->z, a, b);
+  return done(L, r);
+}
+
+/*** a ~ b. */
+static int bigint_bxor (lua_State *L) {
+  opnd x, y;
+  mpz_srcptr a = toz(L, 1, &x, "'~'"), b = toz(L, 2, &y, "'~'");
+  bigint *r = newbig(L);
+  mpz_xor(r->z, a, b);
+  return done(L, r);
+}
+
+/*** ~a, which is -a - 1. */
+static int bigint_bnot (lua_State *L) {
+  bigint *a = checkbig(L, 1);
+  bigint *r = newbig(L);
+  mpz_com(r->z, a->z);
+  return done(L, r);
+}
+
+/*
+** a << n (n < 0 shifts right) and a >> n: a times or floor-divided by 2^n
+** (an arithmetic shift: -1 >> 1 is -1). The count must be a Lua integer.
+*/
+static int shift (lua_State *L, int left, const char *what) {
+  opnd x;
+  mpz_srcptr a = toz(L, 1, &x, what);
+  lua_Integer n;
+  bigint *r;
+  if (!lua_isinteger(L, 2))
+    concur_error(L, "argument", "bad operand for %s (shift count must be "
+                 "an integer)", what);
+  n = lua_tointeger(L, 2);
+  if (!left) n = n == LUA_MININTEGER ? LUA_MAXINTEGER : -n;
+  if (n > 0 && mpz_sgn(a) != 0)
+    checkbits(L, (double)mpz_sizeinbase(a, 2) + (double)n, what);
+  r = newbig(L);
+  if (n >= 0) {
+    if (mpz_sgn(a) != 0) mpz_mul_2exp(r->z, a, (mp_bitcnt_t)n);
+  }
+  else if ((double)-n >= (double)mpz_sizeinbase(a, 2))   /* all shifted out */
+    mpz_set_si(r->z, mpz_sgn(a) < 0 ? -1 : 0);
+  else
+    mpz_fdiv_q_2exp(r->z, a, (mp_bitcnt_t)-n);
+  return done(L, r);
+}
+
+static int bigint_shl (lua_State *L) { return shift(L, 1, "'<<'"); }
+static int bigint_shr (lua_State *L) { return shift(L, 0, "'>>'"); }
+
+
 /* ---- comparison ---------------------------------------------------------- */
 
 /*
@@ -714,6 +782,12 @@ static const luaL_Reg bigint_meta[] = {
   {"__div", bigint_div},
   {"__pow", bigint_pow},
   {"__unm", bigint_unm},
+  {"__band", bigint_band},
+  {"__bor", bigint_bor},
+  {"__bxor", bigint_bxor},
+  {"__bnot", bigint_bnot},
+  {"__shl", bigint_shl},
+  {"__shr", bigint_shr},
   {"__eq", bigint_eq},
   {"__lt", bigint_lt},
   {"__le", bigint_le},

@@ -181,6 +181,25 @@ describe("concur.bigint", function ()
       assert.equal("0", tostring(-bigint(0)))
     end)
 
+    it("matches Lua's & | ~ and shifts on int64 values", function ()
+      local vals = { 0, 1, -1, 5, -5, 123456789, -987654321, math.maxinteger // 3 }
+      for _, a in ipairs(vals) do
+        for _, b in ipairs{ 0, 1, -1, 3, -7, 255, -256 } do
+          assert.equal(tostring(a & b), tostring(bigint(a) & b))
+          assert.equal(tostring(a | b), tostring(a | bigint(b)))
+          assert.equal(tostring(a ~ b), tostring(bigint(a) ~ bigint(b)))
+        end
+        assert.equal(tostring(~a), tostring(~bigint(a)))
+        for n = 0, 20 do   -- shifts are arithmetic: floor division by 2^n
+          assert.equal(tostring(a // (1 << n)), tostring(bigint(a) >> n))
+          assert.equal(tostring(a // (1 << n)), tostring(bigint(a) << -n))
+        end
+      end
+      assert.is_true(bigint(1) << 100 == bigint(2) ^ 100)
+      assert.is_true(bigint.eq(bigint(-1) >> 1000, -1))
+      assert.equal("limit", raised(function () return bigint(1) << (1 << 40) end).kind)
+    end)
+
     it("mixes floats with an integral value", function ()
       assert.equal("12", tostring(bigint(10) + 2.0))
       assert.equal("5", tostring(10.0 // bigint(2)))

@@ -14,7 +14,9 @@
 -- that hold an integer value mixed freely (a non-integral float raises kind
 -- "argument"); `//` and `%` floor, as Lua's integer operators do; `/` raises
 -- "argument" (bigint division is not exact); division by zero raises
--- "argument"; `^` takes a non-negative integer exponent. `< <=` compare
+-- "argument"; `^` takes a non-negative integer exponent. `& | ~ << >>` and
+-- unary `~` act on an unbounded two's complement, as Python's do (so `>>` is
+-- an arithmetic shift: floor division by a power of 2). `< <=` compare
 -- bigints with any Lua number. `..` and `tostring` give decimal text.
 --
 -- Equality: Lua 5.4 calls `__eq` only when both operands are userdata, so
