@@ -346,11 +346,15 @@ describe("concur.fetch", function()
 
     it("works in a state that never required concur.fetch", function()
       local pool <close> = concur.ThreadPool(1)
-      local status = pool:submit(function(c, u)
-        local ok = pcall(function() c:get(u):result():raise_for_status() end)
-        return c:get(u):result().status, ok
+      local pcall_ = pcall   -- an upvalue: busted's environment does not cross
+      local status, ok, kind = pool:submit(function(c, u)
+        local resp = c:get(u):result()
+        local raised, err = pcall_(resp.raise_for_status, resp)
+        return resp.status, raised, err.kind
       end, client, srv:url("/status/500")):result()
       assert.equal(500, status)
+      assert.is_false(ok)
+      assert.equal("http", kind)
     end)
   end)
 

@@ -7,7 +7,14 @@
 ** rest (hosts, queues, timers, easy handles) belongs to the engine thread and
 ** has no lock. The engine never holds e->mu while it touches a future, so
 ** the lock order future->mu -> e->mu (interrupt runs under future->mu and
-** only sets an atomic and calls curl_multi_wakeup) cannot deadlock.
+** only sets an atomic and wakes the engine) cannot deadlock.
+**
+** The loop is libcurl's socket interface on epoll: libcurl says which
+** sockets to watch (sock_cb) and when it next needs time (timer_cb); the
+** engine hands it exactly the sockets that are ready. (curl_multi_perform
+** with curl_multi_poll would poll every transfer's socket on every wake-up,
+** which costs more than the HTTP work at 64 transfers.) So the wake-up is
+** an eventfd in the epoll set: it plays the part of curl_multi_wakeup.
 **
 ** A request's life: submit parses and copies it, makes its future (pending)
 ** and appends it to the inbox. The engine routes it to its host's queue.
@@ -24,6 +31,10 @@
 #define _GNU_SOURCE
 #include <curl/curl.h>
 #include <ctype.h>
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -84,19 +95,30 @@ struct host {
   concur_robots *robots;
 };
 
+/* The counters of concur_fetch_stats, updated by the engine without a lock
+** (relaxed atomics: each is exact, the set is not a snapshot). */
+typedef struct counters {
+  atomic_llong requests, retries, failures, completed, cancelled, bytes;
+  atomic_llong queued, active;
+  atomic_llong by_status[600];
+} counters;
+
 struct concur_fetch_engine {
   concur_fetch_config cfg;   /* strings point into the copies below */
   char *ua;
   char **hdrs;
-  pthread_mutex_t mu;        /* inbox, closing, st */
+  pthread_mutex_t mu;        /* inbox, closing */
   req *inbox, *inbox_tail;
   int closing;
-  concur_fetch_stats st;
+  counters st;
   pthread_mutex_t closemu;   /* serializes close */
   int joined;
   pthread_t thread;
   CURLM *multi;
+  int epfd, evfd;            /* epoll set; eventfd that wakes the engine */
+  int envproxy;              /* a proxy is set in the environment */
   atomic_int cancels;        /* a running future was cancelled */
+  double curl_due;           /* when libcurl wants time (< 0: never) */
   /* engine thread only */
   host **buckets;
   size_t nbuckets, nhosts;
@@ -109,6 +131,9 @@ struct concur_fetch_engine {
   size_t npool, poolcap;
   uint64_t rng;
 };
+
+#define count(e, field, d) \
+  atomic_fetch_add_explicit(&(e)->st.field, (d), memory_order_relaxed)
 
 /* ---- library init ---------------------------------------------------------- */
 
@@ -293,10 +318,17 @@ static void req_free (req *r) {
   free(r);
 }
 
+/* Wakes the engine thread; any thread, never blocks. */
+static void wake_engine (concur_fetch_engine *e) {
+  uint64_t one = 1;
+  ssize_t n = write(e->evfd, &one, sizeof one);   /* EAGAIN: already due */
+  (void)n;
+}
+
 static void future_interrupt (concur_future *f) {
   req *r = f->owner;   /* alive: f is running, so r is not freed yet */
   atomic_store(&r->e->cancels, 1);
-  curl_multi_wakeup(r->e->multi);
+  wake_engine(r->e);
 }
 
 static const concur_future_ops req_ops = { NULL, future_interrupt };
@@ -344,7 +376,8 @@ int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
                          concur_future **out, char *err, size_t errlen) {
   req *r = calloc(1, sizeof *r);
   const char *method = s->method ? s->method : "GET";
-  int rc, wake;
+  concur_future *f;
+  int rc, first;
   if (r == NULL) return CONCUR_FETCH_ENOMEM;
   r->e = e;
   if (method[0] == '\0') {
@@ -381,23 +414,26 @@ int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
   r->max_body = s->max_body >= 0 ? s->max_body : e->cfg.max_body;
   r->f = concur_future_new(&req_ops, r);
   if (r->f == NULL) goto oom;
+  f = (concur_future *)concur_obj_ref(&r->f->obj);   /* the caller's */
   pthread_mutex_lock(&e->mu);
   if (e->closing) {
     pthread_mutex_unlock(&e->mu);
+    concur_obj_unref(&f->obj);
     req_free(r);
     seterr(err, errlen, "client is closed");
     return CONCUR_FETCH_ECLOSED;
   }
-  wake = (e->inbox == NULL);
+  first = (e->inbox == NULL);
   if (e->inbox_tail) e->inbox_tail->next = r;
   else e->inbox = r;
   e->inbox_tail = r;
-  e->st.queued++;
-  /* NOTE: woken under e->mu so that close cannot free the multi handle in
+  count(e, queued, 1);
+  /* NOTE: woken under e->mu so that close cannot close the eventfd in
   ** between; only an empty inbox needs a wake-up (the engine drains all). */
-  if (wake) curl_multi_wakeup(e->multi);
+  if (first) wake_engine(e);
   pthread_mutex_unlock(&e->mu);
-  *out = (concur_future *)concur_obj_ref(&r->f->obj);   /* the caller's */
+  /* NOTE: r belongs to the engine now and may already be freed */
+  *out = f;
   return CONCUR_FETCH_OK;
 oom:
   req_free(r);
@@ -406,11 +442,6 @@ oom:
 
 /* ---- completing futures (engine thread, e->mu not held) -------------------- */
 
-static void count (concur_fetch_engine *e, long long *field, long long d) {
-  pthread_mutex_lock(&e->mu);
-  *field += d;
-  pthread_mutex_unlock(&e->mu);
-}
 
 /* Fails r's future with an error object; frees r. */
 static void fail (concur_fetch_engine *e, req *r, const char *kind, long code,
@@ -430,8 +461,8 @@ static void fail (concur_fetch_engine *e, req *r, const char *kind, long code,
   if (status) { concur_wire_cstr(&b, "status"); concur_wire_int(&b, status); }
   concur_wire_end(&b);
   /* counted first, so a caller that sees the future done sees the count */
-  count(e, atomic_load(&r->f->cancel_req) ? &e->st.cancelled
-                                           : &e->st.failures, 1);
+  if (atomic_load(&r->f->cancel_req)) count(e, cancelled, 1);
+  else count(e, failures, 1);
   concur_future_finish(r->f, 1, &b);
   req_free(r);
 }
@@ -442,7 +473,7 @@ static void finish_cancelled (concur_fetch_engine *e, req *r) {
   if (r->f) {
     atomic_store(&r->f->cancel_req, 1);
     concur_future_finish(r->f, 1, &b);
-    count(e, &e->st.cancelled, 1);
+    count(e, cancelled, 1);
   }
   req_free(r);
 }
@@ -517,8 +548,8 @@ static void respond (concur_fetch_engine *e, req *r, long status, double now) {
          "for %s", r->url);
     return;
   }
-  count(e, atomic_load(&r->f->cancel_req) ? &e->st.cancelled
-                                           : &e->st.completed, 1);
+  if (atomic_load(&r->f->cancel_req)) count(e, cancelled, 1);
+  else count(e, completed, 1);
   concur_future_finish(r->f, 0, &out);
   req_free(r);
 }
@@ -661,7 +692,7 @@ static void route (concur_fetch_engine *e, req *r, int front) {
     if (rr) {
       rr->h = h;
       q_push(h, rr, 1);
-      count(e, &e->st.queued, 1);
+      count(e, queued, 1);
     }
     else {   /* cannot ask: assume everything is allowed */
       h->robots_state = 2;
@@ -773,6 +804,8 @@ static CURL *easy_get (concur_fetch_engine *e) {
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_USERAGENT, e->cfg.user_agent);
+  if (!e->envproxy)   /* spares libcurl its getenv calls per transfer */
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, e->cfg.verify ? 1L : 0L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, e->cfg.verify ? 2L : 0L);
   if (e->cfg.low_speed_time > 0) {
@@ -823,8 +856,8 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
     if (!r->running) {
       if (!concur_future_start(r->f, e)) {   /* cancelled while queued */
         unaccount(e, h);
-        count(e, &e->st.queued, -1);
-        count(e, &e->st.cancelled, 1);
+        count(e, queued, -1);
+        count(e, cancelled, 1);
         req_free(r);
         return;
       }
@@ -832,7 +865,7 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
     }
     else if (atomic_load(&r->f->cancel_req)) {
       unaccount(e, h);
-      count(e, &e->st.queued, -1);
+      count(e, queued, -1);
       finish_cancelled(e, r);
       return;
     }
@@ -840,7 +873,7 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
   c = easy_get(e);
   if (c == NULL) {
     unaccount(e, h);
-    count(e, &e->st.queued, -1);
+    count(e, queued, -1);
     fail(e, r, "network", CURLE_OUT_OF_MEMORY, 0, "out of memory for %s",
          r->url);
     return;
@@ -879,16 +912,14 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
     easy_put(e, c);
     r->easy = NULL;
     unaccount(e, h);
-    count(e, &e->st.queued, -1);
+    count(e, queued, -1);
     fail(e, r, "network", CURLE_FAILED_INIT, 0, "cannot start %s", r->url);
     return;
   }
   active_add(e, r);
-  pthread_mutex_lock(&e->mu);
-  e->st.requests++;
-  e->st.queued--;
-  e->st.active++;
-  pthread_mutex_unlock(&e->mu);
+  count(e, requests, 1);
+  count(e, queued, -1);
+  count(e, active, 1);
 }
 
 /* The start time for the next request of h: its limiter's next slot, and
@@ -930,10 +961,10 @@ static double pump (concur_fetch_engine *e, host *h, double now) {
     double slot;
     if (!wanted(r)) {
       q_pop(h);
-      count(e, &e->st.queued, -1);
+      count(e, queued, -1);
       if (r->running) finish_cancelled(e, r);
       else {
-        count(e, &e->st.cancelled, 1);
+        count(e, cancelled, 1);
         req_free(r);
       }
       continue;
@@ -942,7 +973,7 @@ static double pump (concur_fetch_engine *e, host *h, double now) {
       if (h->robots_state == 1) break;   /* wait for robots.txt */
       if (!concur_fetch_robots_allowed(h->robots, r->path)) {
         q_pop(h);
-        count(e, &e->st.queued, -1);
+        count(e, queued, -1);
         fail(e, r, "robots", 0, 0, "robots.txt of %s disallows %s", h->key,
              r->url);
         continue;
@@ -1013,10 +1044,8 @@ static void retry_later (concur_fetch_engine *e, req *r, double now,
          r->url);
     return;
   }
-  pthread_mutex_lock(&e->mu);
-  e->st.retries++;
-  e->st.queued++;
-  pthread_mutex_unlock(&e->mu);
+  count(e, retries, 1);
+  count(e, queued, 1);
 }
 
 /* Backoff before retry number r->tries + 1: full jitter, capped. */
@@ -1076,7 +1105,7 @@ static void redirect (concur_fetch_engine *e, req *r, long status,
       return;
     }
   }
-  count(e, &e->st.queued, 1);
+  count(e, queued, 1);
   route(e, r, 1);
 }
 
@@ -1099,11 +1128,9 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
   }
   r->easy = NULL;
   easy_put(e, c);
-  pthread_mutex_lock(&e->mu);
-  e->st.active--;
-  e->st.bytes += (long long)r->data.len;
-  if (status >= 100 && status < 600) e->st.by_status[status]++;
-  pthread_mutex_unlock(&e->mu);
+  count(e, active, -1);
+  count(e, bytes, (long long)r->data.len);
+  if (status >= 100 && status < 600) count(e, by_status[status], 1);
   if ((status == 429 || status == 503) && ra > 0) {   /* the whole host */
     double d = (double)ra > e->cfg.max_backoff ? e->cfg.max_backoff
                                                : (double)ra;
@@ -1170,7 +1197,7 @@ static void reap_cancelled (concur_fetch_engine *e) {
       easy_put(e, r->easy);
       r->easy = NULL;
       unaccount(e, r->h);
-      count(e, &e->st.active, -1);
+      count(e, active, -1);
       finish_cancelled(e, r);
     }
   }
@@ -1178,7 +1205,7 @@ static void reap_cancelled (concur_fetch_engine *e) {
     req *r = e->heap[i];
     if (r->f && atomic_load(&r->f->cancel_req)) {
       e->heap[i] = e->heap[--e->nheap];   /* re-heapified below */
-      count(e, &e->st.queued, -1);
+      count(e, queued, -1);
       finish_cancelled(e, r);
     }
     else i++;
@@ -1203,7 +1230,7 @@ static void reap_cancelled (concur_fetch_engine *e) {
       if (r && r->f && atomic_load(&r->f->cancel_req)) {
         h->armed = NULL;
         unaccount(e, h);
-        count(e, &e->st.queued, -1);
+        count(e, queued, -1);
         finish_cancelled(e, r);
       }
       h = h->rnext;
@@ -1249,18 +1276,65 @@ static void fail_all (concur_fetch_engine *e, req *list) {
   e->nbuckets = e->nhosts = 0;
   e->run = NULL;
   while (e->npool) curl_easy_cleanup(e->pool[--e->npool]);
-  pthread_mutex_lock(&e->mu);
-  e->st.queued = e->st.active = 0;
-  pthread_mutex_unlock(&e->mu);
+  atomic_store(&e->st.queued, 0);
+  atomic_store(&e->st.active, 0);
+}
+
+/* libcurl: watch socket s for 'what' (or stop watching it). */
+static int sock_cb (CURL *easy, curl_socket_t s, int what, void *ud,
+                    void *sockp) {
+  concur_fetch_engine *e = ud;
+  struct epoll_event ev;
+  (void)easy;
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(e->epfd, EPOLL_CTL_DEL, s, NULL);   /* may be closed: fine */
+    return 0;
+  }
+  memset(&ev, 0, sizeof ev);
+  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
+              (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+  ev.data.fd = s;
+  if (sockp == NULL ||
+      epoll_ctl(e->epfd, EPOLL_CTL_MOD, s, &ev) != 0) {
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+      epoll_ctl(e->epfd, EPOLL_CTL_MOD, s, &ev);
+    curl_multi_assign(e->multi, s, (void *)1);
+  }
+  return 0;
+}
+
+/* libcurl: call back in timeout_ms (< 0: no timer). */
+static int timer_cb (CURLM *multi, long timeout_ms, void *ud) {
+  concur_fetch_engine *e = ud;
+  (void)multi;
+  e->curl_due = timeout_ms < 0 ? -1 : concur_now() + timeout_ms / 1000.0;
+  return 0;
+}
+
+/* Hands finished transfers to transfer_done; returns how many. */
+static int collect (concur_fetch_engine *e) {
+  CURLMsg *m;
+  int left, n = 0;
+  double now = concur_now();
+  while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
+    if (m->msg == CURLMSG_DONE) {
+      req *r = NULL;
+      CURLcode rc = m->data.result;
+      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+      transfer_done(e, r, rc, now);
+      n++;
+    }
+  }
+  return n;
 }
 
 static void *engine_main (void *ud) {
   concur_fetch_engine *e = ud;
+  struct epoll_event evs[64];
   for (;;) {
     req *list;
-    int closing, again = 0, running, left;
+    int closing, running, n;
     double now, next, wait;
-    CURLMsg *m;
     pthread_mutex_lock(&e->mu);
     list = e->inbox;
     e->inbox = e->inbox_tail = NULL;
@@ -1282,27 +1356,35 @@ static void *engine_main (void *ud) {
       route(e, r, 1);
     }
     next = dispatch(e, now);
-    curl_multi_perform(e->multi, &running);
+    /* how long to sleep: libcurl's timer, an armed slot, a retry */
     now = concur_now();
-    while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
-      if (m->msg == CURLMSG_DONE) {
-        req *r = NULL;
-        CURLcode rc = m->data.result;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-        transfer_done(e, r, rc, now);
-        again = 1;
-      }
-    }
-    if (again) continue;   /* room was made: dispatch before sleeping */
     wait = MAXWAIT_MS;
-    if (next > 0) wait = ceil((next - now) * 1000);
-    if (e->nheap) {
-      double t = ceil((e->heap[0]->due - now) * 1000);
-      if (t < wait) wait = t;
-    }
+    if (e->curl_due >= 0) wait = ceil((e->curl_due - now) * 1000);
+    if (next > 0 && ceil((next - now) * 1000) < wait)
+      wait = ceil((next - now) * 1000);
+    if (e->nheap && ceil((e->heap[0]->due - now) * 1000) < wait)
+      wait = ceil((e->heap[0]->due - now) * 1000);
     if (wait < 0) wait = 0;
     if (wait > MAXWAIT_MS) wait = MAXWAIT_MS;
-    curl_multi_poll(e->multi, NULL, 0, (int)wait, NULL);
+    n = epoll_wait(e->epfd, evs, 64, (int)wait);
+    for (int i = 0; i < n; i++) {
+      int fd = evs[i].data.fd, flags = 0;
+      if (fd == e->evfd) {
+        uint64_t v;
+        ssize_t rd = read(e->evfd, &v, sizeof v);
+        (void)rd;
+        continue;
+      }
+      if (evs[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
+      if (evs[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+      if (evs[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(e->multi, fd, flags, &running);
+    }
+    if (e->curl_due >= 0 && e->curl_due <= concur_now()) {
+      e->curl_due = -1;
+      curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    collect(e);
   }
   return NULL;
 }
@@ -1324,6 +1406,7 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
   }
   e = calloc(1, sizeof *e);
   if (e == NULL) goto oom;
+  e->epfd = e->evfd = -1;
   pthread_mutex_init(&e->mu, NULL);
   pthread_mutex_init(&e->closemu, NULL);
   e->joined = 1;   /* nothing to join until the thread runs */
@@ -1339,15 +1422,33 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
            0x9e3779b97f4a7c15ULL;
   if (e->rng == 0) e->rng = 1;
   atomic_init(&e->cancels, 0);
+  e->curl_due = -1;
+  {
+    static const char *const vars[] = { "http_proxy", "HTTP_PROXY",
+      "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL };
+    for (int i = 0; vars[i]; i++)
+      if (getenv(vars[i]) && getenv(vars[i])[0]) e->envproxy = 1;
+  }
+  e->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  e->epfd = epoll_create1(EPOLL_CLOEXEC);
   e->multi = curl_multi_init();
-  if (e->multi == NULL) goto oom;
+  if (e->multi == NULL || e->evfd < 0 || e->epfd < 0) goto oom;
+  {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.fd = e->evfd;
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->evfd, &ev) != 0) goto oom;
+  }
+  curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+  curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
+  curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
   /* keep one idle connection per possible transfer, and some spare */
   curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS,
                     (long)(cfg->concurrency * 2 + 8));
   if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
     seterr(err, errlen, "cannot start the fetch engine thread");
-    curl_multi_cleanup(e->multi);
-    e->multi = NULL;
     concur_fetch_free(e);
     return NULL;
   }
@@ -1355,18 +1456,16 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
   return e;
 oom:
   seterr(err, errlen, "out of memory");
-  if (e) {
-    if (e->multi) curl_multi_cleanup(e->multi);
-    e->multi = NULL;
-    concur_fetch_free(e);
-  }
+  concur_fetch_free(e);
   return NULL;
 }
 
 void concur_fetch_getstats (concur_fetch_engine *e, concur_fetch_stats *st) {
-  pthread_mutex_lock(&e->mu);
-  *st = e->st;
-  pthread_mutex_unlock(&e->mu);
+#define LOAD(f) st->f = atomic_load_explicit(&e->st.f, memory_order_relaxed)
+  LOAD(requests); LOAD(retries); LOAD(failures); LOAD(completed);
+  LOAD(cancelled); LOAD(bytes); LOAD(queued); LOAD(active);
+  for (int i = 0; i < 600; i++) LOAD(by_status[i]);
+#undef LOAD
 }
 
 int concur_fetch_closed (concur_fetch_engine *e) {
@@ -1382,7 +1481,7 @@ void concur_fetch_close (concur_fetch_engine *e) {
   if (!e->joined) {
     pthread_mutex_lock(&e->mu);
     e->closing = 1;
-    curl_multi_wakeup(e->multi);
+    wake_engine(e);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
     e->joined = 1;
@@ -1391,6 +1490,9 @@ void concur_fetch_close (concur_fetch_engine *e) {
     pthread_mutex_lock(&e->mu);
     curl_multi_cleanup(e->multi);
     e->multi = NULL;
+    close(e->evfd);
+    close(e->epfd);
+    e->evfd = e->epfd = -1;
     pthread_mutex_unlock(&e->mu);
   }
   pthread_mutex_unlock(&e->closemu);
@@ -1399,6 +1501,9 @@ void concur_fetch_close (concur_fetch_engine *e) {
 void concur_fetch_free (concur_fetch_engine *e) {
   if (e == NULL) return;
   concur_fetch_close(e);
+  if (e->multi) curl_multi_cleanup(e->multi);   /* never started */
+  if (e->evfd >= 0) close(e->evfd);
+  if (e->epfd >= 0) close(e->epfd);
   pthread_mutex_destroy(&e->mu);
   pthread_mutex_destroy(&e->closemu);
   if (e->hdrs)

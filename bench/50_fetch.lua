@@ -1,0 +1,201 @@
+-- bench/50_fetch.lua: concur.fetch against its peers, measured in one run.
+--
+-- Starts a local nginx (generated config, 127.0.0.1 only, port picked free)
+-- serving 2 KB and 100 KB pages, then fetches 5,000 2 KB pages with:
+--   wrk (the ceiling: a C load generator that does no real client work),
+--   concur.fetch at concurrency 16 and 64,
+--   Python requests + ThreadPoolExecutor(16),
+--   curl --parallel (64),
+-- and prints pages/s, ratios to wrk and to Python, and concur's CPU time per
+-- request (process CPU: the Lua side and the engine thread); then the 100 KB
+-- case in MB/s. Run: tools/lua bench/50_fetch.lua [pages]
+local concur = require "concur"
+local fetch = require "concur.fetch"
+
+local PAGES = tonumber(arg and arg[1]) or 5000
+local BIG_PAGES = math.max(200, PAGES // 5)
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+local function have(cmd)
+  return sh("command -v " .. cmd .. " 2>/dev/null") ~= ""
+end
+
+local function free_port()
+  return tonumber(sh([[python3 -c "import socket; s=socket.socket(); ]] ..
+    [[s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"]]))
+end
+
+-- nginx -----------------------------------------------------------------------
+
+local dir = sh("mktemp -d /tmp/concur-bench.XXXXXX"):gsub("%s+$", "")
+local port = assert(free_port(), "no free port")
+local base = "http://127.0.0.1:" .. port
+
+local function writefile(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+writefile(dir .. "/2k.html", ("x"):rep(2048))
+writefile(dir .. "/100k.html", ("y"):rep(100 * 1024))
+writefile(dir .. "/nginx.conf", ([[
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60;
+  client_body_temp_path %s;
+  proxy_temp_path %s;
+  fastcgi_temp_path %s;
+  uwsgi_temp_path %s;
+  scgi_temp_path %s;
+  server {
+    listen 127.0.0.1:%d;
+    root %s;
+    location /p2k/ { default_type text/html; try_files /2k.html =404; }
+    location /p100k/ { default_type text/html; try_files /100k.html =404; }
+  }
+}
+]]):format(dir, dir, dir, dir, dir, dir, dir, port, dir))
+
+assert(have("nginx"), "bench needs nginx (apt-get install nginx-light)")
+assert(os.execute(("nginx -c %s/nginx.conf -p %s"):format(dir, dir)), "nginx did not start")
+
+local function stop()
+  local f = io.open(dir .. "/nginx.pid")
+  if f then
+    local pid = f:read("n")
+    f:close()
+    if pid then os.execute("kill " .. pid) end
+  end
+  concur.sleep(0.2)
+  os.execute("rm -rf " .. dir)
+end
+
+-- wait for nginx to answer
+for _ = 1, 100 do
+  if sh(("curl -s --noproxy '*' -o /dev/null -w '%%{http_code}' %s/p2k/1"):format(base)) == "200" then
+    break
+  end
+  concur.sleep(0.05)
+end
+
+local function urls(kind, n)
+  local t = {}
+  for i = 1, n do t[i] = ("%s/%s/%d"):format(base, kind, i) end
+  return t
+end
+
+-- the runners -------------------------------------------------------------------
+
+local results = {}
+
+local function wrk(conns, kind)
+  if not have("wrk") then return nil end
+  local out = sh(("wrk -t1 -c%d -d3s %s/%s/1 2>&1"):format(conns, base, kind))
+  local rps = tonumber(out:match("Requests/sec:%s*([%d%.]+)"))
+  local tr, unit = out:match("Transfer/sec:%s*([%d%.]+)(%a+)")
+  local mb = tonumber(tr)
+  if mb and unit == "KB" then mb = mb / 1024 elseif mb and unit == "GB" then mb = mb * 1024 end
+  return rps, mb
+end
+
+local function concur_run(conc, kind, n)
+  local client <close> = fetch.Client{ concurrency = conc, per_host = conc, retries = 0 }
+  client:get_all(urls(kind, 64))   -- warm the connections
+  local list = urls(kind, n)
+  local c0, t0 = os.clock(), concur.monotonic()
+  local rs = client:get_all(list)
+  local t1, c1 = concur.monotonic(), os.clock()
+  local bytes = 0
+  for i = 1, n do
+    assert(rs[i].status == 200, "request failed: " .. tostring(rs[i].message))
+    bytes = bytes + #rs[i].body
+  end
+  return n / (t1 - t0), (c1 - c0) / n * 1e6, bytes / (t1 - t0) / 1048576
+end
+
+local function python_requests(n)
+  local py = ([[
+import time, requests
+from concurrent.futures import ThreadPoolExecutor
+s = requests.Session()
+a = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=16)
+s.mount("http://", a)
+urls = ["%s/p2k/%%d" %% i for i in range(%d)]
+def get(u):
+    r = s.get(u); assert r.status_code == 200; return len(r.content)
+t0 = time.perf_counter()
+with ThreadPoolExecutor(16) as ex:
+    list(ex.map(get, urls))
+print(len(urls) / (time.perf_counter() - t0))
+]]):format(base, n)
+  writefile(dir .. "/req.py", py)
+  return tonumber(sh("python3 " .. dir .. "/req.py 2>/dev/null"))
+end
+
+local function curl_parallel(n, conns)
+  local lines = {}
+  for i = 1, n do lines[i] = ('url = "%s/p2k/%d"\noutput = "/dev/null"'):format(base, i) end
+  writefile(dir .. "/curl.cfg", table.concat(lines, "\n") .. "\n")
+  local t0 = concur.monotonic()
+  sh(("curl -s --noproxy '*' --parallel --parallel-immediate --parallel-max %d -K %s/curl.cfg 2>/dev/null")
+    :format(conns, dir))
+  return n / (concur.monotonic() - t0)
+end
+
+-- run ---------------------------------------------------------------------------
+
+local ok, err = pcall(function()
+  io.write(("concur.fetch bench: %d x 2 KB pages from nginx on 127.0.0.1:%d, %d CPUs\n\n")
+    :format(PAGES, port, concur.cpu_count()))
+  results.wrk16 = wrk(16, "p2k")
+  results.wrk64 = wrk(64, "p2k")
+  results.c16, results.cpu16 = concur_run(16, "p2k", PAGES)
+  results.c64, results.cpu64 = concur_run(64, "p2k", PAGES)
+  results.py = python_requests(PAGES)
+  results.curl = curl_parallel(PAGES, 64)
+  local _
+  _, results.wrkmb64 = wrk(64, "p100k")
+  results.b16, _, results.mb16 = concur_run(16, "p100k", BIG_PAGES)
+  results.b64, _, results.mb64 = concur_run(64, "p100k", BIG_PAGES)
+end)
+stop()
+if not ok then error(err, 0) end
+
+local function row(name, rps, extra)
+  io.write(("%-38s %10s pages/s   %s\n"):format(name, rps and ("%.0f"):format(rps) or "n/a",
+    extra or ""))
+end
+local function ratio(a, b, what)
+  if not (a and b) then return "" end
+  return ("%.2fx %s"):format(a / b, what)
+end
+
+row("wrk -c16 (ceiling)", results.wrk16)
+row("wrk -c64 (ceiling)", results.wrk64)
+row("concur.fetch concurrency 16", results.c16,
+  ("%s, %s, %.1f us CPU/request"):format(ratio(results.c16, results.wrk16, "of wrk"),
+    ratio(results.c16, results.py, "Python"), results.cpu16))
+row("concur.fetch concurrency 64", results.c64,
+  ("%s, %s, %.1f us CPU/request"):format(ratio(results.c64, results.wrk64, "of wrk"),
+    ratio(results.c64, results.py, "Python"), results.cpu64))
+row("Python requests + ThreadPoolExecutor(16)", results.py)
+row("curl --parallel (64)", results.curl, ratio(results.c64, results.curl, "concur/curl"))
+io.write(("\n100 KB pages (%d): concur.fetch %.0f MB/s at 16, %.0f MB/s at 64 " ..
+  "(%.0f / %.0f pages/s); wrk -c64 %s MB/s\n"):format(BIG_PAGES, results.mb16, results.mb64,
+  results.b16, results.b64, results.wrkmb64 and ("%.0f"):format(results.wrkmb64) or "n/a"))
+local target = results.wrk64 and results.c64 / results.wrk64 >= 0.6
+io.write(("\ntarget: concurrency 64 >= 60%% of wrk: %s; CPU <= 25 us/request: %s\n"):format(
+  results.wrk64 and (target and "met" or "NOT met") or "n/a (no wrk)",
+  results.cpu64 <= 25 and "met" or "NOT met"))
