@@ -145,16 +145,19 @@ static int sem_isbounded (lua_State *L) {
   return 1;
 }
 
-static int sem_unguard (concur_obj *o) {
+static int sem_take (concur_obj *o, double deadline) {
+  return concur_sem_acquire(&((csem *)o)->s, deadline);
+}
+
+static int sem_untake (concur_obj *o) {
   concur_sem_release(&((csem *)o)->s, 1);
   return 0;   /* a guard never over-releases: it took its token */
 }
 
 /*** sem:guard() --> to-be-closed: takes a token, gives it back when closed */
 static int sem_guard (lua_State *L) {
-  concur_obj *o = concur_sync_self(L, &sem_type);
-  return concur_sync_guard(L, o, concur_sem_acquire(&((csem *)o)->s,
-                           CONCUR_NODEADLINE), sem_unguard);
+  return concur_sync_guard(L, concur_sync_self(L, &sem_type), sem_take,
+                           sem_untake);
 }
 
 static const luaL_Reg sem_methods[] = {

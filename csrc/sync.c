@@ -17,9 +17,12 @@
 
 /* ---- shared helpers ------------------------------------------------------- */
 
+/* __eq: two proxies of one class are equal when they share the object */
 static int sync_eq (lua_State *L) {
+  int same = lua_getmetatable(L, 1) && lua_getmetatable(L, 2)
+             && lua_rawequal(L, -1, -2);
   concur_proxy *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
-  lua_pushboolean(L, a && b && a->o && a->o == b->o);
+  lua_pushboolean(L, same && a->o && a->o == b->o);
   return 1;
 }
 
@@ -107,15 +110,14 @@ static int guard_gc (lua_State *L) {
   return 0;
 }
 
-int concur_sync_guard (lua_State *L, concur_obj *o, int rc,
+int concur_sync_guard (lua_State *L, concur_obj *o, concur_take_fn take,
                        concur_release_fn release) {
-  guard *g;
-  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
-  /* NOTE: a memory error here leaves o taken, as in any acquire() whose
-  ** caller fails before its release */
-  g = lua_newuserdatauv(L, sizeof *g, 0);
+  guard *g = lua_newuserdatauv(L, sizeof *g, 0);   /* first: it may raise */
+  int rc;
   g->o = NULL;
   luaL_setmetatable(L, GUARD);
+  rc = take(o, CONCUR_NODEADLINE);
+  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
   g->release = release;
   g->o = concur_obj_ref(o);
   return 1;
@@ -184,15 +186,18 @@ static int lock_locked (lua_State *L) {
   return 1;
 }
 
-static int lock_unguard (concur_obj *o) {
+static int lock_take (concur_obj *o, double deadline) {
+  return concur_lock_acquire(&((clock_ *)o)->l, deadline);
+}
+
+static int lock_untake (concur_obj *o) {
   return concur_lock_release(&((clock_ *)o)->l);
 }
 
 /*** lock:guard() --> to-be-closed: acquires now, releases when closed */
 static int lock_guard (lua_State *L) {
-  concur_obj *o = concur_sync_self(L, &lock_type);
-  return concur_sync_guard(L, o, concur_lock_acquire(&((clock_ *)o)->l,
-                           CONCUR_NODEADLINE), lock_unguard);
+  return concur_sync_guard(L, concur_sync_self(L, &lock_type), lock_take,
+                           lock_untake);
 }
 
 static const luaL_Reg lock_methods[] = {
@@ -247,15 +252,18 @@ static int rlock_locked (lua_State *L) {
   return 1;
 }
 
-static int rlock_unguard (concur_obj *o) {
+static int rlock_take (concur_obj *o, double deadline) {
+  return concur_rlock_acquire(&((crlock *)o)->r, deadline);
+}
+
+static int rlock_untake (concur_obj *o) {
   return concur_rlock_release(&((crlock *)o)->r);
 }
 
 /*** rlock:guard() --> to-be-closed */
 static int rlock_guard (lua_State *L) {
-  concur_obj *o = concur_sync_self(L, &rlock_type);
-  return concur_sync_guard(L, o, concur_rlock_acquire(&((crlock *)o)->r,
-                           CONCUR_NODEADLINE), rlock_unguard);
+  return concur_sync_guard(L, concur_sync_self(L, &rlock_type), rlock_take,
+                           rlock_untake);
 }
 
 static const luaL_Reg rlock_methods[] = {
@@ -312,13 +320,14 @@ static int cond_new (lua_State *L) {
   return concur_sync_made(L, c, rc, &cond_type);
 }
 
-static int cond_acquire_lock (ccond *c, double deadline) {
-  if (c->reentrant) return concur_rlock_acquire(&((crlock *)c->lock)->r, deadline);
-  return concur_lock_acquire(&((clock_ *)c->lock)->l, deadline);
+/* take and release a Condition's lock, a Lock or an RLock */
+static int anylock_take (concur_obj *o, double deadline) {
+  return o->type == &rlock_type ? rlock_take(o, deadline)
+                                : lock_take(o, deadline);
 }
 
-static int cond_release_lock (concur_obj *o) {
-  return o->type == &rlock_type ? rlock_unguard(o) : lock_unguard(o);
+static int anylock_untake (concur_obj *o) {
+  return o->type == &rlock_type ? rlock_untake(o) : lock_untake(o);
 }
 
 static int cond_owned (ccond *c) {
@@ -401,23 +410,21 @@ static int cond_notify_all (lua_State *L) {
 /*** cond:acquire([timeout]) --> boolean: takes the underlying lock */
 static int cond_acquire (lua_State *L) {
   ccond *c = tocond(L);
-  return concur_sync_result(L, cond_acquire_lock(c, concur_sync_deadline(L, 2)),
-                            "acquire");
+  return concur_sync_result(L, anylock_take(c->lock,
+                              concur_sync_deadline(L, 2)), "acquire");
 }
 
 /*** cond:release(): releases the underlying lock */
 static int cond_release (lua_State *L) {
   ccond *c = tocond(L);
-  if (cond_release_lock(c->lock) != 0)
+  if (anylock_untake(c->lock) != 0)
     return concur_error(L, "argument", "release of a lock not held");
   return 0;
 }
 
 /*** cond:guard() --> to-be-closed holding the underlying lock */
 static int cond_guard (lua_State *L) {
-  ccond *c = tocond(L);
-  return concur_sync_guard(L, c->lock, cond_acquire_lock(c, CONCUR_NODEADLINE),
-                           cond_release_lock);
+  return concur_sync_guard(L, tocond(L)->lock, anylock_take, anylock_untake);
 }
 
 static const luaL_Reg cond_methods[] = {

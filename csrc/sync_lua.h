@@ -47,11 +47,13 @@ double concur_sync_deadline (lua_State *L, int arg);
 ** raises for an interrupted task. */
 int concur_sync_result (lua_State *L, int rc, const char *what);
 
-/* Guards: to-be-closed values that release what guard() took. 'rc' is the
-** result of taking o (raised unless CONCUR_OK); 'release' returns 0, or -1
-** when the caller does not hold o (an "argument" error). Returns 1. */
+/* Guards: to-be-closed values that release what guard() took. 'take'
+** waits for o (a wait result of clock.h, raised unless CONCUR_OK);
+** 'release' returns 0, or -1 when the caller does not hold o (raised as an
+** "argument" error by __close). Pushes the guard; returns 1. */
+typedef int (*concur_take_fn) (concur_obj *o, double deadline);
 typedef int (*concur_release_fn) (concur_obj *o);
-int concur_sync_guard (lua_State *L, concur_obj *o, int rc,
+int concur_sync_guard (lua_State *L, concur_obj *o, concur_take_fn take,
                        concur_release_fn release);
 
 /* The other parts, opened by concur_sync_open (sync.c). */
