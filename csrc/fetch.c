@@ -21,6 +21,7 @@
 #include "concur.h"
 #include "core/fetch_engine.h"
 #include "core/fetch_robots.h"
+#include "core/future.h"
 
 #define CLIENT "concur.fetch.Client"
 #define RESPONSE "concur.fetch.Response"
@@ -396,6 +397,138 @@ static int client_closed (lua_State *L) {
   return 1;
 }
 
+/* ---- batches (get_all) ------------------------------------------------------ */
+
+#define BATCH "concur.fetch.Batch"
+
+typedef struct batchud { concur_fetch_batch *b; } batchud;
+
+static concur_fetch_batch *checkbatch (lua_State *L) {
+  batchud *u = luaL_checkudata(L, 1, BATCH);
+  if (u->b == NULL) concur_error(L, "closed", "batch is freed");
+  return u->b;
+}
+
+/*** core.fetch.submit_all(client, urls [, opts]) --> batch: queues a GET
+** for every URL of the array (all checked first: a bad one raises kind
+** "argument" naming urls[i], and nothing is sent); opts as client:get. */
+static int fetch_submit_all (lua_State *L) {
+  client *c = checkclient(L, 1);
+  concur_fetch_spec tmpl, *specs;
+  concur_fetch_batch *b;
+  batchud *u;
+  size_t n, bad = 0;
+  char err[512];
+  int rc;
+  initspec(&tmpl);
+  concur_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) {
+    concur_checktype(L, 3, LUA_TTABLE);
+    concur_checkoptions(L, 3, GET_OPTS);
+    lua_settop(L, 3);
+    readopts(L, 3, &tmpl);   /* anchors at 4 and 5 */
+  }
+  n = lua_rawlen(L, 2);
+  specs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *specs, 0);
+  for (size_t i = 0; i < n; i++) {
+    /* NOTE: the strings stay alive in the urls table; no Lua code runs
+    ** before submit_batch has copied them */
+    int t = lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    if (t != LUA_TSTRING)
+      return concur_error(L, "argument", "bad argument #1 to 'get_all' "
+                          "(urls[%d]: string expected, got %s)", (int)i + 1,
+                          luaL_typename(L, -1));
+    specs[i] = tmpl;
+    specs[i].url = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->b = NULL;
+  luaL_setmetatable(L, BATCH);
+  rc = concur_fetch_submit_batch(c->e, specs, n, &b, &bad, err, sizeof err);
+  switch (rc) {
+    case CONCUR_FETCH_OK: break;
+    case CONCUR_FETCH_EARG:
+      return concur_error(L, "argument", "bad argument #1 to 'get_all' "
+                          "(urls[%d]: %s)", (int)bad + 1, err);
+    case CONCUR_FETCH_ECLOSED:
+      return concur_error(L, "closed", "fetch client is closed");
+    default: return concur_error(L, "limit", "out of memory");
+  }
+  u->b = b;
+  return 1;
+}
+
+/*** batch:wait([timeout]) --> number of requests not done yet */
+static int batch_wait (lua_State *L) {
+  concur_fetch_batch *b = checkbatch(L);
+  double deadline = concur_optdeadline(L, 2);
+  int rc;
+  long left = concur_fetch_batch_wait(b, deadline, &rc);
+  if (rc == CONCUR_CANCELLED || rc == CONCUR_TASKTIMEOUT)
+    return concur_raisewait(L, rc, "get_all");
+  lua_pushinteger(L, left);
+  return 1;
+}
+
+/*** batch:failed() --> number of requests that failed or were cancelled */
+static int batch_failed (lua_State *L) {
+  concur_fetch_batch *b = checkbatch(L);
+  size_t n = concur_fetch_batch_size(b);
+  lua_Integer failed = 0;
+  for (size_t i = 0; i < n; i++)
+    if (concur_future_state(concur_fetch_batch_future(b, i)) >
+        CONCUR_F_FINISHED)
+      failed++;
+  lua_pushinteger(L, failed);
+  return 1;
+}
+
+/*** batch:results() --> array of Responses and error objects, in order
+** (waits for each) */
+static int batch_results (lua_State *L) {
+  concur_fetch_batch *b = checkbatch(L);
+  size_t n = concur_fetch_batch_size(b);
+  lua_settop(L, 1);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    concur_future *f = concur_fetch_batch_future(b, i);
+    int rc = concur_future_wait(f, CONCUR_NODEADLINE), st, k;
+    if (rc != CONCUR_OK) return concur_raisewait(L, rc, "get_all");
+    st = concur_future_state(f);
+    if (st == CONCUR_F_CANCELLED)
+      concur_pusherror(L, "cancelled", "the request was cancelled");
+    else {
+      k = concur_decode(L, f->out.data, f->out.len, f->out.objs,
+                        f->out.nobjs);
+      if (k != 1) {
+        lua_pop(L, k);
+        concur_pusherror(L, "network", "malformed result");
+      }
+      else if (st == CONCUR_F_FAILED)
+        luaL_setmetatable(L, "concur.Error");
+    }
+    lua_rawseti(L, 2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+static int batch_gc (lua_State *L) {
+  batchud *u = luaL_checkudata(L, 1, BATCH);
+  if (u->b) {
+    concur_fetch_batch_free(u->b);
+    u->b = NULL;
+  }
+  return 0;
+}
+
+static const luaL_Reg batch_methods[] = {
+  {"wait", batch_wait},
+  {"failed", batch_failed},
+  {"results", batch_results},
+  {NULL, NULL}
+};
+
 /* client:get_all(urls [, opts]): lives in lua/concur/fetch.lua; this
 ** trampoline finds it from any state that holds a client. */
 static int client_get_all (lua_State *L) {
@@ -527,6 +660,7 @@ static const luaL_Reg client_metamethods[] = {
 
 static const luaL_Reg fetch_funcs[] = {
   {"Client", fetch_client},
+  {"submit_all", fetch_submit_all},
   {"checkurl", fetch_checkurl},
   {"robots", fetch_robots},
   {NULL, NULL}
@@ -536,6 +670,13 @@ void concur_fetch_open (lua_State *L) {
   concur_fetch_global_init();
   concur_register_valtype(&response_valtype);
   concur_newclass(L, &client_type, client_methods, client_metamethods);
+  if (luaL_newmetatable(L, BATCH)) {
+    luaL_newlib(L, batch_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, batch_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   luaL_newlib(L, fetch_funcs);
   pushresponsemt(L);
   lua_setfield(L, -2, "Response");

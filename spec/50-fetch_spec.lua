@@ -521,11 +521,26 @@ describe("concur.fetch", function()
       assert.equal(404, rs[3].status)
     end)
 
-    it("reports progress to a function", function()
+    it("reports progress to a function, ending with all done", function()
       local calls = {}
-      client:get_all({ srv:url("/bytes/1"), srv:url("/bytes/2") }, {
-        progress = function(done, total) calls[#calls + 1] = done .. "/" .. total end })
-      assert.same({ "1/2", "2/2" }, calls)
+      client:get_all({ srv:url("/bytes/1"), srv:url("/delay/0.3") }, {
+        progress = function(done, total) calls[#calls + 1] = { done, total } end })
+      assert.same({ 2, 2 }, calls[#calls])
+      for i = 2, #calls do assert.is_true(calls[i][1] > calls[i - 1][1]) end
+      assert.is_true(#calls >= 2, "progress was reported while waiting")
+    end)
+
+    it("reports failures to the progress function", function()
+      local failed
+      client:get_all({ srv:url("/drop") }, { retries = 0,
+        progress = function(_, _, f) failed = f end })
+      assert.equal(1, failed)
+    end)
+
+    it("rejects a URL that is not a string, naming it", function()
+      raises("argument", "urls[2]: string expected, got number", function()
+        client:get_all({ srv:url("/bytes/1"), 7 })
+      end)
     end)
 
     it("checks every URL before sending any", function()

@@ -64,6 +64,7 @@ struct req {
   req *next, *prev;          /* inbox, host queue or active list */
   host *h;                   /* host of the current url */
   host *robots_for;          /* robots request: the host it decides */
+  concur_fetch_batch *batch; /* told when r is freed; NULL: none */
   char *method, *url, *key, *path;   /* key: scheme://host:port */
   char *body;
   size_t bodylen;
@@ -308,9 +309,13 @@ int concur_fetch_checkheader (const char *name, size_t nlen,
 
 /* ---- requests -------------------------------------------------------------- */
 
+static void batch_done (concur_fetch_batch *b);
+
+/* Frees a request whose future is done (or never was given out). */
 static void req_free (req *r) {
   if (r == NULL) return;
   if (r->f) concur_obj_unref(&r->f->obj);
+  if (r->batch) batch_done(r->batch);
   free(r->method); free(r->url); free(r->key); free(r->path); free(r->body);
   curl_slist_free_all(r->hdrs);
   sb_free(&r->data);
@@ -372,26 +377,26 @@ oom:
   return -1;
 }
 
-int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
-                         concur_future **out, char *err, size_t errlen) {
-  req *r = calloc(1, sizeof *r);
+/* Builds a request from s (copies everything) with its future; nothing is
+** queued. Any thread, no lock. */
+static int prepare (concur_fetch_engine *e, const concur_fetch_spec *s,
+                    req **out, char *err, size_t errlen) {
+  req *r;
   const char *method = s->method ? s->method : "GET";
-  concur_future *f;
-  int rc, first;
-  if (r == NULL) return CONCUR_FETCH_ENOMEM;
-  r->e = e;
+  int rc;
   if (method[0] == '\0') {
     seterr(err, errlen, "empty method");
-    free(r);
     return CONCUR_FETCH_EARG;
   }
   for (const char *c = method; *c; c++)
     if (!istchar((unsigned char)*c)) {
       seterr(err, errlen, "bad method '%s'", method);
-      free(r);
       return CONCUR_FETCH_EARG;
     }
-  rc = parse_url(s->url, &r->url, &r->key, &r->path, err, errlen);
+  if ((r = calloc(1, sizeof *r)) == NULL) return CONCUR_FETCH_ENOMEM;
+  r->e = e;
+  rc = parse_url(s->url, &r->url, &r->key, e->cfg.robots ? &r->path : NULL,
+                 err, errlen);
   if (rc != CONCUR_FETCH_OK) {
     free(r);
     return rc;
@@ -414,30 +419,160 @@ int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
   r->max_body = s->max_body >= 0 ? s->max_body : e->cfg.max_body;
   r->f = concur_future_new(&req_ops, r);
   if (r->f == NULL) goto oom;
-  f = (concur_future *)concur_obj_ref(&r->f->obj);   /* the caller's */
+  *out = r;
+  return CONCUR_FETCH_OK;
+oom:
+  req_free(r);
+  return CONCUR_FETCH_ENOMEM;
+}
+
+/* Appends the list head..tail (n requests) to the inbox and wakes the
+** engine; returns ECLOSED (and queues nothing) after close. */
+static int enqueue (concur_fetch_engine *e, req *head, req *tail, long n) {
+  int first;
   pthread_mutex_lock(&e->mu);
   if (e->closing) {
     pthread_mutex_unlock(&e->mu);
+    return CONCUR_FETCH_ECLOSED;
+  }
+  first = (e->inbox == NULL);
+  if (e->inbox_tail) e->inbox_tail->next = head;
+  else e->inbox = head;
+  e->inbox_tail = tail;
+  count(e, queued, n);
+  /* NOTE: woken under e->mu so that close cannot close the eventfd in
+  ** between; only an empty inbox needs a wake-up (the engine drains all). */
+  if (first) wake_engine(e);
+  pthread_mutex_unlock(&e->mu);
+  return CONCUR_FETCH_OK;
+}
+
+int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
+                         concur_future **out, char *err, size_t errlen) {
+  req *r;
+  concur_future *f;
+  int rc = prepare(e, s, &r, err, errlen);
+  if (rc != CONCUR_FETCH_OK) return rc;
+  f = (concur_future *)concur_obj_ref(&r->f->obj);   /* the caller's */
+  if (enqueue(e, r, r, 1) != CONCUR_FETCH_OK) {
     concur_obj_unref(&f->obj);
     req_free(r);
     seterr(err, errlen, "client is closed");
     return CONCUR_FETCH_ECLOSED;
   }
-  first = (e->inbox == NULL);
-  if (e->inbox_tail) e->inbox_tail->next = r;
-  else e->inbox = r;
-  e->inbox_tail = r;
-  count(e, queued, 1);
-  /* NOTE: woken under e->mu so that close cannot close the eventfd in
-  ** between; only an empty inbox needs a wake-up (the engine drains all). */
-  if (first) wake_engine(e);
-  pthread_mutex_unlock(&e->mu);
   /* NOTE: r belongs to the engine now and may already be freed */
   *out = f;
   return CONCUR_FETCH_OK;
-oom:
-  req_free(r);
-  return CONCUR_FETCH_ENOMEM;
+}
+
+/* ---- batches ------------------------------------------------------------- */
+
+struct concur_fetch_batch {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;           /* broadcast when 'left' reaches 0 */
+  atomic_long left;            /* requests not yet done */
+  atomic_long refs;            /* the caller's and one per request */
+  size_t n;
+  concur_future **fs;          /* one reference each */
+};
+
+static void batch_unref (concur_fetch_batch *b) {
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  for (size_t i = 0; i < b->n; i++)
+    if (b->fs[i]) concur_obj_unref(&b->fs[i]->obj);
+  free(b->fs);
+  pthread_mutex_destroy(&b->mu);
+  pthread_cond_destroy(&b->cv);
+  free(b);
+}
+
+/* A request of the batch is done (its future is, or it was dropped). */
+static void batch_done (concur_fetch_batch *b) {
+  if (atomic_fetch_sub_explicit(&b->left, 1, memory_order_acq_rel) == 1) {
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+  }
+  batch_unref(b);
+}
+
+int concur_fetch_submit_batch (concur_fetch_engine *e,
+                               const concur_fetch_spec *specs, size_t n,
+                               concur_fetch_batch **out, size_t *bad,
+                               char *err, size_t errlen) {
+  concur_fetch_batch *b = calloc(1, sizeof *b);
+  req *head = NULL, *tail = NULL;
+  int rc = CONCUR_FETCH_OK;
+  if (b == NULL || (b->fs = calloc(n ? n : 1, sizeof *b->fs)) == NULL) {
+    free(b);
+    return CONCUR_FETCH_ENOMEM;
+  }
+  pthread_mutex_init(&b->mu, NULL);
+  concur_cond_init(&b->cv, 0);
+  b->n = n;
+  atomic_init(&b->left, (long)n);
+  atomic_init(&b->refs, 1);
+  for (size_t i = 0; i < n; i++) {   /* all or nothing */
+    req *r;
+    rc = prepare(e, &specs[i], &r, err, errlen);
+    if (rc != CONCUR_FETCH_OK) {
+      *bad = i;
+      break;
+    }
+    b->fs[i] = (concur_future *)concur_obj_ref(&r->f->obj);
+    r->batch = b;
+    if (tail) tail->next = r;
+    else head = r;
+    tail = r;
+  }
+  if (rc == CONCUR_FETCH_OK && n > 0) {
+    atomic_fetch_add(&b->refs, (long)n);   /* before the engine sees them */
+    rc = enqueue(e, head, tail, (long)n);
+    if (rc != CONCUR_FETCH_OK) {
+      atomic_fetch_sub(&b->refs, (long)n);
+      seterr(err, errlen, "client is closed");
+    }
+  }
+  if (rc != CONCUR_FETCH_OK) {
+    while (head) {
+      req *nx = head->next;
+      head->batch = NULL;
+      req_free(head);
+      head = nx;
+    }
+    batch_unref(b);
+    return rc;
+  }
+  *out = b;
+  return CONCUR_FETCH_OK;
+}
+
+size_t concur_fetch_batch_size (concur_fetch_batch *b) { return b->n; }
+
+concur_future *concur_fetch_batch_future (concur_fetch_batch *b, size_t i) {
+  return i < b->n ? b->fs[i] : NULL;
+}
+
+long concur_fetch_batch_wait (concur_fetch_batch *b, double deadline,
+                              int *rc) {
+  long left;
+  *rc = CONCUR_OK;
+  pthread_mutex_lock(&b->mu);
+  while ((left = atomic_load(&b->left)) > 0) {
+    *rc = concur_cond_wait(&b->cv, &b->mu, deadline);
+    if (*rc != CONCUR_OK) {
+      left = atomic_load(&b->left);
+      if (left == 0) *rc = CONCUR_OK;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&b->mu);
+  return left;
+}
+
+void concur_fetch_batch_free (concur_fetch_batch *b) {
+  if (b) batch_unref(b);
 }
 
 /* ---- completing futures (engine thread, e->mu not held) -------------------- */

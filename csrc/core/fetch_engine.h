@@ -88,6 +88,26 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
 int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
                          concur_future **out, char *err, size_t errlen);
 
+/* Batches: many requests submitted at once, all or none (get_all), with
+** one wait for all of them instead of one per future. */
+typedef struct concur_fetch_batch concur_fetch_batch;
+
+/* Queues n requests; on success *out is the batch (the caller's reference).
+** On EARG, *bad is the index of the bad spec and nothing was queued. */
+int concur_fetch_submit_batch (concur_fetch_engine *e,
+                               const concur_fetch_spec *specs, size_t n,
+                               concur_fetch_batch **out, size_t *bad,
+                               char *err, size_t errlen);
+size_t concur_fetch_batch_size (concur_fetch_batch *b);
+/* The i-th future (borrowed: valid while the batch is). */
+concur_future *concur_fetch_batch_future (concur_fetch_batch *b, size_t i);
+/* Waits until all are done or the deadline passes (an interrupt of the
+** calling task also ends it, rc says which: a concur_cond_wait result);
+** returns how many are not done yet. */
+long concur_fetch_batch_wait (concur_fetch_batch *b, double deadline,
+                              int *rc);
+void concur_fetch_batch_free (concur_fetch_batch *b);
+
 /* Checks a URL as submit would (http/https, well formed); 0 or EARG. */
 int concur_fetch_checkurl (const char *url, char *err, size_t errlen);
 

@@ -81,43 +81,21 @@ function M._get_all(client, urls, opts)
     end
   end
   local n = #urls
-  for i = 1, n do
-    local u = urls[i]
-    local ok, err = pcall(cf.checkurl, u)
-    if not ok then
-      local msg = type(u) ~= "string"
-        and string.format("string expected, got %s", type(u))
-        or (err.message or tostring(err)):match("%((.*)%)$") or tostring(err)
-      error(Error.new("argument", string.format(
-        "bad argument #1 to 'get_all' (urls[%d]: %s)", i, msg)), 2)
-    end
-  end
-  local futures = {}
-  for i = 1, n do futures[i] = client:get(urls[i], reqopts) end
+  local batch = cf.submit_all(client, urls, reqopts)   -- checks all first
   local report
   if type(progress) == "function" then report = progress
   elseif progress and stderr_is_tty() then report = progress_line end
   if report and n > 0 then
-    -- completion order: a waitset when the foundation has one, else in order
-    local ok, concur = pcall(require, "concur")
-    local done, failed = 0, 0
-    local function tick(f)
-      done = done + 1
-      if f:error() then failed = failed + 1 end
-      report(done, n, failed)
-    end
-    if ok and type(concur) == "table" and concur.as_completed then
-      for f in concur.as_completed(futures) do tick(f) end
-    else
-      for i = 1, n do tick(futures[i]) end
-    end
+    local last = -1
+    repeat
+      local left = batch:wait(0.1)
+      if n - left ~= last then
+        last = n - left
+        report(last, n, batch:failed())
+      end
+    until left == 0
   end
-  local results = {}
-  for i = 1, n do
-    local f = futures[i]
-    results[i] = f:error() or f:result()
-  end
-  return results
+  return batch:results()
 end
 
 local default
