@@ -63,6 +63,8 @@ int concur_sync_made (lua_State *L, void *obj, int rc, const concur_objtype *t) 
 
 double concur_sync_deadline (lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg)) return CONCUR_NODEADLINE;
+  if (lua_isboolean(L, arg))
+    return lua_toboolean(L, arg) ? CONCUR_NODEADLINE : concur_now();
   return concur_optdeadline(L, arg);
 }
 

@@ -41,7 +41,9 @@ void *concur_sync_alloc (lua_State *L, size_t size);
 ** failure frees obj and raises "limit", else pushes its first proxy;
 ** returns 1. */
 int concur_sync_made (lua_State *L, void *obj, int rc, const concur_objtype *t);
-/* The optional timeout at 'arg' as a deadline; cheap when absent. */
+/* The optional timeout at 'arg' as a deadline; cheap when absent. As in
+** Python's acquire(blocking) and get(block), false means "do not block"
+** (timeout 0) and true "block" (no timeout). */
 double concur_sync_deadline (lua_State *L, int arg);
 /* Pushes true (CONCUR_OK) or false (CONCUR_TIMEDOUT) and returns 1, or
 ** raises for an interrupted task. */
