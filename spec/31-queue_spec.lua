@@ -139,6 +139,25 @@ describe("Queue", function()
       assert.is_true(l:locked())
     end)
 
+    it("outlives the thread that made it and filled it", function()
+      local t = concur.spawn(function()
+        local c = require "concur"
+        local q = c.Queue()
+        for i = 1, 3 do q:put({ i }) end
+        return q
+      end)
+      local _, q = t:join(10)
+      collectgarbage()
+      assert.same({ { 1 }, { 2 }, { 3 } }, drain(q))
+    end)
+
+    it("carries queues inside queues", function()
+      local outer, inner = concur.Queue(), concur.Queue()
+      outer:put(inner)
+      outer:get():put("through the inner one")
+      assert.equal("through the inner one", inner:get(0))
+    end)
+
     it("raises kind transfer for a coroutine and keeps the queue empty", function()
       local q = concur.Queue()
       raises("transfer", nil, q.put, q, coroutine.create(print))
