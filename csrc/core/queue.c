@@ -176,7 +176,7 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
       rc = CONCUR_TIMEDOUT;
       break;
     }
-    if (!spun) {
+    if (!spun && concur_sync_canspin()) {
       spun = 1;
       spin(q, q->maxsize, deadline);
       continue;
@@ -214,7 +214,7 @@ int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
       rc = CONCUR_TIMEDOUT;
       break;
     }
-    if (!spun) {
+    if (!spun && concur_sync_canspin()) {
       spun = 1;
       spin(q, 0, deadline);
       continue;

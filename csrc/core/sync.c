@@ -19,6 +19,16 @@
 
 #define SPINS 100    /* busy-wait rounds before sleeping */
 
+int concur_sync_canspin (void) {
+  static atomic_int ncpu;   /* 0: not known yet (a benign race to fill) */
+  int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
+  if (n == 0) {
+    n = concur_cpu_count();
+    atomic_store_explicit(&ncpu, n, memory_order_relaxed);
+  }
+  return n > 1;
+}
+
 /* One sleep on cv; the object's mutex is held. 'intr': whether a task
 ** interrupt may end it (Condition's re-acquire may not). */
 static int sleep_on (pthread_cond_t *cv, pthread_mutex_t *mu, double deadline,
@@ -64,7 +74,7 @@ static int wait_until (int (*try) (void *), void *obj, atomic_int *waiters,
                        pthread_mutex_t *mu, pthread_cond_t *cv,
                        double deadline, int intr) {
   int rc = CONCUR_OK;
-  for (int i = 0; i < SPINS; i++) {
+  for (int i = concur_sync_canspin() ? 0 : SPINS; i < SPINS; i++) {
     concur_sync_pause();
     if (try(obj)) return CONCUR_OK;
   }

@@ -50,6 +50,10 @@ static inline void concur_sync_lockmu (pthread_mutex_t *m) {
 #define concur_sync_pause() ((void)0)
 #endif
 
+/* Whether busy waits can pay: false on a single CPU, where the thread we
+** wait for cannot run while we spin. */
+int concur_sync_canspin (void);
+
 /* ---- Lock: binary, released by any thread (as Python's) ----------------- */
 typedef struct concur_lock {
   atomic_int state;        /* 0 free, 1 held */
