@@ -10,6 +10,14 @@
 ** CONCUR_TASKTIMEOUT when the calling task was interrupted; barriers add
 ** CONCUR_BROKEN. A past deadline never blocks.
 **
+** Across processes (not yet wired): the struct goes into a shared mapping
+** and is initialised with pshared set; mutexes are then robust, and
+** concur_sync_lockmu repairs one whose owner died. A Lock's state word would
+** then hold its owner's pid instead of 1, so that waiters, sleeping in
+** slices, can test the owner (kill(pid, 0)) and take over the lock of a dead
+** process, reporting that its owner died. concur_condvar stays in-process:
+** its waiters are nodes on the waiting threads' stacks.
+**
 ** Fast paths are lock-free: taking a free Lock or a Semaphore token is one
 ** compare-and-swap, and releasing touches the mutex (and signals) only when
 ** somebody waits. The waiter count and the state word form a Dekker pair
