@@ -76,7 +76,9 @@ struct req {
   long tries, redirects;
   double started, due;
   CURL *easy;
-  strbuf data, heads;        /* heads: "name\0value\0" pairs, names lower */
+  concur_buf out;            /* the Response being built: see body_open */
+  size_t body0;              /* offset of the body in out */
+  strbuf heads;              /* "name\0value\0" pairs, names lower */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -318,7 +320,7 @@ static void req_free (req *r) {
   if (r->batch) batch_done(r->batch);
   free(r->method); free(r->url); free(r->key); free(r->path); free(r->body);
   curl_slist_free_all(r->hdrs);
-  sb_free(&r->data);
+  concur_buf_free(&r->out);
   sb_free(&r->heads);
   free(r);
 }
@@ -649,43 +651,65 @@ static int wire_headers (concur_buf *b, const strbuf *h) {
   return rc | concur_wire_end(b);
 }
 
+/*
+** The Response is built in place, so the body is copied once, from
+** libcurl's buffer into the bytes the future hands to Lua:
+**   'v' 'R' len5 | 'T' 0 | "body" 's' len5 <body> | other pairs | 'e'
+** where len5 are varints padded to 5 bytes (the decoder takes non-minimal
+** varints), patched when the lengths are known.
+*/
+#define PAD5 5
+
+static void put_pad5 (char *p, uint64_t v) {
+  for (int i = 0; i < PAD5 - 1; i++) p[i] = (char)(((v >> (7 * i)) & 0x7f) | 0x80);
+  p[PAD5 - 1] = (char)((v >> (7 * (PAD5 - 1))) & 0x7f);
+}
+
+/* Starts (or restarts, for another attempt) the Response in r->out. */
+static int body_open (req *r) {
+  static const char head[] = { 'v', CONCUR_FETCH_RESPONSE_TAG,
+    0, 0, 0, 0, 0, 'T', 0, 's', 4, 'b', 'o', 'd', 'y', 's', 0, 0, 0, 0, 0 };
+  r->out.len = 0;
+  if (concur_buf_write(&r->out, head, sizeof head)) return -1;
+  r->body0 = r->out.len;
+  return 0;
+}
+
+static size_t body_len (const req *r) {
+  return r->out.len >= r->body0 ? r->out.len - r->body0 : 0;
+}
+
 /* Resolves r's future with the Response; frees r. */
 static void respond (concur_fetch_engine *e, req *r, long status, double now) {
-  concur_buf in = CONCUR_BUF_INIT, out = CONCUR_BUF_INIT;
-  unsigned char tag[2] = { 'v', CONCUR_FETCH_RESPONSE_TAG };
-  int rc;
+  concur_buf *b = &r->out;
+  int rc = 0;
   if (r->f == NULL) { req_free(r); return; }
-  rc = concur_buf_reserve(&in, r->data.len + r->heads.len + 256);
-  rc |= concur_wire_table(&in, 0);
-  rc |= concur_wire_cstr(&in, "status"); rc |= concur_wire_int(&in, status);
-  rc |= concur_wire_cstr(&in, "ok");
-  rc |= concur_wire_bool(&in, status >= 200 && status < 300);
-  rc |= concur_wire_cstr(&in, "url"); rc |= concur_wire_cstr(&in, r->url);
-  rc |= concur_wire_cstr(&in, "headers");
-  rc |= wire_headers(&in, &r->heads);
-  rc |= concur_wire_cstr(&in, "body");
-  rc |= concur_wire_str(&in, r->data.p ? r->data.p : "", r->data.len);
-  rc |= concur_wire_cstr(&in, "elapsed");
-  rc |= concur_wire_num(&in, now - r->started);
-  rc |= concur_wire_cstr(&in, "attempts");
-  rc |= concur_wire_int(&in, r->tries + 1);
-  rc |= concur_wire_cstr(&in, "redirects");
-  rc |= concur_wire_int(&in, r->redirects);
-  rc |= concur_wire_end(&in);
-  rc |= concur_buf_reserve(&out, in.len + 16);
-  rc |= concur_buf_write(&out, tag, 2);
-  rc |= concur_wire_varint(&out, in.len);
-  rc |= concur_buf_write(&out, in.data, in.len);
-  concur_buf_free(&in);
+  if (b->len < r->body0) rc = body_open(r);   /* never started: empty body */
+  if (!rc) {
+    put_pad5(b->data + r->body0 - PAD5, body_len(r));
+    rc |= concur_wire_cstr(b, "status"); rc |= concur_wire_int(b, status);
+    rc |= concur_wire_cstr(b, "ok");
+    rc |= concur_wire_bool(b, status >= 200 && status < 300);
+    rc |= concur_wire_cstr(b, "url"); rc |= concur_wire_cstr(b, r->url);
+    rc |= concur_wire_cstr(b, "headers");
+    rc |= wire_headers(b, &r->heads);
+    rc |= concur_wire_cstr(b, "elapsed");
+    rc |= concur_wire_num(b, now - r->started);
+    rc |= concur_wire_cstr(b, "attempts");
+    rc |= concur_wire_int(b, r->tries + 1);
+    rc |= concur_wire_cstr(b, "redirects");
+    rc |= concur_wire_int(b, r->redirects);
+    rc |= concur_wire_end(b);
+  }
   if (rc) {
-    concur_buf_free(&out);
     fail(e, r, "limit", 0, status, "out of memory building the response "
          "for %s", r->url);
     return;
   }
+  put_pad5(b->data + 2, b->len - 2 - PAD5);
   if (atomic_load(&r->f->cancel_req)) count(e, cancelled, 1);
   else count(e, completed, 1);
-  concur_future_finish(r->f, 0, &out);
+  concur_future_finish(r->f, 0, b);   /* takes r->out */
   req_free(r);
 }
 
@@ -892,11 +916,11 @@ static req *heap_pop (concur_fetch_engine *e) {
 static size_t on_body (char *p, size_t size, size_t n, void *ud) {
   req *r = ud;
   size_t len = size * n;
-  if ((long long)(r->data.len + len) > r->max_body) {
+  if ((long long)(body_len(r) + len) > r->max_body) {
     r->too_big = 1;
     return 0;   /* aborts the transfer */
   }
-  return sb_add(&r->data, p, len) ? 0 : len;
+  return concur_buf_write(&r->out, p, len) ? 0 : len;
 }
 
 static size_t on_header (char *p, size_t size, size_t n, void *ud) {
@@ -915,13 +939,21 @@ static size_t on_header (char *p, size_t size, size_t n, void *ud) {
   while (vs < ve && (p[vs] == ' ' || p[vs] == '\t')) vs++;
   while (ve > vs && (p[ve - 1] == '\r' || p[ve - 1] == '\n' ||
                      p[ve - 1] == ' ' || p[ve - 1] == '\t')) ve--;
-  for (size_t i = 0; i < nl; i++) {
-    char c = (char)tolower((unsigned char)p[i]);
-    if (sb_add(&r->heads, &c, 1)) return 0;
+  {
+    size_t at = r->heads.len;
+    if (sb_add(&r->heads, p, nl)) return 0;
+    for (size_t i = at; i < at + nl; i++)
+      r->heads.p[i] = (char)tolower((unsigned char)r->heads.p[i]);
   }
   if (sb_add(&r->heads, "", 1) || sb_add(&r->heads, p + vs, ve - vs) ||
       sb_add(&r->heads, "", 1))
     return 0;
+  if (nl == 14 && strncasecmp(p, "content-length", 14) == 0) {
+    /* room for the body at once (bounded: the server may lie) */
+    long long cl = strtoll(p + vs, NULL, 10);
+    if (cl > 0 && cl <= r->max_body && cl <= (64 << 20))
+      concur_buf_reserve(&r->out, (size_t)cl + 512);
+  }
   return len;
 }
 
@@ -1014,7 +1046,14 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
     return;
   }
   r->easy = c;
-  r->data.len = 0;
+  if (body_open(r)) {
+    easy_put(e, c);
+    r->easy = NULL;
+    unaccount(e, h);
+    count(e, queued, -1);
+    fail(e, r, "limit", 0, 0, "out of memory for %s", r->url);
+    return;
+  }
   r->heads.len = 0;
   r->too_big = 0;
   r->errbuf[0] = '\0';
@@ -1196,7 +1235,7 @@ static void robots_done (concur_fetch_engine *e, req *r, CURLcode rc,
   host *h = r->robots_for;
   concur_robots *rb;
   if (rc == CURLE_OK && status >= 200 && status < 300)
-    rb = concur_fetch_robots_parse(r->data.p ? r->data.p : "", r->data.len,
+    rb = concur_fetch_robots_parse(r->out.data + r->body0, body_len(r),
                                    e->cfg.user_agent);
   else if (rc == CURLE_OK && status >= 500)
     rb = concur_fetch_robots_all(0);   /* RFC 9309: unreachable = disallow */
@@ -1264,7 +1303,7 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
   r->easy = NULL;
   easy_put(e, c);
   count(e, active, -1);
-  count(e, bytes, (long long)r->data.len);
+  count(e, bytes, (long long)body_len(r));
   if (status >= 100 && status < 600) count(e, by_status[status], 1);
   if ((status == 429 || status == 503) && ra > 0) {   /* the whole host */
     double d = (double)ra > e->cfg.max_backoff ? e->cfg.max_backoff
