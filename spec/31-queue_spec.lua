@@ -97,6 +97,30 @@ describe("Queue", function()
       assert.same({ 5, 2, 1 }, drain(q))
     end)
 
+    it("keeps every order while the store grows and shrinks", function()
+      for _, order in ipairs { "fifo", "lifo", "priority" } do
+        local q = concur.Queue { order = order }
+        local expect = {}
+        for round = 1, 3 do   -- fill to 5000, drain to 100, interleaved
+          for i = 1, 5000 do q:put(round * 10000 + i) end
+          for _ = 1, 4900 do
+            local v = q:get(0)
+            expect[#expect + 1] = v
+          end
+        end
+        for _, v in ipairs(drain(q)) do expect[#expect + 1] = v end
+        assert.equal(15000, #expect)
+        if order ~= "lifo" then   -- each round puts larger numbers
+          for i = 2, #expect do assert(expect[i] > expect[i - 1], order) end
+        end
+        local seen = {}
+        for _, v in ipairs(expect) do seen[v] = true end
+        for round = 1, 3 do
+          for i = 1, 5000 do assert(seen[round * 10000 + i], order) end
+        end
+      end
+    end)
+
     it("raises kind argument for an item without a priority", function()
       local q = concur.Queue { order = "priority" }
       raises("argument", "number or table with a numeric field 'priority' expected, got string",

@@ -42,9 +42,9 @@ static void store_free (concur_qstore *s) {
   store_init(s, s->order);
 }
 
-/* Doubles the array, unrolling the ring to start at 0. */
-static int store_grow (concur_qstore *s) {
-  size_t ncap = s->cap ? s->cap * 2 : 16;
+/* Moves the items to an array of ncap (>= n, a power of 2), unrolling the
+** ring to start at 0; -1 when out of memory (nothing changed). */
+static int store_resize (concur_qstore *s, size_t ncap) {
   concur_qitem *ni;
   if (ncap > SIZE_MAX / sizeof *ni) return -1;
   ni = malloc(ncap * sizeof *ni);
@@ -87,7 +87,7 @@ static void heap_down (concur_qitem *h, size_t n, size_t i) {
 
 /* Moves *it into the store; 0, or -1 when out of memory (*it untouched). */
 static int store_push (concur_qstore *s, concur_qitem *it) {
-  if (s->n == s->cap && store_grow(s)) return -1;
+  if (s->n == s->cap && store_resize(s, s->cap ? s->cap * 2 : 16)) return -1;
   *store_at(s, s->n) = *it;
   s->n++;
   if (s->order == CONCUR_PRIORITY) heap_up(s->items, s->n - 1);
@@ -112,6 +112,9 @@ static void store_pop (concur_qstore *s, concur_qitem *it) {
         heap_down(s->items, s->n, 0);
       }
   }
+  /* give memory back after a burst: halve when a quarter full (a failed
+  ** shrink just keeps the larger array) */
+  if (s->cap > 64 && s->n < s->cap / 4) store_resize(s, s->cap / 2);
 }
 
 /* ---- the queue ------------------------------------------------------------ */
