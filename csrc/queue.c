@@ -36,9 +36,9 @@ static void queue_destroy (concur_obj *o) {
 
 static const concur_objtype queue_type = { "concur.Queue", queue_destroy };
 
-#define toqueue(L) ((cqueue *)concur_sync_self(L, &queue_type))
+#define checkqueue(L) ((cqueue *)concur_sync_self(L, &queue_type))
 
-/* ---- the decode slot ------------------------------------------------------- */
+/* ---- the decode slot --------------------------------------------------- */
 
 typedef struct qslot {
   concur_buf buf;
@@ -60,7 +60,7 @@ static qslot *newslot (lua_State *L) {
   return s;
 }
 
-/* ---- constructor ------------------------------------------------------------ */
+/* ---- constructor ------------------------------------------------------- */
 
 static const char *const ORDERS[] = { "fifo", "lifo", "priority", NULL };
 
@@ -97,7 +97,7 @@ static int queue_new (lua_State *L) {
                           (size_t)maxsize), &queue_type);
 }
 
-/* ---- put -------------------------------------------------------------------- */
+/* ---- put --------------------------------------------------------------- */
 
 /* The priority of the value at 2: a number, or a table's field 'priority'. */
 static double checkprio (lua_State *L) {
@@ -146,18 +146,18 @@ static int q_put (lua_State *L, cqueue *c, double deadline, int try) {
 /*** q:put(v [, timeout]): waits while the queue is full; raises "timeout"
 ** or "closed" */
 static int queue_put (lua_State *L) {
-  cqueue *c = toqueue(L);
+  cqueue *c = checkqueue(L);
   return q_put(L, c, concur_sync_deadline(L, 3), 0);
 }
 
 /*** q:try_put(v) --> false when full; raises "closed" */
 static int queue_tryput (lua_State *L) {
-  cqueue *c = toqueue(L);
+  cqueue *c = checkqueue(L);
   lua_settop(L, 2);
   return q_put(L, c, 0.0, 1);
 }
 
-/* ---- get -------------------------------------------------------------------- */
+/* ---- get --------------------------------------------------------------- */
 
 enum { GET, TRYGET, ITER };
 
@@ -195,24 +195,24 @@ static int q_get (lua_State *L, cqueue *c, double deadline, int mode) {
 /*** q:get([timeout]) --> v; waits while empty; raises "timeout", or
 ** "closed" once the queue is closed and drained */
 static int queue_get (lua_State *L) {
-  cqueue *c = toqueue(L);
+  cqueue *c = checkqueue(L);
   return q_get(L, c, concur_sync_deadline(L, 2), GET);
 }
 
 /*** q:try_get() --> true, v | false when empty; raises "closed" once the
 ** queue is closed and drained */
 static int queue_tryget (lua_State *L) {
-  return q_get(L, toqueue(L), 0.0, TRYGET);
+  return q_get(L, checkqueue(L), 0.0, TRYGET);
 }
 
 static int queue_next (lua_State *L) {
-  return q_get(L, toqueue(L), CONCUR_NODEADLINE, ITER);
+  return q_get(L, checkqueue(L), CONCUR_NODEADLINE, ITER);
 }
 
 /*** q:items() --> iterator: for v in q:items() do ... end, taking items
 ** until the queue is closed and drained */
 static int queue_items (lua_State *L) {
-  toqueue(L);
+  checkqueue(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_pushcclosure(L, queue_next, 2);
@@ -220,43 +220,43 @@ static int queue_items (lua_State *L) {
   return 2;
 }
 
-/* ---- the rest --------------------------------------------------------------- */
+/* ---- the rest ---------------------------------------------------------- */
 
 /*** q:size() --> number of items (a hint: it may change at once) */
 static int queue_size (lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)concur_queue_size(&toqueue(L)->q));
+  lua_pushinteger(L, (lua_Integer)concur_queue_size(&checkqueue(L)->q));
   return 1;
 }
 
 /*** q:empty() --> boolean */
 static int queue_empty (lua_State *L) {
-  lua_pushboolean(L, concur_queue_size(&toqueue(L)->q) == 0);
+  lua_pushboolean(L, concur_queue_size(&checkqueue(L)->q) == 0);
   return 1;
 }
 
 /*** q:full() --> boolean (never true when unbounded) */
 static int queue_full (lua_State *L) {
-  lua_pushboolean(L, concur_queue_full(&toqueue(L)->q));
+  lua_pushboolean(L, concur_queue_full(&checkqueue(L)->q));
   return 1;
 }
 
 /*** q:close(): no more puts; wakes every blocked put (raises "closed") and
 ** get (which drains what is left, then raises "closed") */
 static int queue_close (lua_State *L) {
-  concur_queue_close(&toqueue(L)->q);
+  concur_queue_close(&checkqueue(L)->q);
   return 0;
 }
 
 /*** q:closed() --> boolean */
 static int queue_closed (lua_State *L) {
-  lua_pushboolean(L, concur_queue_isclosed(&toqueue(L)->q));
+  lua_pushboolean(L, concur_queue_isclosed(&checkqueue(L)->q));
   return 1;
 }
 
 /*** q:task_done(): one item taken is fully processed; raises "argument"
 ** when called more often than items were put */
 static int queue_taskdone (lua_State *L) {
-  if (concur_queue_taskdone(&toqueue(L)->q) != 0)
+  if (concur_queue_taskdone(&checkqueue(L)->q) != 0)
     return concur_error(L, "argument", "task_done() called too many times");
   return 0;
 }
@@ -264,7 +264,7 @@ static int queue_taskdone (lua_State *L) {
 /*** q:join([timeout]) --> true once every item put was task_done'd, false
 ** when the timeout passed first */
 static int queue_join (lua_State *L) {
-  cqueue *c = toqueue(L);
+  cqueue *c = checkqueue(L);
   return concur_sync_result(L, concur_queue_join(&c->q,
                               concur_sync_deadline(L, 2)), "join");
 }

@@ -27,7 +27,7 @@ static void rl_destroy (concur_obj *o) {
 
 static const concur_objtype rl_type = { "concur.RateLimiter", rl_destroy };
 
-#define torl(L) ((crl *)concur_sync_self(L, &rl_type))
+#define checkrl(L) ((crl *)concur_sync_self(L, &rl_type))
 
 /* Reads option 'name' (from the table at 1, or else the positional
 ** argument 'pos'): a finite number > 0, or >= 1 when 'one'; 'def' when
@@ -79,7 +79,7 @@ static int rl_new (lua_State *L) {
 /*** rl:acquire([timeout]) --> true when the caller's slot has come; false at
 ** once (reserving nothing) when that slot would come after the timeout */
 static int rl_acquire (lua_State *L) {
-  crl *c = torl(L);
+  crl *c = checkrl(L);
   double deadline = concur_sync_deadline(L, 2);
   double now = concur_now();
   double slot;
@@ -99,7 +99,7 @@ static int rl_acquire (lua_State *L) {
 
 /*** rl:try_acquire() --> true if a token was free now (and took it) */
 static int rl_tryacquire (lua_State *L) {
-  crl *c = torl(L);
+  crl *c = checkrl(L);
   double now = concur_now();
   lua_pushboolean(L, concur_ratelimit_reserve(&c->rl, now, now) >= 0);
   return 1;
@@ -107,7 +107,7 @@ static int rl_tryacquire (lua_State *L) {
 
 /*** rl:delay() --> seconds a caller would wait for a token now (0: none) */
 static int rl_delay (lua_State *L) {
-  crl *c = torl(L);
+  crl *c = checkrl(L);
   double now = concur_now();
   lua_pushnumber(L, concur_ratelimit_peek(&c->rl, now) - now);
   return 1;
@@ -115,7 +115,7 @@ static int rl_delay (lua_State *L) {
 
 /*** rl:rate() --> rate, per, burst */
 static int rl_rate (lua_State *L) {
-  crl *c = torl(L);
+  crl *c = checkrl(L);
   lua_pushnumber(L, c->rate);
   lua_pushnumber(L, c->per);
   lua_pushnumber(L, c->burst);

@@ -10,7 +10,7 @@
 #include "sync_lua.h"
 #include "core/sync.h"
 
-/* ---- Event -------------------------------------------------------------- */
+/* ---- Event ------------------------------------------------------------- */
 
 typedef struct cevent {
   concur_obj obj;
@@ -25,7 +25,7 @@ static void event_destroy (concur_obj *o) {
 
 static const concur_objtype event_type = { "concur.Event", event_destroy };
 
-#define toevent(L) (&((cevent *)concur_sync_self(L, &event_type))->e)
+#define checkevent(L) (&((cevent *)concur_sync_self(L, &event_type))->e)
 
 /*** Event() --> a new event, not set */
 static int event_new (lua_State *L) {
@@ -35,25 +35,25 @@ static int event_new (lua_State *L) {
 
 /*** ev:set(): sets the flag and wakes every waiter */
 static int event_set (lua_State *L) {
-  concur_event_set(toevent(L));
+  concur_event_set(checkevent(L));
   return 0;
 }
 
 /*** ev:clear() */
 static int event_clear (lua_State *L) {
-  concur_event_clear(toevent(L));
+  concur_event_clear(checkevent(L));
   return 0;
 }
 
 /*** ev:is_set() --> boolean */
 static int event_isset (lua_State *L) {
-  lua_pushboolean(L, concur_event_isset(toevent(L)));
+  lua_pushboolean(L, concur_event_isset(checkevent(L)));
   return 1;
 }
 
 /*** ev:wait([timeout]) --> true once set, false when the timeout passed */
 static int event_wait (lua_State *L) {
-  concur_event *e = toevent(L);
+  concur_event *e = checkevent(L);
   return concur_sync_result(L, concur_event_wait(e, concur_sync_deadline(L, 2)),
                             "wait");
 }
@@ -66,7 +66,7 @@ static const luaL_Reg event_methods[] = {
   {NULL, NULL}
 };
 
-/* ---- Semaphore and BoundedSemaphore ----------------------------------------
+/* ---- Semaphore and BoundedSemaphore ---------------------------------------
 ** One struct and one set of methods: a BoundedSemaphore is a Semaphore
 ** whose bound is its initial value; each has its own class (metatable), so
 ** the methods' self check (sync_lua.h) accepts both.
@@ -87,13 +87,14 @@ static const concur_objtype sem_type = { "concur.Semaphore", sem_destroy };
 static const concur_objtype bsem_type = { "concur.BoundedSemaphore",
                                           sem_destroy };
 
-#define tosem(L) (&((csem *)concur_sync_self(L, &sem_type))->s)
+#define checksem(L) (&((csem *)concur_sync_self(L, &sem_type))->s)
 
 static int sem_make (lua_State *L, int bounded) {
   lua_Integer n = lua_isnoneornil(L, 1) ? 1 : concur_checkinteger(L, 1);
   csem *c;
   if (n < 0) return concur_argerror(L, 1, "initial value must be >= 0");
-  if (n > 0x7fffffffffffL) return concur_argerror(L, 1, "initial value too large");
+  if (n > 0x7fffffffffffL)
+    return concur_argerror(L, 1, "initial value too large");
   c = concur_sync_alloc(L, sizeof *c);
   return concur_sync_made(L, c, concur_sem_init(&c->s, (long)n,
                           bounded ? (long)n : -1, 0),
@@ -112,19 +113,20 @@ static int bsem_new (lua_State *L) {
 
 /*** sem:acquire([timeout]) --> true with a token, false on timeout */
 static int sem_acquire (lua_State *L) {
-  concur_sem *s = tosem(L);
+  concur_sem *s = checksem(L);
   if (lua_gettop(L) == 1 && concur_sem_tryacquire(s)) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  return concur_sync_result(L, concur_sem_acquire(s, concur_sync_deadline(L, 2)),
+  return concur_sync_result(L, concur_sem_acquire(s,
+                              concur_sync_deadline(L, 2)),
                             "acquire");
 }
 
 /*** sem:release([n]): gives back n tokens (default 1); a BoundedSemaphore
 ** raises "argument" when it would hold more than its initial value */
 static int sem_release (lua_State *L) {
-  concur_sem *s = tosem(L);
+  concur_sem *s = checksem(L);
   lua_Integer n = lua_isnoneornil(L, 2) ? 1 : concur_checkinteger(L, 2);
   if (n < 1) return concur_argerror(L, 2, "must be at least 1");
   if (n > 0x7fffffffffffL) return concur_argerror(L, 2, "too large");
@@ -135,13 +137,13 @@ static int sem_release (lua_State *L) {
 
 /*** sem:value() --> tokens available now (a hint: it may change at once) */
 static int sem_value (lua_State *L) {
-  lua_pushinteger(L, atomic_load(&tosem(L)->value));
+  lua_pushinteger(L, atomic_load(&checksem(L)->value));
   return 1;
 }
 
 /*** sem:is_bounded() --> boolean */
 static int sem_isbounded (lua_State *L) {
-  lua_pushboolean(L, tosem(L)->bound >= 0);
+  lua_pushboolean(L, checksem(L)->bound >= 0);
   return 1;
 }
 
@@ -169,7 +171,7 @@ static const luaL_Reg sem_methods[] = {
   {NULL, NULL}
 };
 
-/* ---- Barrier ---------------------------------------------------------------- */
+/* ---- Barrier ----------------------------------------------------------- */
 
 typedef struct cbarrier {
   concur_obj obj;
@@ -182,9 +184,10 @@ static void barrier_destroy (concur_obj *o) {
   free(c);
 }
 
-static const concur_objtype barrier_type = { "concur.Barrier", barrier_destroy };
+static const concur_objtype barrier_type = { "concur.Barrier",
+                                             barrier_destroy };
 
-#define tobarrier(L) (&((cbarrier *)concur_sync_self(L, &barrier_type))->b)
+#define checkbarrier(L) (&((cbarrier *)concur_sync_self(L, &barrier_type))->b)
 
 /*** Barrier(n) --> a barrier for n parties */
 static int barrier_new (lua_State *L) {
@@ -201,7 +204,7 @@ static int barrier_new (lua_State *L) {
 ** "broken" when the barrier is (or becomes) broken, and "timeout" when the
 ** timeout passes, which breaks it for the others (as Python). */
 static int barrier_wait (lua_State *L) {
-  concur_barrier *b = tobarrier(L);
+  concur_barrier *b = checkbarrier(L);
   int index = 0;
   int rc = concur_barrier_wait(b, concur_sync_deadline(L, 2), &index);
   if (rc == CONCUR_OK) {
@@ -216,32 +219,32 @@ static int barrier_wait (lua_State *L) {
 /*** barrier:abort(): breaks it; every waiter, now and later, raises
 ** "broken" until reset() */
 static int barrier_abort (lua_State *L) {
-  concur_barrier_abort(tobarrier(L));
+  concur_barrier_abort(checkbarrier(L));
   return 0;
 }
 
 /*** barrier:reset(): back to empty and unbroken; current waiters raise
 ** "broken" */
 static int barrier_reset (lua_State *L) {
-  concur_barrier_reset(tobarrier(L));
+  concur_barrier_reset(checkbarrier(L));
   return 0;
 }
 
 /*** barrier:parties() --> n */
 static int barrier_parties (lua_State *L) {
-  lua_pushinteger(L, tobarrier(L)->parties);
+  lua_pushinteger(L, checkbarrier(L)->parties);
   return 1;
 }
 
 /*** barrier:n_waiting() --> parties waiting now */
 static int barrier_nwaiting (lua_State *L) {
-  lua_pushinteger(L, concur_barrier_waiting(tobarrier(L)));
+  lua_pushinteger(L, concur_barrier_waiting(checkbarrier(L)));
   return 1;
 }
 
 /*** barrier:broken() --> boolean */
 static int barrier_broken (lua_State *L) {
-  lua_pushboolean(L, concur_barrier_isbroken(tobarrier(L)));
+  lua_pushboolean(L, concur_barrier_isbroken(checkbarrier(L)));
   return 1;
 }
 

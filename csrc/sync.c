@@ -15,7 +15,7 @@
 #include "sync_lua.h"
 #include "core/sync.h"
 
-/* ---- shared helpers ------------------------------------------------------- */
+/* ---- shared helpers ---------------------------------------------------- */
 
 /* __eq: two proxies of one class are equal when they share the object */
 static int sync_eq (lua_State *L) {
@@ -49,7 +49,8 @@ void *concur_sync_alloc (lua_State *L, size_t size) {
 
 /* NOTE: if the proxy cannot be made (a memory error), obj leaks: it was
 ** never shared, so nothing else goes wrong. */
-int concur_sync_made (lua_State *L, void *obj, int rc, const concur_objtype *t) {
+int concur_sync_made (lua_State *L, void *obj, int rc,
+                      const concur_objtype *t) {
   concur_obj *o = obj;
   if (rc != 0) {
     free(obj);
@@ -75,7 +76,7 @@ int concur_sync_result (lua_State *L, int rc, const char *what) {
   return 1;
 }
 
-/* ---- guards -----------------------------------------------------------------
+/* ---- guards ---------------------------------------------------------------
 ** A guard is a small userdata: the object (one reference) and how to release
 ** it. __close releases once; __gc only drops the reference (a guard that was
 ** never closed leaves the lock held, as a forgotten release would).
@@ -141,7 +142,7 @@ static void guard_open (lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* ---- Lock --------------------------------------------------------------- */
+/* ---- Lock -------------------------------------------------------------- */
 
 typedef struct clock_ {
   concur_obj obj;
@@ -156,7 +157,7 @@ static void lock_destroy (concur_obj *o) {
 
 static const concur_objtype lock_type = { "concur.Lock", lock_destroy };
 
-#define tolock(L) (&((clock_ *)concur_sync_self(L, &lock_type))->l)
+#define checklock(L) (&((clock_ *)concur_sync_self(L, &lock_type))->l)
 
 /*** Lock() --> a new, unlocked Lock */
 static int lock_new (lua_State *L) {
@@ -166,7 +167,7 @@ static int lock_new (lua_State *L) {
 
 /*** lock:acquire([timeout]) --> true, or false when the timeout passed */
 static int lock_acquire (lua_State *L) {
-  concur_lock *l = tolock(L);
+  concur_lock *l = checklock(L);
   if (lua_gettop(L) == 1 && concur_lock_tryacquire(l)) {   /* fast path */
     lua_pushboolean(L, 1);
     return 1;
@@ -177,14 +178,14 @@ static int lock_acquire (lua_State *L) {
 
 /*** lock:release(): any thread may release; raises "argument" if unlocked */
 static int lock_release (lua_State *L) {
-  if (concur_lock_release(tolock(L)) != 0)
+  if (concur_lock_release(checklock(L)) != 0)
     return concur_error(L, "argument", "release of an unlocked lock");
   return 0;
 }
 
 /*** lock:locked() --> boolean */
 static int lock_locked (lua_State *L) {
-  lua_pushboolean(L, concur_lock_locked(tolock(L)));
+  lua_pushboolean(L, concur_lock_locked(checklock(L)));
   return 1;
 }
 
@@ -210,7 +211,7 @@ static const luaL_Reg lock_methods[] = {
   {NULL, NULL}
 };
 
-/* ---- RLock -------------------------------------------------------------- */
+/* ---- RLock ------------------------------------------------------------- */
 
 typedef struct crlock {
   concur_obj obj;
@@ -225,7 +226,7 @@ static void rlock_destroy (concur_obj *o) {
 
 static const concur_objtype rlock_type = { "concur.RLock", rlock_destroy };
 
-#define torlock(L) (&((crlock *)concur_sync_self(L, &rlock_type))->r)
+#define checkrlock(L) (&((crlock *)concur_sync_self(L, &rlock_type))->r)
 
 /*** RLock() --> a new reentrant lock, owned by the thread that takes it */
 static int rlock_new (lua_State *L) {
@@ -235,14 +236,14 @@ static int rlock_new (lua_State *L) {
 
 /*** rlock:acquire([timeout]) --> boolean; the owner may take it again */
 static int rlock_acquire (lua_State *L) {
-  concur_rlock *r = torlock(L);
+  concur_rlock *r = checkrlock(L);
   return concur_sync_result(L, concur_rlock_acquire(r,
                               concur_sync_deadline(L, 2)), "acquire");
 }
 
 /*** rlock:release(): one level; raises "argument" unless the caller owns it */
 static int rlock_release (lua_State *L) {
-  if (concur_rlock_release(torlock(L)) != 0)
+  if (concur_rlock_release(checkrlock(L)) != 0)
     return concur_error(L, "argument",
                         "release of an RLock not owned by this thread");
   return 0;
@@ -250,7 +251,7 @@ static int rlock_release (lua_State *L) {
 
 /*** rlock:locked() --> boolean (by any thread) */
 static int rlock_locked (lua_State *L) {
-  lua_pushboolean(L, concur_lock_locked(&torlock(L)->base));
+  lua_pushboolean(L, concur_lock_locked(&checkrlock(L)->base));
   return 1;
 }
 
@@ -276,7 +277,7 @@ static const luaL_Reg rlock_methods[] = {
   {NULL, NULL}
 };
 
-/* ---- Condition -------------------------------------------------------------
+/* ---- Condition ------------------------------------------------------------
 ** The lock is a Lock or an RLock (a new RLock by default, as Python's).
 ** wait: queue up on the condvar, release the lock (every level of an
 ** RLock), sleep, take the lock back (deaf to task interrupts, so that the
@@ -299,7 +300,7 @@ static void cond_destroy (concur_obj *o) {
 
 static const concur_objtype cond_type = { "concur.Condition", cond_destroy };
 
-#define tocond(L) ((ccond *)concur_sync_self(L, &cond_type))
+#define checkcond(L) ((ccond *)concur_sync_self(L, &cond_type))
 
 /*** Condition([lock]) --> a condition variable over lock (Lock or RLock) */
 static int cond_new (lua_State *L) {
@@ -314,7 +315,8 @@ static int cond_new (lua_State *L) {
     lock = concur_testobj(L, 1, &lock_type);
     reentrant = 0;
   }
-  if (lock == NULL) return concur_typeerror(L, 1, "concur.Lock or concur.RLock");
+  if (lock == NULL)
+    return concur_typeerror(L, 1, "concur.Lock or concur.RLock");
   c = concur_sync_alloc(L, sizeof *c);
   c->reentrant = reentrant;
   rc = concur_condvar_init(&c->cv);
@@ -361,7 +363,7 @@ static int notheld (lua_State *L, const char *what) {
 /*** cond:wait([timeout]) --> true when notified, false on timeout; the
 ** caller must hold the lock, and holds it again on return */
 static int cond_wait (lua_State *L) {
-  ccond *c = tocond(L);
+  ccond *c = checkcond(L);
   int rc = cond_wait1(L, c, concur_sync_deadline(L, 2));
   if (rc < 0) return notheld(L, "wait");
   return concur_sync_result(L, rc, "wait");
@@ -370,7 +372,7 @@ static int cond_wait (lua_State *L) {
 /*** cond:wait_for(pred [, timeout]) --> the first true result of pred(),
 ** or false when the timeout passed first; pred runs with the lock held */
 static int cond_wait_for (lua_State *L) {
-  ccond *c = tocond(L);
+  ccond *c = checkcond(L);
   double deadline;
   concur_checktype(L, 2, LUA_TFUNCTION);
   deadline = concur_sync_deadline(L, 3);
@@ -393,7 +395,7 @@ static int cond_wait_for (lua_State *L) {
 
 /*** cond:notify([n]): wakes the n (default 1) longest waiting threads */
 static int cond_notify (lua_State *L) {
-  ccond *c = tocond(L);
+  ccond *c = checkcond(L);
   lua_Integer n = lua_isnoneornil(L, 2) ? 1 : concur_checkinteger(L, 2);
   if (n < 0) return concur_argerror(L, 2, "must be non-negative");
   if (!cond_owned(c)) return notheld(L, "notify");
@@ -403,7 +405,7 @@ static int cond_notify (lua_State *L) {
 
 /*** cond:notify_all() */
 static int cond_notify_all (lua_State *L) {
-  ccond *c = tocond(L);
+  ccond *c = checkcond(L);
   if (!cond_owned(c)) return notheld(L, "notify");
   concur_condvar_notify(&c->cv, 0x7fffffff);
   return 0;
@@ -411,14 +413,14 @@ static int cond_notify_all (lua_State *L) {
 
 /*** cond:acquire([timeout]) --> boolean: takes the underlying lock */
 static int cond_acquire (lua_State *L) {
-  ccond *c = tocond(L);
+  ccond *c = checkcond(L);
   return concur_sync_result(L, anylock_take(c->lock,
                               concur_sync_deadline(L, 2)), "acquire");
 }
 
 /*** cond:release(): releases the underlying lock */
 static int cond_release (lua_State *L) {
-  ccond *c = tocond(L);
+  ccond *c = checkcond(L);
   if (anylock_untake(c->lock) != 0)
     return concur_error(L, "argument", "release of a lock not held");
   return 0;
@@ -426,7 +428,7 @@ static int cond_release (lua_State *L) {
 
 /*** cond:guard() --> to-be-closed holding the underlying lock */
 static int cond_guard (lua_State *L) {
-  return concur_sync_guard(L, tocond(L)->lock, anylock_take, anylock_untake);
+  return concur_sync_guard(L, checkcond(L)->lock, anylock_take, anylock_untake);
 }
 
 static const luaL_Reg cond_methods[] = {
@@ -440,7 +442,7 @@ static const luaL_Reg cond_methods[] = {
   {NULL, NULL}
 };
 
-/* ---- open ------------------------------------------------------------------ */
+/* ---- open -------------------------------------------------------------- */
 
 void concur_sync_open (lua_State *L) {
   static const luaL_Reg ctors[] = {

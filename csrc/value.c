@@ -24,7 +24,7 @@ static void value_destroy (concur_obj *o) {
 
 static const concur_objtype value_type = { "concur.Value", value_destroy };
 
-#define tovalue(L) (&((cvalue *)concur_sync_self(L, &value_type))->v)
+#define checkvalue(L) (&((cvalue *)concur_sync_self(L, &value_type))->v)
 
 static concur_num checknum (lua_State *L, int arg) {
   concur_num x;
@@ -52,25 +52,25 @@ static int value_new (lua_State *L) {
 
 /*** v:get() --> the number */
 static int value_get (lua_State *L) {
-  return pushnum(L, concur_value_get(tovalue(L)));
+  return pushnum(L, concur_value_get(checkvalue(L)));
 }
 
 /*** v:set(x) */
 static int value_set (lua_State *L) {
-  concur_value *v = tovalue(L);
+  concur_value *v = checkvalue(L);
   concur_value_set(v, checknum(L, 2));
   return 0;
 }
 
 /*** v:add(d) --> the new value (atomically: no add is ever lost) */
 static int value_add (lua_State *L) {
-  concur_value *v = tovalue(L);
+  concur_value *v = checkvalue(L);
   return pushnum(L, concur_value_add(v, checknum(L, 2)));
 }
 
 /*** v:cas(old, new) --> true if the value was == old and is now new */
 static int value_cas (lua_State *L) {
-  concur_value *v = tovalue(L);
+  concur_value *v = checkvalue(L);
   concur_num old = checknum(L, 2), x = checknum(L, 3);
   lua_pushboolean(L, concur_value_cas(v, old, x));
   return 1;

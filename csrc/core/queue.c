@@ -117,7 +117,7 @@ static void store_pop (concur_qstore *s, concur_qitem *it) {
   if (s->cap > 64 && s->n < s->cap / 4) store_resize(s, s->cap / 2);
 }
 
-/* ---- the queue ------------------------------------------------------------ */
+/* ---- the queue --------------------------------------------------------- */
 
 int concur_queue_init (concur_queue *q, int order, size_t maxsize) {
   memset(q, 0, sizeof *q);

@@ -92,7 +92,7 @@ static int wait_until (int (*try) (void *), void *obj, atomic_int *waiters,
   return rc;
 }
 
-/* ---- Lock ------------------------------------------------------------------ */
+/* ---- Lock -------------------------------------------------------------- */
 
 int concur_lock_init (concur_lock *l, int pshared) {
   atomic_init(&l->state, 0);
@@ -126,7 +126,7 @@ int concur_lock_release (concur_lock *l) {
   return 0;
 }
 
-/* ---- RLock ----------------------------------------------------------------- */
+/* ---- RLock ------------------------------------------------------------- */
 
 int concur_rlock_init (concur_rlock *r, int pshared) {
   atomic_init(&r->owner, 0);
@@ -153,7 +153,8 @@ int concur_rlock_acquire (concur_rlock *r, double deadline) {
   }
   rc = concur_lock_acquire(&r->base, deadline);
   if (rc == CONCUR_OK) {
-    atomic_store_explicit(&r->owner, concur_sync_thread(), memory_order_relaxed);
+    atomic_store_explicit(&r->owner, concur_sync_thread(),
+                          memory_order_relaxed);
     r->count = 1;
   }
   return rc;
@@ -182,7 +183,7 @@ void concur_rlock_restore (concur_rlock *r, long count) {
   r->count = count;
 }
 
-/* ---- Semaphore ------------------------------------------------------------- */
+/* ---- Semaphore --------------------------------------------------------- */
 
 int concur_sem_init (concur_sem *s, long value, long bound, int pshared) {
   atomic_init(&s->value, value);
@@ -221,7 +222,7 @@ int concur_sem_release (concur_sem *s, long n) {
   return 0;
 }
 
-/* ---- Event ----------------------------------------------------------------- */
+/* ---- Event ------------------------------------------------------------- */
 
 int concur_event_init (concur_event *e, int pshared) {
   atomic_init(&e->flag, 0);
@@ -272,7 +273,7 @@ int concur_event_wait (concur_event *e, double deadline) {
   return rc;
 }
 
-/* ---- Barrier --------------------------------------------------------------- */
+/* ---- Barrier ----------------------------------------------------------- */
 
 int concur_barrier_init (concur_barrier *b, int parties, int pshared) {
   b->parties = parties;
@@ -359,7 +360,7 @@ int concur_barrier_isbroken (concur_barrier *b) {
   return n;
 }
 
-/* ---- Value ----------------------------------------------------------------- */
+/* ---- Value ------------------------------------------------------------- */
 
 int concur_value_init (concur_value *v, concur_num x, int pshared) {
   v->v = x;
@@ -425,7 +426,7 @@ int concur_value_cas (concur_value *v, concur_num expect, concur_num x) {
   return ok;
 }
 
-/* ---- condition variable ---------------------------------------------------- */
+/* ---- condition variable ------------------------------------------------ */
 
 int concur_condvar_init (concur_condvar *c) {
   c->head = c->tail = NULL;

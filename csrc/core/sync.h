@@ -62,7 +62,7 @@ static inline void concur_sync_lockmu (pthread_mutex_t *m) {
 ** wait for cannot run while we spin. */
 int concur_sync_canspin (void);
 
-/* ---- Lock: binary, released by any thread (as Python's) ----------------- */
+/* ---- Lock: binary, released by any thread (as Python's) ---------------- */
 typedef struct concur_lock {
   atomic_int state;        /* 0 free, 1 held */
   atomic_int waiters;      /* threads blocked in acquire */
@@ -87,7 +87,7 @@ static inline int concur_lock_locked (concur_lock *l) {
   return atomic_load_explicit(&l->state, memory_order_relaxed) != 0;
 }
 
-/* ---- RLock: a Lock with an owner and a recursion count ------------------ */
+/* ---- RLock: a Lock with an owner and a recursion count ----------------- */
 typedef struct concur_rlock {
   concur_lock base;        /* held while anyone owns the RLock */
   atomic_uintptr_t owner;  /* concur_sync_thread() of the owner, 0: none */
@@ -103,7 +103,7 @@ int concur_rlock_owned (concur_rlock *r);    /* by the calling thread? */
 long concur_rlock_releaseall (concur_rlock *r);
 void concur_rlock_restore (concur_rlock *r, long count);
 
-/* ---- Semaphore (bounded when bound >= 0) --------------------------------- */
+/* ---- Semaphore (bounded when bound >= 0) ------------------------------- */
 typedef struct concur_sem {
   atomic_long value;       /* tokens available */
   atomic_int waiters;
@@ -120,7 +120,7 @@ int concur_sem_acquire (concur_sem *s, double deadline);
 ** LONG_MAX) */
 int concur_sem_release (concur_sem *s, long n);
 
-/* ---- Event ---------------------------------------------------------------- */
+/* ---- Event ------------------------------------------------------------- */
 typedef struct concur_event {
   atomic_int flag;
   unsigned gen;            /* bumped by every set() that sets; under mu */
@@ -138,7 +138,7 @@ int concur_event_isset (concur_event *e);
 ** ran, as Python's), else the wait result */
 int concur_event_wait (concur_event *e, double deadline);
 
-/* ---- Barrier ---------------------------------------------------------------
+/* ---- Barrier --------------------------------------------------------------
 ** 'generation' advances when the last party arrives; 'epoch' when the
 ** barrier is reset. A waiter leaves when either changes or it breaks.
 */
@@ -160,7 +160,7 @@ void concur_barrier_reset (concur_barrier *b);
 int concur_barrier_waiting (concur_barrier *b);
 int concur_barrier_isbroken (concur_barrier *b);
 
-/* ---- Value: an atomic number that stays integer or float ---------------- */
+/* ---- Value: an atomic number that stays integer or float --------------- */
 typedef struct concur_num {
   int isint;
   union { int64_t i; double n; } u;
