@@ -111,6 +111,8 @@ static void team_run (int n, team_fn fn, void *ud) {
 ** (a busy CPU) take fewer of them */
 #define PARTS_PER_THREAD 4
 #define MAX_PARTS (PARTS_PER_THREAD * CONCUR_BIGNUM_MAX_THREADS)
+/* a part is at least this many times longer than b */
+#define PART_MIN_RATIO 8
 
 typedef struct pmul_job {
   mpz_srcptr a, b;
@@ -138,7 +140,7 @@ static void pmul_share (void *ud, int unused) {
 
 /*
 ** r = a * b for non-negative a and b, where a is the big factor: a is cut
-** into limb ranges (a few per thread, each at least twice as long as b),
+** into limb ranges (a few per thread when they stay much longer than b),
 ** multiplied by b on k threads, and the partial products added at their
 ** offsets. r must not be a or b.
 */
@@ -151,8 +153,11 @@ static void pmul (mpz_ptr r, mpz_srcptr a, mpz_srcptr b, int k) {
     mpz_mul(r, a, b);
     return;
   }
+  /* NOTE: each part costs about a product of (part + bn) limbs, so parts
+  ** much longer than b keep the total close to one unsplit product */
   nparts = k * PARTS_PER_THREAD;
-  if ((mp_size_t)nparts > an / (2 * bn)) nparts = (int)(an / (2 * bn));
+  if ((mp_size_t)nparts > an / (PART_MIN_RATIO * bn))
+    nparts = (int)(an / (PART_MIN_RATIO * bn));
   if (nparts < k) nparts = k;
   j = (pmul_job *)malloc(sizeof *j);
   if (j == NULL) {
