@@ -29,115 +29,18 @@
 ** the future is running) always finds it alive.
 */
 #define _GNU_SOURCE
-#include <curl/curl.h>
 #include <ctype.h>
 #include <errno.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include "clock.h"
-#include "fetch_engine.h"
-#include "fetch_robots.h"
-#include "ratelimit.h"
-#include "wire.h"
-
-#define ROBOTS_MAXBODY (512 * 1024)   /* RFC 9309: parse at least 500 KiB */
-#define ROBOTS_REDIRECTS 5
-#define MAXWAIT_MS 5000               /* a safety net; wake-ups are explicit */
-
-typedef struct req req;
-typedef struct host host;
-
-typedef struct strbuf { char *p; size_t len, cap; } strbuf;
-
-struct req {
-  concur_fetch_engine *e;
-  concur_future *f;          /* NULL: the engine's own robots.txt request */
-  req *next, *prev;          /* inbox, host queue or active list */
-  host *h;                   /* host of the current url */
-  host *robots_for;          /* robots request: the host it decides */
-  concur_fetch_batch *batch; /* told when r is freed; NULL: none */
-  char *method, *url, *key, *path;   /* key: scheme://host:port */
-  char *body;
-  size_t bodylen;
-  int hasbody, running, too_big;
-  struct curl_slist *hdrs;
-  double timeout, connect_timeout;
-  long retries, max_redirects;
-  long long max_body;
-  long tries, redirects;
-  double started, due;
-  CURL *easy;
-  concur_buf out;            /* the Response being built: see body_open */
-  size_t body0;              /* offset of the body in out */
-  strbuf heads;              /* "name\0value\0" pairs, names lower */
-  char errbuf[CURL_ERROR_SIZE];
-};
-
-struct host {
-  char *key;
-  host *hnext;               /* hash chain */
-  host *rnext, *rprev;       /* runnable ring */
-  int inrun;
-  req *qhead, *qtail;
-  long active;               /* running and armed transfers */
-  int hasrl;
-  concur_ratelimit rl;
-  double paused_until;
-  req *armed;                /* waits for its slot at armed_at */
-  double armed_at;
-  int robots_state;          /* 0 not asked, 1 fetching, 2 known */
-  concur_robots *robots;
-};
-
-/* The counters of concur_fetch_stats, updated by the engine without a lock
-** (relaxed atomics: each is exact, the set is not a snapshot). */
-typedef struct counters {
-  atomic_llong requests, retries, failures, completed, cancelled, bytes;
-  atomic_llong queued, active;
-  atomic_llong by_status[600];
-} counters;
-
-struct concur_fetch_engine {
-  concur_fetch_config cfg;   /* strings point into the copies below */
-  char *ua;
-  char **hdrs;
-  pthread_mutex_t mu;        /* inbox, closing */
-  req *inbox, *inbox_tail;
-  int closing;
-  counters st;
-  pthread_mutex_t closemu;   /* serializes close */
-  int joined;
-  pthread_t thread;
-  CURLM *multi;
-  int epfd, evfd;            /* epoll set; eventfd that wakes the engine */
-  int envproxy;              /* a proxy is set in the environment */
-  atomic_int cancels;        /* a running future was cancelled */
-  double curl_due;           /* when libcurl wants time (< 0: never) */
-  /* engine thread only */
-  host **buckets;
-  size_t nbuckets, nhosts;
-  host *run;                 /* runnable ring (hosts with work) */
-  req *active;               /* transfers in the multi handle */
-  long nactive;              /* running and armed */
-  req **heap;                /* retry timers, by due */
-  size_t nheap, heapcap;
-  CURL **pool;               /* idle easy handles */
-  size_t npool, poolcap;
-  uint64_t rng;
-};
-
-#define count(e, field, d) \
-  atomic_fetch_add_explicit(&(e)->st.field, (d), memory_order_relaxed)
-
+#include "fetch_internal.h"
 /* ---- library init ---------------------------------------------------------- */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -145,44 +48,6 @@ static void curl_init_once (void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 void concur_fetch_global_init (void) {
   pthread_once(&curl_once, curl_init_once);
-}
-
-/* ---- small helpers --------------------------------------------------------- */
-
-static char *xstrdup (const char *s) {
-  size_t n = strlen(s) + 1;
-  char *d = malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
-
-static int sb_add (strbuf *b, const void *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t ncap = b->cap ? b->cap : 256;
-    char *np;
-    while (ncap < b->len + n + 1) ncap *= 2;
-    np = realloc(b->p, ncap);
-    if (np == NULL) return -1;
-    b->p = np;
-    b->cap = ncap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
-}
-
-static void sb_free (strbuf *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
-
-static void seterr (char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  if (err == NULL || errlen == 0) return;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
 }
 
 static uint64_t rnd (concur_fetch_engine *e) {   /* xorshift64* */
@@ -194,523 +59,6 @@ static uint64_t rnd (concur_fetch_engine *e) {   /* xorshift64* */
 
 static double rnd01 (concur_fetch_engine *e) {
   return (double)(rnd(e) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* ---- URLs ------------------------------------------------------------------ */
-
-/*
-** Parses 'url' with libcurl's URL parser: well formed, scheme http or
-** https, a host. On success fills (malloc'd) the normalized URL, the host
-** key "scheme://host:port" and (if want_path) the path and query.
-*/
-static int parse_url (const char *url, char **norm, char **key, char **path,
-                      char *err, size_t errlen) {
-  CURLU *u = curl_url();
-  char *scheme = NULL, *hostn = NULL, *port = NULL, *full = NULL;
-  char *p = NULL, *q = NULL;
-  int rc = CONCUR_FETCH_EARG;
-  CURLUcode uc;
-  if (u == NULL) return CONCUR_FETCH_ENOMEM;
-  if (strlen(url) > 65536) {
-    seterr(err, errlen, "URL too long");
-    goto done;
-  }
-  for (const char *c = url; *c; c++)
-    if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-      seterr(err, errlen, "malformed URL '%s' (control or space characters)",
-             url);
-      goto done;
-    }
-  uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
-  if (uc != CURLUE_OK) {
-    seterr(err, errlen, "malformed URL '%s' (%s)", url, curl_url_strerror(uc));
-    goto done;
-  }
-  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-      (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)) {
-    seterr(err, errlen, "unsupported URL scheme '%s' in '%s' (only http and "
-           "https)", scheme ? scheme : "", url);
-    goto done;
-  }
-  if (curl_url_get(u, CURLUPART_HOST, &hostn, 0) != CURLUE_OK ||
-      hostn[0] == '\0') {
-    seterr(err, errlen, "malformed URL '%s' (no host)", url);
-    goto done;
-  }
-  if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK
-      || curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK) {
-    seterr(err, errlen, "malformed URL '%s'", url);
-    goto done;
-  }
-  rc = CONCUR_FETCH_ENOMEM;
-  if (key) {
-    size_t n = strlen(scheme) + strlen(hostn) + strlen(port) + 5;
-    *key = malloc(n);
-    if (*key == NULL) goto done;
-    snprintf(*key, n, "%s://%s:%s", scheme, hostn, port);
-    for (char *c = *key; *c; c++) *c = (char)tolower((unsigned char)*c);
-  }
-  if (path) {
-    size_t n;
-    curl_url_get(u, CURLUPART_PATH, &p, 0);
-    curl_url_get(u, CURLUPART_QUERY, &q, 0);
-    n = (p ? strlen(p) : 1) + (q ? strlen(q) + 1 : 0) + 1;
-    *path = malloc(n);
-    if (*path == NULL) {
-      if (key) { free(*key); *key = NULL; }
-      goto done;
-    }
-    snprintf(*path, n, "%s%s%s", p ? p : "/", q ? "?" : "", q ? q : "");
-  }
-  *norm = xstrdup(full);
-  if (*norm == NULL) {
-    if (key) { free(*key); *key = NULL; }
-    if (path) { free(*path); *path = NULL; }
-    goto done;
-  }
-  rc = CONCUR_FETCH_OK;
-done:
-  curl_free(scheme); curl_free(hostn); curl_free(port); curl_free(full);
-  curl_free(p); curl_free(q);
-  curl_url_cleanup(u);
-  return rc;
-}
-
-int concur_fetch_checkurl (const char *url, char *err, size_t errlen) {
-  char *norm = NULL;
-  int rc = parse_url(url, &norm, NULL, NULL, err, errlen);
-  free(norm);
-  return rc;
-}
-
-static int istchar (int c) {   /* RFC 9110 token characters */
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-int concur_fetch_checkheader (const char *name, size_t nlen,
-                              const char *value, size_t vlen,
-                              char *err, size_t errlen) {
-  if (nlen == 0) {
-    seterr(err, errlen, "empty header name");
-    return CONCUR_FETCH_EARG;
-  }
-  for (size_t i = 0; i < nlen; i++)
-    if (!istchar((unsigned char)name[i])) {
-      seterr(err, errlen, "bad header name '%.*s'", (int)nlen, name);
-      return CONCUR_FETCH_EARG;
-    }
-  for (size_t i = 0; i < vlen; i++)
-    if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0') {
-      seterr(err, errlen, "bad value for header '%.*s' (CR, LF or NUL)",
-             (int)nlen, name);
-      return CONCUR_FETCH_EARG;
-    }
-  return CONCUR_FETCH_OK;
-}
-
-/* ---- requests -------------------------------------------------------------- */
-
-static void batch_done (concur_fetch_batch *b);
-
-/* Frees a request whose future is done (or never was given out). */
-static void req_free (req *r) {
-  if (r == NULL) return;
-  if (r->f) concur_obj_unref(&r->f->obj);
-  if (r->batch) batch_done(r->batch);
-  free(r->method); free(r->url); free(r->key); free(r->path); free(r->body);
-  curl_slist_free_all(r->hdrs);
-  concur_buf_free(&r->out);
-  sb_free(&r->heads);
-  free(r);
-}
-
-/* Wakes the engine thread; any thread, never blocks. */
-static void wake_engine (concur_fetch_engine *e) {
-  uint64_t one = 1;
-  ssize_t n = write(e->evfd, &one, sizeof one);   /* EAGAIN: already due */
-  (void)n;
-}
-
-static void future_interrupt (concur_future *f) {
-  req *r = f->owner;   /* alive: f is running, so r is not freed yet */
-  atomic_store(&r->e->cancels, 1);
-  wake_engine(r->e);
-}
-
-static const concur_future_ops req_ops = { NULL, future_interrupt };
-
-/* The length of the name in a "Name: value" line. */
-static size_t hname (const char *line) {
-  const char *c = strchr(line, ':');
-  return c ? (size_t)(c - line) : strlen(line);
-}
-
-static int hsame (const char *a, const char *b) {
-  size_t n = hname(a);
-  return n == hname(b) && strncasecmp(a, b, n) == 0;
-}
-
-/* Builds the header list: the client's, unless the request names the same
-** header, then the request's. */
-static int build_headers (concur_fetch_engine *e, const concur_fetch_spec *s,
-                          struct curl_slist **out) {
-  struct curl_slist *l = NULL, *t;
-  for (size_t i = 0; i < e->cfg.nheaders; i++) {
-    int over = 0;
-    for (size_t j = 0; j < s->nheaders && !over; j++)
-      over = hsame(e->cfg.headers[i], s->headers[j]);
-    if (over) continue;
-    if ((t = curl_slist_append(l, e->cfg.headers[i])) == NULL) goto oom;
-    l = t;
-  }
-  for (size_t j = 0; j < s->nheaders; j++) {
-    if ((t = curl_slist_append(l, s->headers[j])) == NULL) goto oom;
-    l = t;
-  }
-  if (s->body) {   /* no "Expect: 100-continue" round trip */
-    if ((t = curl_slist_append(l, "Expect:")) == NULL) goto oom;
-    l = t;
-  }
-  *out = l;
-  return 0;
-oom:
-  curl_slist_free_all(l);
-  return -1;
-}
-
-/* Builds a request from s (copies everything) with its future; nothing is
-** queued. Any thread, no lock. */
-static int prepare (concur_fetch_engine *e, const concur_fetch_spec *s,
-                    req **out, char *err, size_t errlen) {
-  req *r;
-  const char *method = s->method ? s->method : "GET";
-  int rc;
-  if (method[0] == '\0') {
-    seterr(err, errlen, "empty method");
-    return CONCUR_FETCH_EARG;
-  }
-  for (const char *c = method; *c; c++)
-    if (!istchar((unsigned char)*c)) {
-      seterr(err, errlen, "bad method '%s'", method);
-      return CONCUR_FETCH_EARG;
-    }
-  if ((r = calloc(1, sizeof *r)) == NULL) return CONCUR_FETCH_ENOMEM;
-  r->e = e;
-  rc = parse_url(s->url, &r->url, &r->key, e->cfg.robots ? &r->path : NULL,
-                 err, errlen);
-  if (rc != CONCUR_FETCH_OK) {
-    free(r);
-    return rc;
-  }
-  r->method = xstrdup(method);
-  if (r->method == NULL || build_headers(e, s, &r->hdrs)) goto oom;
-  if (s->body) {
-    r->body = malloc(s->bodylen ? s->bodylen : 1);
-    if (r->body == NULL) goto oom;
-    memcpy(r->body, s->body, s->bodylen);
-    r->bodylen = s->bodylen;
-    r->hasbody = 1;
-  }
-  r->timeout = s->timeout >= 0 ? s->timeout : e->cfg.timeout;
-  r->connect_timeout = s->connect_timeout >= 0 ? s->connect_timeout
-                                               : e->cfg.connect_timeout;
-  r->retries = s->retries >= 0 ? s->retries : e->cfg.retries;
-  r->max_redirects = s->max_redirects >= 0 ? s->max_redirects
-                                           : e->cfg.max_redirects;
-  r->max_body = s->max_body >= 0 ? s->max_body : e->cfg.max_body;
-  r->f = concur_future_new(&req_ops, r);
-  if (r->f == NULL) goto oom;
-  *out = r;
-  return CONCUR_FETCH_OK;
-oom:
-  req_free(r);
-  return CONCUR_FETCH_ENOMEM;
-}
-
-/* Appends the list head..tail (n requests) to the inbox and wakes the
-** engine; returns ECLOSED (and queues nothing) after close. */
-static int enqueue (concur_fetch_engine *e, req *head, req *tail, long n) {
-  int first;
-  pthread_mutex_lock(&e->mu);
-  if (e->closing) {
-    pthread_mutex_unlock(&e->mu);
-    return CONCUR_FETCH_ECLOSED;
-  }
-  first = (e->inbox == NULL);
-  if (e->inbox_tail) e->inbox_tail->next = head;
-  else e->inbox = head;
-  e->inbox_tail = tail;
-  count(e, queued, n);
-  /* NOTE: woken under e->mu so that close cannot close the eventfd in
-  ** between; only an empty inbox needs a wake-up (the engine drains all). */
-  if (first) wake_engine(e);
-  pthread_mutex_unlock(&e->mu);
-  return CONCUR_FETCH_OK;
-}
-
-int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
-                         concur_future **out, char *err, size_t errlen) {
-  req *r;
-  concur_future *f;
-  int rc = prepare(e, s, &r, err, errlen);
-  if (rc != CONCUR_FETCH_OK) return rc;
-  f = (concur_future *)concur_obj_ref(&r->f->obj);   /* the caller's */
-  if (enqueue(e, r, r, 1) != CONCUR_FETCH_OK) {
-    concur_obj_unref(&f->obj);
-    req_free(r);
-    seterr(err, errlen, "client is closed");
-    return CONCUR_FETCH_ECLOSED;
-  }
-  /* NOTE: r belongs to the engine now and may already be freed */
-  *out = f;
-  return CONCUR_FETCH_OK;
-}
-
-/* ---- batches ------------------------------------------------------------- */
-
-struct concur_fetch_batch {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;           /* broadcast when 'left' reaches 0 */
-  atomic_long left;            /* requests not yet done */
-  atomic_long refs;            /* the caller's and one per request */
-  size_t n;
-  concur_future **fs;          /* one reference each */
-};
-
-static void batch_unref (concur_fetch_batch *b) {
-  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
-    return;
-  for (size_t i = 0; i < b->n; i++)
-    if (b->fs[i]) concur_obj_unref(&b->fs[i]->obj);
-  free(b->fs);
-  pthread_mutex_destroy(&b->mu);
-  pthread_cond_destroy(&b->cv);
-  free(b);
-}
-
-/* A request of the batch is done (its future is, or it was dropped). */
-static void batch_done (concur_fetch_batch *b) {
-  if (atomic_fetch_sub_explicit(&b->left, 1, memory_order_acq_rel) == 1) {
-    pthread_mutex_lock(&b->mu);
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-  }
-  batch_unref(b);
-}
-
-int concur_fetch_submit_batch (concur_fetch_engine *e,
-                               const concur_fetch_spec *specs, size_t n,
-                               concur_fetch_batch **out, size_t *bad,
-                               char *err, size_t errlen) {
-  concur_fetch_batch *b = calloc(1, sizeof *b);
-  req *head = NULL, *tail = NULL;
-  int rc = CONCUR_FETCH_OK;
-  if (b == NULL || (b->fs = calloc(n ? n : 1, sizeof *b->fs)) == NULL) {
-    free(b);
-    return CONCUR_FETCH_ENOMEM;
-  }
-  pthread_mutex_init(&b->mu, NULL);
-  concur_cond_init(&b->cv, 0);
-  b->n = n;
-  atomic_init(&b->left, (long)n);
-  atomic_init(&b->refs, 1);
-  for (size_t i = 0; i < n; i++) {   /* all or nothing */
-    req *r;
-    rc = prepare(e, &specs[i], &r, err, errlen);
-    if (rc != CONCUR_FETCH_OK) {
-      *bad = i;
-      break;
-    }
-    b->fs[i] = (concur_future *)concur_obj_ref(&r->f->obj);
-    r->batch = b;
-    if (tail) tail->next = r;
-    else head = r;
-    tail = r;
-  }
-  if (rc == CONCUR_FETCH_OK && n > 0) {
-    atomic_fetch_add(&b->refs, (long)n);   /* before the engine sees them */
-    rc = enqueue(e, head, tail, (long)n);
-    if (rc != CONCUR_FETCH_OK) {
-      atomic_fetch_sub(&b->refs, (long)n);
-      seterr(err, errlen, "client is closed");
-    }
-  }
-  if (rc != CONCUR_FETCH_OK) {
-    while (head) {
-      req *nx = head->next;
-      head->batch = NULL;
-      req_free(head);
-      head = nx;
-    }
-    batch_unref(b);
-    return rc;
-  }
-  *out = b;
-  return CONCUR_FETCH_OK;
-}
-
-size_t concur_fetch_batch_size (concur_fetch_batch *b) { return b->n; }
-
-concur_future *concur_fetch_batch_future (concur_fetch_batch *b, size_t i) {
-  return i < b->n ? b->fs[i] : NULL;
-}
-
-long concur_fetch_batch_wait (concur_fetch_batch *b, double deadline,
-                              int *rc) {
-  long left;
-  *rc = CONCUR_OK;
-  pthread_mutex_lock(&b->mu);
-  while ((left = atomic_load(&b->left)) > 0) {
-    *rc = concur_cond_wait(&b->cv, &b->mu, deadline);
-    if (*rc != CONCUR_OK) {
-      left = atomic_load(&b->left);
-      if (left == 0) *rc = CONCUR_OK;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&b->mu);
-  return left;
-}
-
-void concur_fetch_batch_free (concur_fetch_batch *b) {
-  if (b) batch_unref(b);
-}
-
-/* ---- completing futures (engine thread, e->mu not held) -------------------- */
-
-
-/* Fails r's future with an error object; frees r. */
-static void fail (concur_fetch_engine *e, req *r, const char *kind, long code,
-                  long status, const char *fmt, ...) {
-  char msg[CURL_ERROR_SIZE + 512];
-  concur_buf b = CONCUR_BUF_INIT;
-  va_list ap;
-  if (r->f == NULL) { req_free(r); return; }
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  concur_wire_table(&b, 0);
-  concur_wire_cstr(&b, "kind"); concur_wire_cstr(&b, kind);
-  concur_wire_cstr(&b, "message"); concur_wire_cstr(&b, msg);
-  concur_wire_cstr(&b, "url"); concur_wire_cstr(&b, r->url);
-  if (code) { concur_wire_cstr(&b, "code"); concur_wire_int(&b, code); }
-  if (status) { concur_wire_cstr(&b, "status"); concur_wire_int(&b, status); }
-  concur_wire_end(&b);
-  /* counted first, so a caller that sees the future done sees the count */
-  if (atomic_load(&r->f->cancel_req)) count(e, cancelled, 1);
-  else count(e, failures, 1);
-  concur_future_finish(r->f, 1, &b);
-  req_free(r);
-}
-
-/* Ends r's future cancelled (it has a cancel request); frees r. */
-static void finish_cancelled (concur_fetch_engine *e, req *r) {
-  concur_buf b = CONCUR_BUF_INIT;
-  if (r->f) {
-    atomic_store(&r->f->cancel_req, 1);
-    concur_future_finish(r->f, 1, &b);
-    count(e, cancelled, 1);
-  }
-  req_free(r);
-}
-
-/* Writes the headers as a table: lower-case names, repeated ones joined
-** with ", ". */
-static int wire_headers (concur_buf *b, const strbuf *h) {
-  const char *end = h->p + h->len;
-  int rc = concur_wire_table(b, 0);
-  for (const char *n = h->p; n && n < end; ) {
-    const char *v = n + strlen(n) + 1, *next = v + strlen(v) + 1;
-    int seen = 0;
-    for (const char *m = h->p; m < n && !seen; ) {   /* named before? */
-      const char *mv = m + strlen(m) + 1;
-      seen = strcmp(m, n) == 0;
-      m = mv + strlen(mv) + 1;
-    }
-    if (!seen) {
-      strbuf joined = {NULL, 0, 0};
-      int more = 0;
-      for (const char *m = next; m < end; ) {
-        const char *mv = m + strlen(m) + 1;
-        if (strcmp(m, n) == 0) {
-          if (!more) rc |= sb_add(&joined, v, strlen(v));
-          rc |= sb_add(&joined, ", ", 2);
-          rc |= sb_add(&joined, mv, strlen(mv));
-          more = 1;
-        }
-        m = mv + strlen(mv) + 1;
-      }
-      rc |= concur_wire_cstr(b, n);
-      if (more) rc |= concur_wire_str(b, joined.p, joined.len);
-      else rc |= concur_wire_cstr(b, v);
-      sb_free(&joined);
-    }
-    n = next;
-  }
-  return rc | concur_wire_end(b);
-}
-
-/*
-** The Response is built in place, so the body is copied once, from
-** libcurl's buffer into the bytes the future hands to Lua:
-**   'v' 'R' len5 | 'T' 0 | "body" 's' len5 <body> | other pairs | 'e'
-** where len5 are varints padded to 5 bytes (the decoder takes non-minimal
-** varints), patched when the lengths are known.
-*/
-#define PAD5 5
-
-static void put_pad5 (char *p, uint64_t v) {
-  for (int i = 0; i < PAD5 - 1; i++) p[i] = (char)(((v >> (7 * i)) & 0x7f) | 0x80);
-  p[PAD5 - 1] = (char)((v >> (7 * (PAD5 - 1))) & 0x7f);
-}
-
-/* Starts (or restarts, for another attempt) the Response in r->out. */
-static int body_open (req *r) {
-  static const char head[] = { 'v', CONCUR_FETCH_RESPONSE_TAG,
-    0, 0, 0, 0, 0, 'T', 0, 's', 4, 'b', 'o', 'd', 'y', 's', 0, 0, 0, 0, 0 };
-  r->out.len = 0;
-  if (concur_buf_write(&r->out, head, sizeof head)) return -1;
-  r->body0 = r->out.len;
-  return 0;
-}
-
-static size_t body_len (const req *r) {
-  return r->out.len >= r->body0 ? r->out.len - r->body0 : 0;
-}
-
-/* Resolves r's future with the Response; frees r. */
-static void respond (concur_fetch_engine *e, req *r, long status, double now) {
-  concur_buf *b = &r->out;
-  int rc = 0;
-  if (r->f == NULL) { req_free(r); return; }
-  if (b->len < r->body0) rc = body_open(r);   /* never started: empty body */
-  if (!rc) {
-    put_pad5(b->data + r->body0 - PAD5, body_len(r));
-    rc |= concur_wire_cstr(b, "status"); rc |= concur_wire_int(b, status);
-    rc |= concur_wire_cstr(b, "ok");
-    rc |= concur_wire_bool(b, status >= 200 && status < 300);
-    rc |= concur_wire_cstr(b, "url"); rc |= concur_wire_cstr(b, r->url);
-    rc |= concur_wire_cstr(b, "headers");
-    rc |= wire_headers(b, &r->heads);
-    rc |= concur_wire_cstr(b, "elapsed");
-    rc |= concur_wire_num(b, now - r->started);
-    rc |= concur_wire_cstr(b, "attempts");
-    rc |= concur_wire_int(b, r->tries + 1);
-    rc |= concur_wire_cstr(b, "redirects");
-    rc |= concur_wire_int(b, r->redirects);
-    rc |= concur_wire_end(b);
-  }
-  if (rc) {
-    fail(e, r, "limit", 0, status, "out of memory building the response "
-         "for %s", r->url);
-    return;
-  }
-  put_pad5(b->data + 2, b->len - 2 - PAD5);
-  if (atomic_load(&r->f->cancel_req)) count(e, cancelled, 1);
-  else count(e, completed, 1);
-  concur_future_finish(r->f, 0, b);   /* takes r->out */
-  req_free(r);
 }
 
 /* ---- hosts (engine thread) ------------------------------------------------- */
@@ -770,7 +118,7 @@ static host *get_host (concur_fetch_engine *e, const char *key) {
   for (h = e->buckets[i]; h; h = h->hnext)
     if (strcmp(h->key, key) == 0) return h;
   h = calloc(1, sizeof *h);
-  if (h == NULL || (h->key = xstrdup(key)) == NULL) {
+  if (h == NULL || (h->key = concur_fetch_strdup(key)) == NULL) {
     free(h);
     return NULL;
   }
@@ -820,11 +168,11 @@ static req *robots_req (concur_fetch_engine *e, host *h) {
   snprintf(u, n, "%s/robots.txt", h->key);
   r->e = e;
   r->robots_for = h;
-  r->method = xstrdup("GET");
-  if (parse_url(u, &r->url, &r->key, &r->path, NULL, 0) != CONCUR_FETCH_OK ||
+  r->method = concur_fetch_strdup("GET");
+  if (concur_fetch_parseurl(u, &r->url, &r->key, &r->path, NULL, 0) != CONCUR_FETCH_OK ||
       r->method == NULL) {
     free(u);
-    req_free(r);
+    concur_fetch_reqfree(r);
     return NULL;
   }
   free(u);
@@ -840,7 +188,7 @@ static req *robots_req (concur_fetch_engine *e, host *h) {
 static void route (concur_fetch_engine *e, req *r, int front) {
   host *h = get_host(e, r->key);
   if (h == NULL) {
-    fail(e, r, "limit", 0, 0, "out of memory queueing %s", r->url);
+    concur_fetch_fail(e, r, "limit", 0, 0, "out of memory queueing %s", r->url);
     return;
   }
   r->h = h;
@@ -916,7 +264,7 @@ static req *heap_pop (concur_fetch_engine *e) {
 static size_t on_body (char *p, size_t size, size_t n, void *ud) {
   req *r = ud;
   size_t len = size * n;
-  if ((long long)(body_len(r) + len) > r->max_body) {
+  if ((long long)(concur_fetch_bodylen(r) + len) > r->max_body) {
     r->too_big = 1;
     return 0;   /* aborts the transfer */
   }
@@ -941,12 +289,12 @@ static size_t on_header (char *p, size_t size, size_t n, void *ud) {
                      p[ve - 1] == ' ' || p[ve - 1] == '\t')) ve--;
   {
     size_t at = r->heads.len;
-    if (sb_add(&r->heads, p, nl)) return 0;
+    if (concur_fetch_sbadd(&r->heads, p, nl)) return 0;
     for (size_t i = at; i < at + nl; i++)
       r->heads.p[i] = (char)tolower((unsigned char)r->heads.p[i]);
   }
-  if (sb_add(&r->heads, "", 1) || sb_add(&r->heads, p + vs, ve - vs) ||
-      sb_add(&r->heads, "", 1))
+  if (concur_fetch_sbadd(&r->heads, "", 1) || concur_fetch_sbadd(&r->heads, p + vs, ve - vs) ||
+      concur_fetch_sbadd(&r->heads, "", 1))
     return 0;
   if (nl == 14 && strncasecmp(p, "content-length", 14) == 0) {
     /* room for the body at once (bounded: the server may lie) */
@@ -1025,7 +373,7 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
         unaccount(e, h);
         count(e, queued, -1);
         count(e, cancelled, 1);
-        req_free(r);
+        concur_fetch_reqfree(r);
         return;
       }
       r->running = 1;
@@ -1033,7 +381,7 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
     else if (atomic_load(&r->f->cancel_req)) {
       unaccount(e, h);
       count(e, queued, -1);
-      finish_cancelled(e, r);
+      concur_fetch_cancelreq(e, r);
       return;
     }
   }
@@ -1041,17 +389,17 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
   if (c == NULL) {
     unaccount(e, h);
     count(e, queued, -1);
-    fail(e, r, "network", CURLE_OUT_OF_MEMORY, 0, "out of memory for %s",
+    concur_fetch_fail(e, r, "network", CURLE_OUT_OF_MEMORY, 0, "out of memory for %s",
          r->url);
     return;
   }
   r->easy = c;
-  if (body_open(r)) {
+  if (concur_fetch_bodyopen(r)) {
     easy_put(e, c);
     r->easy = NULL;
     unaccount(e, h);
     count(e, queued, -1);
-    fail(e, r, "limit", 0, 0, "out of memory for %s", r->url);
+    concur_fetch_fail(e, r, "limit", 0, 0, "out of memory for %s", r->url);
     return;
   }
   r->heads.len = 0;
@@ -1087,7 +435,7 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
     r->easy = NULL;
     unaccount(e, h);
     count(e, queued, -1);
-    fail(e, r, "network", CURLE_FAILED_INIT, 0, "cannot start %s", r->url);
+    concur_fetch_fail(e, r, "network", CURLE_FAILED_INIT, 0, "cannot start %s", r->url);
     return;
   }
   active_add(e, r);
@@ -1136,10 +484,10 @@ static double pump (concur_fetch_engine *e, host *h, double now) {
     if (!wanted(r)) {
       q_pop(h);
       count(e, queued, -1);
-      if (r->running) finish_cancelled(e, r);
+      if (r->running) concur_fetch_cancelreq(e, r);
       else {
         count(e, cancelled, 1);
-        req_free(r);
+        concur_fetch_reqfree(r);
       }
       continue;
     }
@@ -1148,7 +496,7 @@ static double pump (concur_fetch_engine *e, host *h, double now) {
       if (!concur_fetch_robots_allowed(h->robots, r->path)) {
         q_pop(h);
         count(e, queued, -1);
-        fail(e, r, "robots", 0, 0, "robots.txt of %s disallows %s", h->key,
+        concur_fetch_fail(e, r, "robots", 0, 0, "robots.txt of %s disallows %s", h->key,
              r->url);
         continue;
       }
@@ -1214,7 +562,7 @@ static void retry_later (concur_fetch_engine *e, req *r, double now,
   r->tries++;
   r->due = now + delay;
   if (heap_push(e, r)) {
-    fail(e, r, "limit", 0, 0, "out of memory scheduling a retry of %s",
+    concur_fetch_fail(e, r, "limit", 0, 0, "out of memory scheduling a retry of %s",
          r->url);
     return;
   }
@@ -1235,14 +583,14 @@ static void robots_done (concur_fetch_engine *e, req *r, CURLcode rc,
   host *h = r->robots_for;
   concur_robots *rb;
   if (rc == CURLE_OK && status >= 200 && status < 300)
-    rb = concur_fetch_robots_parse(r->out.data + r->body0, body_len(r),
+    rb = concur_fetch_robots_parse(r->out.data + r->body0, concur_fetch_bodylen(r),
                                    e->cfg.user_agent);
   else if (rc == CURLE_OK && status >= 500)
     rb = concur_fetch_robots_all(0);   /* RFC 9309: unreachable = disallow */
   else
     rb = concur_fetch_robots_all(1);   /* 4xx, or the host does not answer */
   robots_known(e, h, rb);
-  req_free(r);
+  concur_fetch_reqfree(r);
 }
 
 /* A redirect: r goes on to 'loc' through the queues, or fails. */
@@ -1251,14 +599,14 @@ static void redirect (concur_fetch_engine *e, req *r, long status,
   char *url = NULL, *key = NULL, *path = NULL, err[256];
   int rc;
   if (r->redirects >= r->max_redirects) {
-    fail(e, r, "network", CURLE_TOO_MANY_REDIRECTS, status,
+    concur_fetch_fail(e, r, "network", CURLE_TOO_MANY_REDIRECTS, status,
          "too many redirects (more than %ld) fetching %s", r->max_redirects,
          r->url);
     return;
   }
-  rc = parse_url(loc, &url, &key, &path, err, sizeof err);
+  rc = concur_fetch_parseurl(loc, &url, &key, &path, err, sizeof err);
   if (rc != CONCUR_FETCH_OK) {
-    fail(e, r, "network", CURLE_UNSUPPORTED_PROTOCOL, status,
+    concur_fetch_fail(e, r, "network", CURLE_UNSUPPORTED_PROTOCOL, status,
          "refused redirect from %s: %s", r->url, err);
     return;
   }
@@ -1270,12 +618,12 @@ static void redirect (concur_fetch_engine *e, req *r, long status,
   if ((status == 303 && strcmp(r->method, "HEAD") != 0) ||
       ((status == 301 || status == 302) && strcmp(r->method, "POST") == 0)) {
     free(r->method);
-    r->method = xstrdup("GET");
+    r->method = concur_fetch_strdup("GET");
     free(r->body);
     r->body = NULL;
     r->hasbody = 0;
     if (r->method == NULL) {
-      fail(e, r, "limit", 0, status, "out of memory following a redirect");
+      concur_fetch_fail(e, r, "limit", 0, status, "out of memory following a redirect");
       return;
     }
   }
@@ -1298,12 +646,12 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
   curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &ra);
   if (rc == CURLE_OK && status >= 300 && status < 400) {
     curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
-    if (loc && (loc = xstrdup(loc)) == NULL) rc = CURLE_OUT_OF_MEMORY;
+    if (loc && (loc = concur_fetch_strdup(loc)) == NULL) rc = CURLE_OUT_OF_MEMORY;
   }
   r->easy = NULL;
   easy_put(e, c);
   count(e, active, -1);
-  count(e, bytes, (long long)body_len(r));
+  count(e, bytes, (long long)concur_fetch_bodylen(r));
   if (status >= 100 && status < 600) count(e, by_status[status], 1);
   if ((status == 429 || status == 503) && ra > 0) {   /* the whole host */
     double d = (double)ra > e->cfg.max_backoff ? e->cfg.max_backoff
@@ -1313,7 +661,7 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
   }
   if (r->f && atomic_load(&r->f->cancel_req)) {
     free(loc);
-    finish_cancelled(e, r);
+    concur_fetch_cancelreq(e, r);
     return;
   }
   if (rc == CURLE_OK) {
@@ -1335,7 +683,7 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
       retry_later(e, r, now, d);
       return;
     }
-    respond(e, r, status, now);
+    concur_fetch_respond(e, r, status, now);
     return;
   }
   free(loc);
@@ -1344,7 +692,7 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
       robots_done(e, r, CURLE_OK, 200);
       return;
     }
-    fail(e, r, "limit", rc, status, "response body of %s exceeds max_body "
+    concur_fetch_fail(e, r, "limit", rc, status, "response body of %s exceeds max_body "
          "(%lld bytes)", r->url, r->max_body);
     return;
   }
@@ -1356,7 +704,7 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
     robots_done(e, r, rc, status);
     return;
   }
-  fail(e, r, "network", rc, status, "%s: %s", r->url,
+  concur_fetch_fail(e, r, "network", rc, status, "%s: %s", r->url,
        r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
 }
 
@@ -1372,7 +720,7 @@ static void reap_cancelled (concur_fetch_engine *e) {
       r->easy = NULL;
       unaccount(e, r->h);
       count(e, active, -1);
-      finish_cancelled(e, r);
+      concur_fetch_cancelreq(e, r);
     }
   }
   for (size_t i = 0; i < e->nheap; ) {
@@ -1380,7 +728,7 @@ static void reap_cancelled (concur_fetch_engine *e) {
     if (r->f && atomic_load(&r->f->cancel_req)) {
       e->heap[i] = e->heap[--e->nheap];   /* re-heapified below */
       count(e, queued, -1);
-      finish_cancelled(e, r);
+      concur_fetch_cancelreq(e, r);
     }
     else i++;
   }
@@ -1405,7 +753,7 @@ static void reap_cancelled (concur_fetch_engine *e) {
         h->armed = NULL;
         unaccount(e, h);
         count(e, queued, -1);
-        finish_cancelled(e, r);
+        concur_fetch_cancelreq(e, r);
       }
       h = h->rnext;
     } while (h != e->run);
@@ -1416,28 +764,28 @@ static void reap_cancelled (concur_fetch_engine *e) {
 static void fail_all (concur_fetch_engine *e, req *list) {
   for (req *r = list, *nx; r; r = nx) {
     nx = r->next;
-    fail(e, r, "closed", 0, 0, "client closed before %s was fetched", r->url);
+    concur_fetch_fail(e, r, "closed", 0, 0, "client closed before %s was fetched", r->url);
   }
   for (req *r = e->active, *nx; r; r = nx) {
     nx = r->next;
     curl_multi_remove_handle(e->multi, r->easy);
     curl_easy_cleanup(r->easy);
-    fail(e, r, "closed", 0, 0, "client closed while fetching %s", r->url);
+    concur_fetch_fail(e, r, "closed", 0, 0, "client closed while fetching %s", r->url);
   }
   e->active = NULL;
   while (e->nheap) {
     req *r = heap_pop(e);
-    fail(e, r, "closed", 0, 0, "client closed before retrying %s", r->url);
+    concur_fetch_fail(e, r, "closed", 0, 0, "client closed before retrying %s", r->url);
   }
   for (size_t i = 0; i < e->nbuckets; i++) {
     for (host *h = e->buckets[i], *nx; h; h = nx) {
       req *r;
       nx = h->hnext;
       if (h->armed)
-        fail(e, h->armed, "closed", 0, 0, "client closed before %s was "
+        concur_fetch_fail(e, h->armed, "closed", 0, 0, "client closed before %s was "
              "fetched", h->armed->url);
       while ((r = q_pop(h)) != NULL)
-        fail(e, r, "closed", 0, 0, "client closed before %s was fetched",
+        concur_fetch_fail(e, r, "closed", 0, 0, "client closed before %s was fetched",
              r->url);
       if (h->hasrl) concur_ratelimit_destroy(&h->rl);
       concur_fetch_robots_free(h->robots);
@@ -1575,7 +923,7 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
       !(cfg->connect_timeout >= 0) || cfg->nretry_on < 0 ||
       cfg->nretry_on > CONCUR_FETCH_MAXRETRYON ||
       (cfg->rate > 0 && (!(cfg->per > 0) || !(cfg->burst >= 1)))) {
-    seterr(err, errlen, "bad client configuration");
+    concur_fetch_seterr(err, errlen, "bad client configuration");
     return NULL;
   }
   e = calloc(1, sizeof *e);
@@ -1585,11 +933,11 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
   pthread_mutex_init(&e->closemu, NULL);
   e->joined = 1;   /* nothing to join until the thread runs */
   e->cfg = *cfg;
-  e->ua = xstrdup(cfg->user_agent ? cfg->user_agent : "concur");
+  e->ua = concur_fetch_strdup(cfg->user_agent ? cfg->user_agent : "concur");
   e->hdrs = calloc(cfg->nheaders + 1, sizeof *e->hdrs);
   if (e->ua == NULL || e->hdrs == NULL) goto oom;
   for (size_t i = 0; i < cfg->nheaders; i++)
-    if ((e->hdrs[i] = xstrdup(cfg->headers[i])) == NULL) goto oom;
+    if ((e->hdrs[i] = concur_fetch_strdup(cfg->headers[i])) == NULL) goto oom;
   e->cfg.user_agent = e->ua;
   e->cfg.headers = (const char *const *)e->hdrs;
   e->rng = (uint64_t)(uintptr_t)e ^ (uint64_t)(concur_now() * 1e9) ^
@@ -1622,14 +970,14 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
   curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS,
                     (long)(cfg->concurrency * 2 + 8));
   if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
-    seterr(err, errlen, "cannot start the fetch engine thread");
+    concur_fetch_seterr(err, errlen, "cannot start the fetch engine thread");
     concur_fetch_free(e);
     return NULL;
   }
   e->joined = 0;
   return e;
 oom:
-  seterr(err, errlen, "out of memory");
+  concur_fetch_seterr(err, errlen, "out of memory");
   concur_fetch_free(e);
   return NULL;
 }
@@ -1655,7 +1003,7 @@ void concur_fetch_close (concur_fetch_engine *e) {
   if (!e->joined) {
     pthread_mutex_lock(&e->mu);
     e->closing = 1;
-    wake_engine(e);
+    concur_fetch_wake(e);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
     e->joined = 1;
