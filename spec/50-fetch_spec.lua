@@ -331,6 +331,27 @@ describe("concur.fetch", function()
     end)
   end)
 
+  describe("TLS", function()
+    local tls
+
+    setup(function() tls = httpserver.start{ tls = true } end)
+    teardown(function() if tls then tls:stop() end end)
+
+    it("verifies certificates by default", function()
+      local err = client:get(tls:url("/bytes/1")):error()
+      assert.equal("network", err.kind)
+      assert.equal(60, err.code)
+      assert.matches("certificate", err.message)
+    end)
+
+    it("fetches from a self-signed server when verify = false", function()
+      local c <close> = fetch.Client{ verify = false }
+      local r = c:get(tls:url("/bytes/5")):result()
+      assert.equal(200, r.status)
+      assert.equal("xxxxx", r.body)
+    end)
+  end)
+
   describe("Response", function()
     it("raise_for_status raises kind http with status and url", function()
       local r = client:get(srv:url("/status/404")):result()

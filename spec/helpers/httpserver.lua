@@ -18,14 +18,17 @@ local function sh(cmd)
   return out
 end
 
---- Starts a server; returns its handle.
-function M.start()
-  local p = assert(io.popen("exec python3 " .. here .. "/httpserver.py", "r"))
+--- Starts a server; returns its handle. opts.tls: HTTPS with a
+-- self-signed certificate.
+function M.start(opts)
+  local tls = opts and opts.tls
+  local p = assert(io.popen("exec python3 " .. here .. "/httpserver.py" ..
+    (tls and " --tls" or ""), "r"))
   local line = p:read("l") or ""
   local port, pid = line:match("^PORT (%d+) PID (%d+)")
   assert(port, "test server did not start: " .. line)
   return setmetatable({ port = tonumber(port), pid = tonumber(pid), pipe = p,
-    base = "http://127.0.0.1:" .. port }, M)
+    base = (tls and "https" or "http") .. "://127.0.0.1:" .. port }, M)
 end
 
 --- The URL of a path on this server.
@@ -35,7 +38,7 @@ end
 
 --- GETs a control path with the curl command line; returns the body.
 function M:control(path)
-  return sh(("curl -s --noproxy '*' %q"):format(self.base .. path))
+  return sh(("curl -sk --noproxy '*' %q"):format(self.base .. path))
 end
 
 --- The requests seen since the last reset: an array of { t, method, path }
@@ -62,7 +65,7 @@ function M:robots(text)
   local f = assert(io.open(tmp, "wb"))
   f:write(text or "")
   f:close()
-  sh(("curl -s --noproxy '*' --data-binary @%s %q"):format(tmp, self.base .. "/_robots"))
+  sh(("curl -sk --noproxy '*' --data-binary @%s %q"):format(tmp, self.base .. "/_robots"))
   os.remove(tmp)
 end
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A small HTTP/1.1 test server for concur.fetch, on 127.0.0.1 only.
 
-Started by spec/helpers/httpserver.lua. Binds port 0 (the kernel picks a free
+Started by spec/helpers/httpserver.lua. With --tls it speaks HTTPS with a
+self-signed certificate made at start. Binds port 0 (the kernel picks a free
 port), prints "PORT <n> PID <pid>" on stdout, and serves until killed, until
 GET /_shutdown, or until its parent process goes away. Every request is
 logged with the server's monotonic clock, so specs measure rates from what
@@ -228,8 +229,27 @@ def watch_parent(server, ppid):
             os._exit(0)
 
 
+def self_signed(tmp):
+    """A throw-away certificate for 127.0.0.1 (openssl command line)."""
+    import subprocess
+    key, crt = os.path.join(tmp, "key.pem"), os.path.join(tmp, "crt.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", key, "-out", crt, "-days", "1",
+                    "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return crt, key
+
+
 def main():
     server = Server(("127.0.0.1", 0), Handler)
+    if "--tls" in sys.argv:
+        import ssl
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="concur-tls-")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*self_signed(tmp))
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print("PORT %d PID %d" % (server.server_address[1], os.getpid()),
           flush=True)
     threading.Thread(target=watch_parent, args=(server, os.getppid()),
