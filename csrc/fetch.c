@@ -47,7 +47,7 @@ static client *checkclient (lua_State *L, int arg) {
   return c;
 }
 
-/* ---- options --------------------------------------------------------------- */
+/* ---- options ------------------------------------------------------------- */
 
 /* Raises the argument error for option 'name' of the table at 'arg'. */
 static int opterror (lua_State *L, int arg, const char *name,
@@ -258,7 +258,7 @@ static int fetch_client (lua_State *L) {
   return 1;
 }
 
-/* ---- requests -------------------------------------------------------------- */
+/* ---- requests ------------------------------------------------------------ */
 
 static const char *const GET_OPTS[] = {
   "headers", "timeout", "connect_timeout", "retries", "max_body",
@@ -397,7 +397,7 @@ static int client_closed (lua_State *L) {
   return 1;
 }
 
-/* ---- batches (get_all) ------------------------------------------------------ */
+/* ---- batches (get_all) --------------------------------------------------- */
 
 #define BATCH "concur.fetch.Batch"
 
@@ -543,7 +543,7 @@ static int client_get_all (lua_State *L) {
   return lua_gettop(L);
 }
 
-/* ---- Response -------------------------------------------------------------- */
+/* ---- Response ------------------------------------------------------------ */
 
 /*** resp:raise_for_status() --> resp; raises kind "http" (with status and
 ** url) when status >= 400. */
@@ -612,7 +612,7 @@ static const concur_valtype response_valtype = {
   CONCUR_FETCH_RESPONSE_TAG, response_encode, response_decode
 };
 
-/* ---- helpers for the Lua layer and the specs ---------------------------------- */
+/* ---- helpers for the Lua layer and the specs ----------------------------- */
 
 /*** core.fetch.checkurl(url) --> url; raises kind "argument" (as argument 1
 ** of the caller) when fetching it would be refused. */

@@ -41,7 +41,8 @@
 #include <unistd.h>
 #include "clock.h"
 #include "fetch_internal.h"
-/* ---- library init ---------------------------------------------------------- */
+
+/* ---- library init -------------------------------------------------------- */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once (void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -61,7 +62,7 @@ static double rnd01 (concur_fetch_engine *e) {
   return (double)(rnd(e) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* ---- hosts (engine thread) ------------------------------------------------- */
+/* ---- hosts (engine thread) ----------------------------------------------- */
 
 static size_t hash_str (const char *s) {
   size_t h = 5381;
@@ -169,8 +170,8 @@ static req *robots_req (concur_fetch_engine *e, host *h) {
   r->e = e;
   r->robots_for = h;
   r->method = concur_fetch_strdup("GET");
-  if (concur_fetch_parseurl(u, &r->url, &r->key, &r->path, NULL, 0) != CONCUR_FETCH_OK ||
-      r->method == NULL) {
+  if (r->method == NULL ||
+      concur_fetch_parseurl(u, &r->url, &r->key, &r->path, NULL, 0)) {
     free(u);
     concur_fetch_reqfree(r);
     return NULL;
@@ -224,7 +225,7 @@ static void robots_known (concur_fetch_engine *e, host *h, concur_robots *rb) {
   run_add(e, h);
 }
 
-/* ---- timers (engine thread): a binary min-heap on 'due' -------------------- */
+/* ---- timers (engine thread): a binary min-heap on 'due' ------------------ */
 
 static int heap_push (concur_fetch_engine *e, req *r) {
   size_t i;
@@ -259,7 +260,7 @@ static req *heap_pop (concur_fetch_engine *e) {
   return top;
 }
 
-/* ---- transfers (engine thread) --------------------------------------------- */
+/* ---- transfers (engine thread) ------------------------------------------- */
 
 static size_t on_body (char *p, size_t size, size_t n, void *ud) {
   req *r = ud;
@@ -293,7 +294,8 @@ static size_t on_header (char *p, size_t size, size_t n, void *ud) {
     for (size_t i = at; i < at + nl; i++)
       r->heads.p[i] = (char)tolower((unsigned char)r->heads.p[i]);
   }
-  if (concur_fetch_sbadd(&r->heads, "", 1) || concur_fetch_sbadd(&r->heads, p + vs, ve - vs) ||
+  if (concur_fetch_sbadd(&r->heads, "", 1) ||
+      concur_fetch_sbadd(&r->heads, p + vs, ve - vs) ||
       concur_fetch_sbadd(&r->heads, "", 1))
     return 0;
   if (nl == 14 && strncasecmp(p, "content-length", 14) == 0) {
@@ -389,7 +391,8 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
   if (c == NULL) {
     unaccount(e, h);
     count(e, queued, -1);
-    concur_fetch_fail(e, r, "network", CURLE_OUT_OF_MEMORY, 0, "out of memory for %s",
+    concur_fetch_fail(e, r, "network", CURLE_OUT_OF_MEMORY, 0,
+                      "out of memory for %s",
          r->url);
     return;
   }
@@ -435,7 +438,8 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
     r->easy = NULL;
     unaccount(e, h);
     count(e, queued, -1);
-    concur_fetch_fail(e, r, "network", CURLE_FAILED_INIT, 0, "cannot start %s", r->url);
+    concur_fetch_fail(e, r, "network", CURLE_FAILED_INIT, 0, "cannot start %s",
+                      r->url);
     return;
   }
   active_add(e, r);
@@ -496,7 +500,8 @@ static double pump (concur_fetch_engine *e, host *h, double now) {
       if (!concur_fetch_robots_allowed(h->robots, r->path)) {
         q_pop(h);
         count(e, queued, -1);
-        concur_fetch_fail(e, r, "robots", 0, 0, "robots.txt of %s disallows %s", h->key,
+        concur_fetch_fail(e, r, "robots", 0, 0,
+                          "robots.txt of %s disallows %s", h->key,
              r->url);
         continue;
       }
@@ -562,7 +567,8 @@ static void retry_later (concur_fetch_engine *e, req *r, double now,
   r->tries++;
   r->due = now + delay;
   if (heap_push(e, r)) {
-    concur_fetch_fail(e, r, "limit", 0, 0, "out of memory scheduling a retry of %s",
+    concur_fetch_fail(e, r, "limit", 0, 0,
+                      "out of memory scheduling a retry of %s",
          r->url);
     return;
   }
@@ -583,7 +589,8 @@ static void robots_done (concur_fetch_engine *e, req *r, CURLcode rc,
   host *h = r->robots_for;
   concur_robots *rb;
   if (rc == CURLE_OK && status >= 200 && status < 300)
-    rb = concur_fetch_robots_parse(r->out.data + r->body0, concur_fetch_bodylen(r),
+    rb = concur_fetch_robots_parse(r->out.data + r->body0,
+                                   concur_fetch_bodylen(r),
                                    e->cfg.user_agent);
   else if (rc == CURLE_OK && status >= 500)
     rb = concur_fetch_robots_all(0);   /* RFC 9309: unreachable = disallow */
@@ -623,7 +630,8 @@ static void redirect (concur_fetch_engine *e, req *r, long status,
     r->body = NULL;
     r->hasbody = 0;
     if (r->method == NULL) {
-      concur_fetch_fail(e, r, "limit", 0, status, "out of memory following a redirect");
+      concur_fetch_fail(e, r, "limit", 0, status,
+                        "out of memory following a redirect");
       return;
     }
   }
@@ -646,7 +654,8 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
   curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &ra);
   if (rc == CURLE_OK && status >= 300 && status < 400) {
     curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
-    if (loc && (loc = concur_fetch_strdup(loc)) == NULL) rc = CURLE_OUT_OF_MEMORY;
+    if (loc &&
+        (loc = concur_fetch_strdup(loc)) == NULL) rc = CURLE_OUT_OF_MEMORY;
   }
   r->easy = NULL;
   easy_put(e, c);
@@ -692,7 +701,8 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
       robots_done(e, r, CURLE_OK, 200);
       return;
     }
-    concur_fetch_fail(e, r, "limit", rc, status, "response body of %s exceeds max_body "
+    concur_fetch_fail(e, r, "limit", rc, status,
+                      "response body of %s exceeds max_body "
          "(%lld bytes)", r->url, r->max_body);
     return;
   }
@@ -764,28 +774,33 @@ static void reap_cancelled (concur_fetch_engine *e) {
 static void fail_all (concur_fetch_engine *e, req *list) {
   for (req *r = list, *nx; r; r = nx) {
     nx = r->next;
-    concur_fetch_fail(e, r, "closed", 0, 0, "client closed before %s was fetched", r->url);
+    concur_fetch_fail(e, r, "closed", 0, 0,
+                      "client closed before %s was fetched", r->url);
   }
   for (req *r = e->active, *nx; r; r = nx) {
     nx = r->next;
     curl_multi_remove_handle(e->multi, r->easy);
     curl_easy_cleanup(r->easy);
-    concur_fetch_fail(e, r, "closed", 0, 0, "client closed while fetching %s", r->url);
+    concur_fetch_fail(e, r, "closed", 0, 0, "client closed while fetching %s",
+                      r->url);
   }
   e->active = NULL;
   while (e->nheap) {
     req *r = heap_pop(e);
-    concur_fetch_fail(e, r, "closed", 0, 0, "client closed before retrying %s", r->url);
+    concur_fetch_fail(e, r, "closed", 0, 0, "client closed before retrying %s",
+                      r->url);
   }
   for (size_t i = 0; i < e->nbuckets; i++) {
     for (host *h = e->buckets[i], *nx; h; h = nx) {
       req *r;
       nx = h->hnext;
       if (h->armed)
-        concur_fetch_fail(e, h->armed, "closed", 0, 0, "client closed before %s was "
+        concur_fetch_fail(e, h->armed, "closed", 0, 0,
+                          "client closed before %s was "
              "fetched", h->armed->url);
       while ((r = q_pop(h)) != NULL)
-        concur_fetch_fail(e, r, "closed", 0, 0, "client closed before %s was fetched",
+        concur_fetch_fail(e, r, "closed", 0, 0,
+                          "client closed before %s was fetched",
              r->url);
       if (h->hasrl) concur_ratelimit_destroy(&h->rl);
       concur_fetch_robots_free(h->robots);
@@ -911,7 +926,7 @@ static void *engine_main (void *ud) {
   return NULL;
 }
 
-/* ---- the engine ------------------------------------------------------------ */
+/* ---- the engine ---------------------------------------------------------- */
 
 concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
                                        char *err, size_t errlen) {

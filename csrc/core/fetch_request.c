@@ -19,7 +19,7 @@
 #include "clock.h"
 #include "fetch_internal.h"
 
-/* ---- small helpers --------------------------------------------------------- */
+/* ---- small helpers ------------------------------------------------------- */
 
 char *concur_fetch_strdup (const char *s) {
   size_t n = strlen(s) + 1;
@@ -57,14 +57,15 @@ void concur_fetch_seterr (char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* ---- URLs ------------------------------------------------------------------ */
+/* ---- URLs ---------------------------------------------------------------- */
 
 /*
 ** Parses 'url' with libcurl's URL parser: well formed, scheme http or
 ** https, a host. On success fills (malloc'd) the normalized URL, the host
 ** key "scheme://host:port" and (if want_path) the path and query.
 */
-int concur_fetch_parseurl (const char *url, char **norm, char **key, char **path,
+int concur_fetch_parseurl (const char *url, char **norm, char **key,
+                           char **path,
                       char *err, size_t errlen) {
   CURLU *u = curl_url();
   char *scheme = NULL, *hostn = NULL, *port = NULL, *full = NULL;
@@ -78,18 +79,21 @@ int concur_fetch_parseurl (const char *url, char **norm, char **key, char **path
   }
   for (const char *c = url; *c; c++)
     if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-      concur_fetch_seterr(err, errlen, "malformed URL '%s' (control or space characters)",
+      concur_fetch_seterr(err, errlen,
+                          "malformed URL '%s' (control or space characters)",
              url);
       goto done;
     }
   uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
   if (uc != CURLUE_OK) {
-    concur_fetch_seterr(err, errlen, "malformed URL '%s' (%s)", url, curl_url_strerror(uc));
+    concur_fetch_seterr(err, errlen, "malformed URL '%s' (%s)", url,
+                        curl_url_strerror(uc));
     goto done;
   }
   if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
       (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)) {
-    concur_fetch_seterr(err, errlen, "unsupported URL scheme '%s' in '%s' (only http and "
+    concur_fetch_seterr(err, errlen,
+                        "unsupported URL scheme '%s' in '%s' (only http and "
            "https)", scheme ? scheme : "", url);
     goto done;
   }
@@ -158,19 +162,21 @@ int concur_fetch_checkheader (const char *name, size_t nlen,
   }
   for (size_t i = 0; i < nlen; i++)
     if (!istchar((unsigned char)name[i])) {
-      concur_fetch_seterr(err, errlen, "bad header name '%.*s'", (int)nlen, name);
+      concur_fetch_seterr(err, errlen, "bad header name '%.*s'", (int)nlen,
+                          name);
       return CONCUR_FETCH_EARG;
     }
   for (size_t i = 0; i < vlen; i++)
     if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0') {
-      concur_fetch_seterr(err, errlen, "bad value for header '%.*s' (CR, LF or NUL)",
+      concur_fetch_seterr(err, errlen,
+                          "bad value for header '%.*s' (CR, LF or NUL)",
              (int)nlen, name);
       return CONCUR_FETCH_EARG;
     }
   return CONCUR_FETCH_OK;
 }
 
-/* ---- requests -------------------------------------------------------------- */
+/* ---- requests ------------------------------------------------------------ */
 
 static void batch_done (concur_fetch_batch *b);
 
@@ -258,7 +264,8 @@ static int prepare (concur_fetch_engine *e, const concur_fetch_spec *s,
     }
   if ((r = calloc(1, sizeof *r)) == NULL) return CONCUR_FETCH_ENOMEM;
   r->e = e;
-  rc = concur_fetch_parseurl(s->url, &r->url, &r->key, e->cfg.robots ? &r->path : NULL,
+  rc = concur_fetch_parseurl(s->url, &r->url, &r->key,
+                             e->cfg.robots ? &r->path : NULL,
                  err, errlen);
   if (rc != CONCUR_FETCH_OK) {
     free(r);
@@ -438,11 +445,12 @@ void concur_fetch_batch_free (concur_fetch_batch *b) {
   if (b) batch_unref(b);
 }
 
-/* ---- completing futures (engine thread, e->mu not held) -------------------- */
+/* ---- completing futures (engine thread, e->mu not held) ------------------ */
 
 
 /* Fails r's future with an error object; frees r. */
-void concur_fetch_fail (concur_fetch_engine *e, req *r, const char *kind, long code,
+void concur_fetch_fail (concur_fetch_engine *e, req *r, const char *kind,
+                        long code,
                   long status, const char *fmt, ...) {
   char msg[CURL_ERROR_SIZE + 512];
   concur_buf b = CONCUR_BUF_INIT;
@@ -522,7 +530,8 @@ static int wire_headers (concur_buf *b, const strbuf *h) {
 #define PAD5 5
 
 static void put_pad5 (char *p, uint64_t v) {
-  for (int i = 0; i < PAD5 - 1; i++) p[i] = (char)(((v >> (7 * i)) & 0x7f) | 0x80);
+  for (int i = 0; i < PAD5 - 1; i++)
+    p[i] = (char)(((v >> (7 * i)) & 0x7f) | 0x80);
   p[PAD5 - 1] = (char)((v >> (7 * (PAD5 - 1))) & 0x7f);
 }
 
@@ -541,11 +550,13 @@ size_t concur_fetch_bodylen (const req *r) {
 }
 
 /* Resolves r's future with the Response; frees r. */
-void concur_fetch_respond (concur_fetch_engine *e, req *r, long status, double now) {
+void concur_fetch_respond (concur_fetch_engine *e, req *r, long status,
+                           double now) {
   concur_buf *b = &r->out;
   int rc = 0;
   if (r->f == NULL) { concur_fetch_reqfree(r); return; }
-  if (b->len < r->body0) rc = concur_fetch_bodyopen(r);   /* never started: empty body */
+  if (b->len < r->body0)   /* never started: an empty body */
+    rc = concur_fetch_bodyopen(r);
   if (!rc) {
     put_pad5(b->data + r->body0 - PAD5, concur_fetch_bodylen(r));
     rc |= concur_wire_cstr(b, "status"); rc |= concur_wire_int(b, status);
@@ -563,7 +574,8 @@ void concur_fetch_respond (concur_fetch_engine *e, req *r, long status, double n
     rc |= concur_wire_end(b);
   }
   if (rc) {
-    concur_fetch_fail(e, r, "limit", 0, status, "out of memory building the response "
+    concur_fetch_fail(e, r, "limit", 0, status,
+                      "out of memory building the response "
          "for %s", r->url);
     return;
   }
