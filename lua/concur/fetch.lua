@@ -41,7 +41,7 @@ local function stderr_is_tty()
 end
 
 local function progress_line(done, total, failed)
-  io.stderr:write(string.format("\rfetch: %d/%d done%s", done, total,
+  io.stderr:write(string.format("\rfetch: %d/%d done%s\27[K", done, total,
     failed > 0 and string.format(", %d failed", failed) or ""))
   if done == total then io.stderr:write("\n") end
   io.stderr:flush()

@@ -86,6 +86,17 @@ function M.times(log)
   return ts
 end
 
+--- The rate of the starts (per second): the least-squares slope of start
+-- time against index, so one late-logged request cannot skew it.
+function M.rate(ts)
+  local n, sx, sy, sxx, sxy = #ts, 0, 0, 0, 0
+  for i, t in ipairs(ts) do
+    sx, sy, sxx, sxy = sx + i, sy + t, sxx + i * i, sxy + i * t
+  end
+  local slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+  return 1 / slope
+end
+
 --- The most starts in any window of length w.
 function M.max_in_window(ts, w)
   local best, j = 0, 1
