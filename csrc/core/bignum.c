@@ -32,6 +32,7 @@
 */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +59,31 @@ int concur_bignum_ncpu (void) {
                                                    : (int)n);
 }
 
+/* Threads running or ready to run right now in the whole system, this one
+** included (Linux: procs_running in /proc/stat); 1 when unknown. */
+static int running_tasks (void) {
+  char line[256];
+  int n = 1;
+  FILE *f = fopen("/proc/stat", "r");
+  if (f == NULL) return 1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "procs_running %d", &n) == 1) break;
+  fclose(f);
+  return n < 1 ? 1 : n;
+}
+
+/*
+** The threads worth using for one call: at most those asked for, the
+** online CPUs, and the CPUs not busy with other work at this moment. A
+** split whose threads must share a CPU waits for the slowest of them and
+** ends up slower than one thread; on a busy machine (or when every pool
+** worker splits its own work) one thread is the better choice.
+*/
 static int clamp_threads (int threads) {
   int ncpu = concur_bignum_ncpu();
+  int idle = ncpu - (running_tasks() - 1);
   if (threads > ncpu) threads = ncpu;
+  if (threads > idle) threads = idle;
   return threads < 1 ? 1 : threads;
 }
 
@@ -273,7 +296,7 @@ static void fac_split (mpz_ptr r, unsigned long n, int k) {
 }
 
 void concur_bignum_fac (mpz_ptr r, unsigned long n, int threads) {
-  /* NOTE: the CPUs are counted (a read of /sys) only for big work */
+  /* NOTE: CPUs are counted (reads of /sys and /proc) only for big work */
   if (threads < 2 || n < FAC_PAR_MIN || (threads = clamp_threads(threads)) < 2)
     mpz_fac_ui(r, n);
   else
