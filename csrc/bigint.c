@@ -719,6 +719,34 @@ static int bigint_factorial (lua_State *L) {
 }
 
 
+/*
+** For the specs: core.bigint._split_factorial(n, k) and
+** core.bigint._split_tostring(b, k) take the multi-threaded paths whatever
+** the machine's CPUs and load (which decide for the public functions).
+*/
+static int bigint_split_factorial (lua_State *L) {
+  lua_Integer n = concur_checkinteger(L, 1), k = concur_checkinteger(L, 2);
+  bigint *r;
+  if (n < 0 || (unsigned long long)n > CONCUR_BIGNUM_FAC_MAX || k < 1)
+    return concur_error(L, "argument", "bad arguments to '_split_factorial'");
+  r = newbig(L);
+  concur_bignum_fac_split(r->z, (unsigned long)n, (int)k);
+  return done(L, r);
+}
+
+static int bigint_split_tostring (lua_State *L) {
+  bigint *b = checkbig(L, 1);
+  lua_Integer k = concur_checkinteger(L, 2);
+  luaL_Buffer B;
+  char *p;
+  if (k < 1 || k > CONCUR_BIGNUM_MAX_THREADS)
+    return concur_error(L, "argument", "bad arguments to '_split_tostring'");
+  p = luaL_buffinitsize(L, &B, mpz_sizeinbase(b->z, 10) + 2);
+  luaL_pushresultsize(&B, concur_bignum_tostr(p, 10, b->z, -(int)k));
+  return 1;
+}
+
+
 /* ---- the codec: bigints cross states by value -------------------------- */
 
 /*
@@ -804,6 +832,8 @@ static const luaL_Reg bigint_funcs[] = {
   {"eq", bigint_eqf},
   {"cmp", bigint_cmpf},
   {"isbigint", bigint_isbigint},
+  {"_split_factorial", bigint_split_factorial},
+  {"_split_tostring", bigint_split_tostring},
   {NULL, NULL}
 };
 

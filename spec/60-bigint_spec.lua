@@ -10,6 +10,8 @@ local concur = require "concur"
 local bigint = require "concur.bigint"
 
 local Error = concur.Error
+-- the multi-threaded paths, forced whatever the CPUs and their load
+local split = require("concur.core").bigint
 
 -- runs f and returns the concur error it raises
 local function raised (f, ...)
@@ -362,16 +364,21 @@ describe("concur.bigint", function ()
         local parts = {}
         for i = 1, 150000 do parts[i] = string.format("%08d", next_int() % 100000000) end
         local s = "9" .. table.concat(parts)   -- 1,200,001 digits
-        assert.equal(s, tostring(bigint(s)))
-        assert.equal(#s, bigint(s):digits())
+        local x = bigint(s)
+        assert.equal(s, tostring(x))
+        assert.equal(s, split._split_tostring(x, 2))
+        assert.equal(s, split._split_tostring(x, 4))
+        assert.equal(#s, x:digits())
       end)
 
-      it("keeps the leading zeros of the low half", function ()
+      it("keeps the leading zeros of the low halves", function ()
         local s = "7" .. string.rep("0", 1200000) .. "123"
         assert.equal(s, tostring(bigint(s)))
-        assert.equal("-" .. s, tostring(-bigint(s)))
+        assert.equal(s, split._split_tostring(bigint(s), 2))
+        assert.equal("-" .. s, split._split_tostring(-bigint(s), 4))
         local t = "1" .. string.rep("0", 2000000)
         assert.equal(t, tostring(bigint(10) ^ 2000000))
+        assert.equal(t, split._split_tostring(bigint(10) ^ 2000000, 4))
       end)
     end)
   end)
@@ -396,17 +403,24 @@ describe("concur.bigint", function ()
     it("gives the same value on threads as on one", function ()
       for _, n in ipairs{ 10, 99999, 250001, 600000 } do
         assert.is_true(bigint.factorial(n, { threads = 2 }) == bigint.factorial(n))
-        assert.is_true(bigint.factorial(n, { threads = 3 }) == bigint.factorial(n))
       end
     end)
 
-    it("on threads has Legendre's count of trailing zeros", function ()
+    it("split over threads gives GMP's value (mpz_fac_ui)", function ()
+      for _, n in ipairs{ 65536, 65537, 131071, 250001, 600000 } do
+        for _, k in ipairs{ 2, 3, 4 } do
+          assert.is_true(split._split_factorial(n, k) == bigint.factorial(n))
+        end
+      end
+    end)
+
+    it("split over threads has Legendre's count of trailing zeros", function ()
       local n = 300000
       local zeros, p = 0, 5
       while p <= n do zeros = zeros + n // p; p = p * 5 end
-      local s = tostring(bigint.factorial(n, { threads = 2 }))
-      assert.equal(zeros, #s:match("0*$"))
-      assert.is_true(bigint.factorial(n, { threads = 2 }) // bigint.factorial(n - 1) == bigint(n))
+      local f = split._split_factorial(n, 2)
+      assert.equal(zeros, #tostring(f):match("0*$"))
+      assert.is_true(f // bigint.factorial(n - 1) == bigint(n))
     end)
 
     it("takes an integral float or a bigint", function ()

@@ -295,6 +295,12 @@ static void fac_split (mpz_ptr r, unsigned long n, int k) {
   for (i = 0; i <= j.levels; i++) mpz_clear(j.w[i]);
 }
 
+void concur_bignum_fac_split (mpz_ptr r, unsigned long n, int threads) {
+  if (threads > CONCUR_BIGNUM_MAX_THREADS) threads = CONCUR_BIGNUM_MAX_THREADS;
+  if (threads < 2 || n < 2 * FAC_BASE_MIN) mpz_fac_ui(r, n);
+  else fac_split(r, n, threads);
+}
+
 void concur_bignum_fac (mpz_ptr r, unsigned long n, int threads) {
   /* NOTE: CPUs are counted (reads of /sys and /proc) only for big work */
   if (threads < 2 || n < FAC_PAR_MIN || (threads = clamp_threads(threads)) < 2)
@@ -393,6 +399,9 @@ size_t concur_bignum_tostr (char *out, int base, mpz_srcptr x, int threads) {
   mpz_t ax;
   if (threads > 1 && mpz_sizeinbase(x, 2) >= STR_PAR_MIN_BITS)
     threads = clamp_threads(threads);   /* counted only for big numbers */
+  else if (threads < 0)   /* forced: as many as asked */
+    threads = -threads > CONCUR_BIGNUM_MAX_THREADS ? CONCUR_BIGNUM_MAX_THREADS
+                                                   : -threads;
   if (mpz_sgn(x) >= 0) return tostr_abs(out, base, x, threads);
   *out = '-';
   mpz_roinit_n(ax, mpz_limbs_read(x), (mp_size_t)mpz_size(x));

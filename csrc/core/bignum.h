@@ -35,6 +35,10 @@ int concur_bignum_ncpu (void);
 ** same either way. Expects n <= CONCUR_BIGNUM_FAC_MAX. */
 void concur_bignum_fac (mpz_ptr r, unsigned long n, int threads);
 
+/* As concur_bignum_fac, but splits whatever the CPUs and the size (over
+** a small minimum), so that tests reach the split on any machine. */
+void concur_bignum_fac_split (mpz_ptr r, unsigned long n, int threads);
+
 /* The exact number of digits of |x| in 'base' (2..62), without a sign;
 ** 1 for zero. (mpz_sizeinbase may be one too large.) */
 size_t concur_bignum_digits (mpz_srcptr x, int base);
@@ -43,7 +47,8 @@ size_t concur_bignum_digits (mpz_srcptr x, int base);
 ** '-' when negative and a terminating NUL; returns the length without the
 ** NUL. 'out' must hold mpz_sizeinbase(x, base) + 2 bytes. Numbers of more
 ** than about a million digits are converted on up to 'threads' threads
-** (split by a power of the base); the text is identical either way. */
+** (split by a power of the base); the text is identical either way. A
+** negative 'threads' forces -threads, whatever the CPUs (for tests). */
 size_t concur_bignum_tostr (char *out, int base, mpz_srcptr x, int threads);
 
 #endif
