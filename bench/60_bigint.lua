@@ -85,11 +85,22 @@ local function check_batch (res)
   assert(#res == BATCH and res[1000] == 2568 and res[BATCH] == 16326, "wrong batch")
 end
 
+-- other threads running or ready to run now (Linux), to flag a busy machine:
+-- the split paths use only CPUs that are idle, and pools share the CPUs
+local function others_running ()
+  local f = io.open("/proc/stat")
+  if not f then return 0 end
+  local n = tonumber(f:read("a"):match("procs_running (%d+)")) or 1
+  f:close()
+  return n - 1
+end
+
 local rows = {}
 local function row (name, t, py, note)
   rows[#rows + 1] = { name, t, py, note }
 end
 
+local busy_at_start = others_running()
 io.stderr:write("measuring Python ...\n")
 local py = python()
 io.stderr:write("measuring concur ...\n")
@@ -140,23 +151,13 @@ if not QUICK then
       "5,565,709 digits, on the idle CPUs")
 end
 
--- other threads running or ready to run now (Linux), to flag a busy machine:
--- the split paths use only CPUs that are idle, and pools share the CPUs
-local function others_running ()
-  local f = io.open("/proc/stat")
-  if not f then return 0 end
-  local n = tonumber(f:read("a"):match("procs_running (%d+)")) or 1
-  f:close()
-  return n - 1
-end
-
 local function fmt (t) return t and ("%10.4f s"):format(t) or ("%12s"):format("-") end
 print(("concur.bigint vs Python %s, %d CPUs, best of %d")
       :format(py.fac5 and "(python3)" or "(python3 missing)", concur.cpu_count(), RUNS))
 print(("%-28s %12s %12s %10s  %s"):format("", "concur", "Python", "vs Python", ""))
-local busy = others_running()
+local busy = math.max(busy_at_start, others_running())
 if busy > 0 then
-  print(("note: %d other thread(s) running at the end: the multi-threaded rows "
+  print(("note: %d other thread(s) were running: the multi-threaded rows "
          .. "are held back"):format(busy))
 end
 for _, r in ipairs(rows) do
