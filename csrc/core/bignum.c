@@ -30,8 +30,12 @@
 ** milliseconds, a thread tens of microseconds) and always joined before
 ** returning; no state outlives a call and none is shared between calls.
 */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE   /* sched_getaffinity */
+#endif
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -55,6 +59,11 @@
 
 int concur_bignum_ncpu (void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
+#if defined(__linux__)
+  cpu_set_t set;   /* the CPUs this process may run on (taskset, cpusets) */
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < n)
+    n = CPU_COUNT(&set);
+#endif
   return n < 1 ? 1 : (n > CONCUR_BIGNUM_MAX_THREADS ? CONCUR_BIGNUM_MAX_THREADS
                                                    : (int)n);
 }

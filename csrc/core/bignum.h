@@ -27,7 +27,7 @@
 /* The most threads one call spreads its work over. */
 #define CONCUR_BIGNUM_MAX_THREADS 64
 
-/* Online CPUs (at least 1). */
+/* Online CPUs this process may run on (at least 1). */
 int concur_bignum_ncpu (void);
 
 /* r = n!. With threads > 1 (clamped to the online CPUs) and n large enough
