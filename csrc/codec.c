@@ -20,6 +20,7 @@
 ** was given, bounds nesting by CONCUR_MAX_DEPTH, and loads bytecode only if
 ** its keyed hash verifies (Lua's undump is not safe on arbitrary bytes).
 */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "concur.h"
@@ -31,10 +32,10 @@ static const char DUMP_KEY = 'd';     /* weak: closure -> dumped bytecode */
 static const char LOAD_KEY = 'l';     /* hash -> loaded _ENV-only closure */
 static const char CFN_KEY = 'c';      /* C function -> "module\0field" */
 
-static const concur_valtype *valtypes[256];
+static const concur_valtype *_Atomic valtypes[256];
 
 void concur_register_valtype (const concur_valtype *vt) {
-  valtypes[vt->tag] = vt;   /* same pointer each time: a benign rewrite */
+  atomic_store_explicit(&valtypes[vt->tag], vt, memory_order_release);
 }
 
 /* ---- scratch: a pointer -> id map and an encode buffer ------------------- */
@@ -43,6 +44,7 @@ typedef struct seen_entry { const void *key; lua_Integer id; } seen_entry;
 
 typedef struct scratch {
   int busy_enc, busy_dec;
+  long nloaded;         /* entries of package.loaded when names were built */
   concur_buf buf;
   seen_entry *map;      /* open addressing, key NULL = empty */
   size_t cap, used;
@@ -158,6 +160,7 @@ typedef struct enc {
   concur_buf *b;
   lua_Integer nrefs;
   int depth;
+  int modchecked;           /* module names are known to be current */
   const char *root;
   int rootindexed;
   pathel path[CONCUR_MAX_DEPTH + 4];
@@ -176,32 +179,53 @@ static int isident (const char *s) {
 }
 
 /* Pushes the path of the value being encoded, e.g. "args[2].cb". */
-static void pushpath (enc *e) {
+static void addpathel (enc *e, luaL_Buffer *lb, int k) {
   lua_State *L = e->L;
-  luaL_Buffer lb;
-  luaL_buffinit(L, &lb);
-  luaL_addstring(&lb, e->root);
-  for (int k = 0; k <= e->depth && k < CONCUR_MAX_DEPTH + 4; k++) {
-    pathel *p = &e->path[k];
-    if (k == 0 && !e->rootindexed) continue;
-    switch (p->kind) {
-      case P_INDEX:
-        lua_pushfstring(L, "[%I]", (LUAI_UACINT)p->i);
-        luaL_addvalue(&lb);
-        break;
-      case P_FIELD:
-        if (isident(p->s)) lua_pushfstring(L, ".%s", p->s);
-        else lua_pushfstring(L, "[\"%s\"]", p->s);
-        luaL_addvalue(&lb);
-        break;
-      case P_KEY:
-        luaL_addstring(&lb, "[<key>]");
-        break;
-      case P_UPVAL:
-        lua_pushfstring(L, "<upvalue %s>", p->s);
-        luaL_addvalue(&lb);
-        break;
+  pathel *p = &e->path[k];
+  if (k == 0) {
+    if (e->root[0] == '\0') {     /* a task: fn, then args[1], args[2]... */
+      if (p->i == 1) luaL_addstring(lb, "fn");
+      else {
+        lua_pushfstring(L, "args[%I]", (LUAI_UACINT)(p->i - 1));
+        luaL_addvalue(lb);
+      }
+      return;
     }
+    luaL_addstring(lb, e->root);
+    if (!e->rootindexed) return;
+  }
+  switch (p->kind) {
+    case P_INDEX:
+      lua_pushfstring(L, "[%I]", (LUAI_UACINT)p->i);
+      luaL_addvalue(lb);
+      break;
+    case P_FIELD:
+      if (isident(p->s)) lua_pushfstring(L, ".%s", p->s);
+      else lua_pushfstring(L, "[\"%s\"]", p->s);
+      luaL_addvalue(lb);
+      break;
+    case P_KEY:
+      luaL_addstring(lb, "[<key>]");
+      break;
+    case P_UPVAL:
+      lua_pushfstring(L, "<upvalue %s>", p->s);
+      luaL_addvalue(lb);
+      break;
+  }
+}
+
+/* Pushes the path of the value being encoded, e.g. "args[2].cb"; long
+** paths keep their first and last few steps. */
+static void pushpath (enc *e) {
+  luaL_Buffer lb;
+  int last = e->depth < CONCUR_MAX_DEPTH + 3 ? e->depth : CONCUR_MAX_DEPTH + 3;
+  luaL_buffinit(e->L, &lb);
+  for (int k = 0; k <= last; k++) {
+    if (k == 8 && last > 14) {
+      luaL_addstring(&lb, "...");
+      k = last - 4;
+    }
+    addpathel(e, &lb, k);
   }
   luaL_pushresult(&lb);
 }
@@ -256,9 +280,52 @@ static void enc_enter (enc *e) {
   e->depth++;
 }
 
+static void build_cfnames (lua_State *L);
+
+static long count_loaded (lua_State *L) {
+  long n = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { n++; lua_pop(L, 1); }
+  lua_pop(L, 1);
+  return n;
+}
+
+/* A loaded module travels by name ('M'): the receiver requires it. */
+static int enc_module (enc *e, int idx) {
+  lua_State *L = e->L;
+  if (!e->modchecked) {     /* once per message: are the names current? */
+    long n = count_loaded(L);
+    e->modchecked = 1;
+    if (n != e->s->nloaded ||
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &CFN_KEY) != LUA_TTABLE) {
+      if (n == e->s->nloaded) lua_pop(L, 1);
+      build_cfnames(L);
+      e->s->nloaded = n;
+    }
+    else lua_pop(L, 1);
+  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CFN_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) == LUA_TSTRING) {
+    size_t len;
+    const char *name = lua_tolstring(L, -1, &len);
+    enc_tag(e, 'M');
+    enc_str(e, name, len);
+    lua_pop(L, 2);
+    return 1;
+  }
+  lua_pop(L, 2);
+  return 0;
+}
+
 static void enc_table (enc *e, int idx) {
   lua_State *L = e->L;
   lua_Integer narr, i;
+  if (enc_module(e, idx)) return;
   if (enc_ref(e, lua_topointer(L, idx))) return;
   enc_enter(e);
   narr = (lua_Integer)lua_rawlen(L, idx);
@@ -349,8 +416,9 @@ static dumped *getdump (enc *e, int idx) {
   return d;   /* kept alive by the weak table while the closure lives */
 }
 
-/* Builds the map C function -> "module\0field" from package.loaded, looking
-** one level into sub-tables (so concur.core's bigint.new is found too). */
+/* Builds the map from package.loaded: module table -> "module", and
+** C function -> "module\0field", looking one level into sub-tables (so
+** concur.core's bigint.new is found too). */
 static void build_cfnames (lua_State *L) {
   lua_newtable(L);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -358,6 +426,9 @@ static void build_cfnames (lua_State *L) {
   while (lua_next(L, -2)) {
     if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE) {
       const char *mod = lua_tostring(L, -2);
+      lua_pushvalue(L, -1);             /* the module itself, by its name */
+      lua_pushvalue(L, -3);
+      lua_rawset(L, -6);
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         if (lua_type(L, -2) == LUA_TSTRING) {
@@ -440,14 +511,10 @@ static void enc_function (enc *e, int idx) {
     void *id = lua_upvalueid(L, idx, i);
     lua_Integer prev;
     int top = lua_gettop(L);
-    if (name && strcmp(name, "_ENV") == 0) {
-      lua_pushglobaltable(L);
-      if (lua_rawequal(L, -1, -2)) {
-        enc_tag(e, 'E');
-        lua_pop(L, 2);
-        continue;
-      }
+    if (name && strcmp(name, "_ENV") == 0) {   /* the receiver's globals */
+      enc_tag(e, 'E');
       lua_pop(L, 1);
+      continue;
     }
     prev = seen_get(e->s, id);
     if (prev >= 0) {      /* shared with an upvalue already sent: join */
@@ -552,6 +619,8 @@ void concur_encode (lua_State *L, int first, int n, concur_buf *out,
   e.b = &e.s->buf;
   e.nrefs = 0;
   e.depth = 0;
+  e.modchecked = 0;
+  if (strcmp(root, "task") == 0) { root = ""; rlen = 0; }
   e.rootindexed = rlen > 2 && rlen < sizeof rootbuf &&
                   strcmp(root + rlen - 2, "[]") == 0;
   if (e.rootindexed) {
@@ -568,7 +637,7 @@ void concur_encode (lua_State *L, int first, int n, concur_buf *out,
   /* hand the bytes and objects over; the scratch keeps its capacity */
   out->data = malloc(e.b->len ? e.b->len : 1);
   if (out->data == NULL) enc_fail(&e, "limit", "(out of memory)");
-  memcpy(out->data, e.b->data, e.b->len);
+  if (e.b->len) memcpy(out->data, e.b->data, e.b->len);
   out->len = out->cap = e.b->len;
   out->objs = NULL;
   out->nobjs = out->objcap = 0;
@@ -777,10 +846,33 @@ static void dec_cfunction (dec *d) {
   if (!lua_iscfunction(L, -1)) dec_fail(d, "C function not found");
 }
 
+/* Pushes the loaded module of the given name, requiring it if needed. */
+static void dec_module (dec *d) {
+  lua_State *L = d->L;
+  size_t len;
+  const char *name;
+  if (dec_byte(d) != 's') dec_fail(d, "bad module name");
+  len = dec_varint(d);
+  name = dec_bytes(d, len);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushlstring(L, name, len);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  if (lua_type(L, -1) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushlstring(L, name, len);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    dec_fail(d, "module not found");
+  }
+}
+
 static void dec_value (dec *d) {
   lua_State *L = d->L;
   int c = dec_byte(d);
   switch (c) {
+    case 'M': dec_module(d); break;
     case 'n': lua_pushnil(L); break;
     case 'f': lua_pushboolean(L, 0); break;
     case 't': lua_pushboolean(L, 1); break;
@@ -815,7 +907,8 @@ static void dec_value (dec *d) {
     case 'v': {
       int tag = dec_byte(d);
       uint64_t len = dec_varint(d);
-      const concur_valtype *vt = valtypes[tag];
+      const concur_valtype *vt = atomic_load_explicit(&valtypes[tag],
+                                                      memory_order_acquire);
       if (vt == NULL) dec_fail(d, "unknown value type");
       if (len > remaining(d)) dec_fail(d, "truncated value");
       if (vt->decode(L, dec_bytes(d, len), len)) dec_fail(d, "bad value");

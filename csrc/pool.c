@@ -29,6 +29,13 @@
 
 typedef struct pool pool;
 
+#define SPIN 1000
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
 typedef struct slot {
   concur_worker w;
   pool *p;
@@ -42,11 +49,12 @@ struct pool {
   pthread_cond_t work, space, joined_cv;
   concur_future *head, *tail;
   size_t npending, max_pending;
+  atomic_size_t queued;   /* npending, readable without the lock (spinning) */
   int nworkers, nidle, nalive;
   int closing;            /* no more submissions */
   int joining, joined;    /* someone joins / has joined the threads */
   char *broken;           /* why the pool broke (initializer), or NULL */
-  long running, completed, failed, cancelled;
+  atomic_long running, completed, failed, cancelled;   /* stats */
   char *path, *cpath;
   char name[48];
   concur_buf init;        /* initializer and initargs */
@@ -83,10 +91,11 @@ static void op_dropped (concur_future *f) {
       if (p->tail == f) p->tail = prev;
       f->next = NULL;
       p->npending--;
+      atomic_store_explicit(&p->queued, p->npending, memory_order_relaxed);
       found = 1;
       break;
     }
-  p->cancelled++;
+  atomic_fetch_add(&p->cancelled, 1);
   if (found) pthread_cond_signal(&p->space);
   pthread_mutex_unlock(&p->mu);
   if (found) concur_obj_unref(&f->obj);
@@ -96,7 +105,21 @@ static void op_interrupt (concur_future *f) {
   concur_worker_interrupt(f->worker);
 }
 
-static const concur_future_ops pool_ops = { op_dropped, op_interrupt };
+/* Counts a task that ran, before its waiters wake (so stats() seen after
+** result() includes it). f->mu held; touches only atomics. */
+static void op_finished (concur_future *f, int st) {
+  pool *p = f->owner;
+  if (f->worker == NULL) {         /* failed without running: broken pool */
+    if (st == CONCUR_F_FAILED) atomic_fetch_add(&p->failed, 1);
+    return;
+  }
+  atomic_fetch_sub(&p->running, 1);
+  if (st == CONCUR_F_FINISHED) atomic_fetch_add(&p->completed, 1);
+  else if (st == CONCUR_F_FAILED) atomic_fetch_add(&p->failed, 1);
+  else atomic_fetch_add(&p->cancelled, 1);
+}
+
+static const concur_future_ops pool_ops = { op_dropped, op_interrupt, op_finished };
 
 /* Fails every queued future with the given error; p->mu held on entry and
 ** released on return (futures are completed outside the pool lock). */
@@ -104,6 +127,7 @@ static void fail_queue_unlock (pool *p, const char *kind, const char *msg) {
   concur_future *f = p->head;
   p->head = p->tail = NULL;
   p->npending = 0;
+  atomic_store_explicit(&p->queued, 0, memory_order_relaxed);
   pthread_cond_broadcast(&p->space);
   pthread_mutex_unlock(&p->mu);
   while (f) {
@@ -114,11 +138,8 @@ static void fail_queue_unlock (pool *p, const char *kind, const char *msg) {
       concur_errbuf(&eb, kind, msg);
       concur_future_finish(f, 1, &eb);
     }
-    else if (concur_future_cancel(f)) {
-      pthread_mutex_lock(&p->mu);
-      p->cancelled++;
-      pthread_mutex_unlock(&p->mu);
-    }
+    else
+      concur_future_cancel(f);   /* counted by op_dropped */
     concur_obj_unref(&f->obj);
     f = next;
   }
@@ -149,6 +170,14 @@ static void *worker_main (void *arg) {
     concur_future *f;
     int st;
     pthread_mutex_lock(&p->mu);
+    if (p->head == NULL && !p->closing) {
+      /* spin a little before sleeping: with small tasks the next one is
+      ** usually microseconds away, and a futex wake costs more than that */
+      pthread_mutex_unlock(&p->mu);
+      for (int i = 0; i < SPIN && !atomic_load_explicit(&p->queued, memory_order_relaxed); i++)
+        cpu_relax();
+      pthread_mutex_lock(&p->mu);
+    }
     while (p->head == NULL && !p->closing) {
       p->nidle++;
       pthread_cond_wait(&p->work, &p->mu);
@@ -163,17 +192,16 @@ static void *worker_main (void *arg) {
     if (p->head == NULL) p->tail = NULL;
     f->next = NULL;
     p->npending--;
+    atomic_store_explicit(&p->queued, p->npending, memory_order_relaxed);
     if (p->max_pending) pthread_cond_signal(&p->space);
     s->running = f;
-    p->running++;
+    atomic_fetch_add(&p->running, 1);
     pthread_mutex_unlock(&p->mu);
     st = concur_worker_run(&s->w, f);
+    if (st < 0)                   /* cancelled before it started */
+      atomic_fetch_sub(&p->running, 1);
     pthread_mutex_lock(&p->mu);
     s->running = NULL;
-    p->running--;
-    if (st == CONCUR_F_FINISHED) p->completed++;
-    else if (st == CONCUR_F_FAILED) p->failed++;
-    else if (st == CONCUR_F_CANCELLED) p->cancelled++;
     pthread_mutex_unlock(&p->mu);
     concur_obj_unref(&f->obj);
   }
@@ -339,7 +367,7 @@ static int pool_new (lua_State *L) {
     return concur_error(L, "limit", "not enough memory");
   }
   concur_obj_init(&p->obj, &pool_type);
-  pthread_mutex_init(&p->mu, NULL);
+  concur_mutex_init(&p->mu, 0);
   concur_cond_init(&p->work, 0);
   concur_cond_init(&p->space, 0);
   concur_cond_init(&p->joined_cv, 0);
@@ -442,6 +470,7 @@ static int pool_submit (lua_State *L) {
   else p->head = f;
   p->tail = f;
   p->npending++;
+  atomic_store_explicit(&p->queued, p->npending, memory_order_relaxed);
   if (p->nidle) pthread_cond_signal(&p->work);
   concur_obj_ref(&f->obj);              /* ...and the proxy takes one more */
   pthread_mutex_unlock(&p->mu);
@@ -499,8 +528,9 @@ static int pool_stats (lua_State *L) {
   pool *p = checkpool(L);
   long v[6];
   pthread_mutex_lock(&p->mu);
-  v[0] = p->nworkers; v[1] = (long)p->npending; v[2] = p->running;
-  v[3] = p->completed; v[4] = p->failed; v[5] = p->cancelled;
+  v[0] = p->nworkers; v[1] = (long)p->npending; v[2] = atomic_load(&p->running);
+  v[3] = atomic_load(&p->completed); v[4] = atomic_load(&p->failed);
+  v[5] = atomic_load(&p->cancelled);
   pthread_mutex_unlock(&p->mu);
   lua_createtable(L, 0, 6);
   static const char *const names[] = { "workers", "pending", "running",

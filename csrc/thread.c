@@ -39,7 +39,7 @@ static void op_interrupt (concur_future *f) {
   concur_worker_interrupt(f->worker);
 }
 
-static const concur_future_ops thread_ops = { NULL, op_interrupt };
+static const concur_future_ops thread_ops = { NULL, op_interrupt, NULL };
 
 static void *thread_main (void *arg) {
   cthread *t = arg;
@@ -235,6 +235,11 @@ static int thread_name (lua_State *L) {
 void concur_thread_open (lua_State *L) {
   concur_newclass(L, &thread_type, thread_methods, NULL);
   luaL_getmetatable(L, thread_type.name);
+  if (lua_getfield(L, -1, "methods") != LUA_TNIL) {  /* opened before */
+    lua_pop(L, 2);
+    goto funcs;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -2, "methods");
   lua_pushcfunction(L, thread_index);
@@ -242,6 +247,7 @@ void concur_thread_open (lua_State *L) {
   lua_pushnil(L);                  /* threads are not sent to other states */
   lua_setfield(L, -2, "__concur");
   lua_pop(L, 1);
+funcs:
   lua_pushcfunction(L, thread_spawn);
   lua_setfield(L, -2, "spawn");
   lua_pushcfunction(L, thread_name);

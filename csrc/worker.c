@@ -18,6 +18,7 @@
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,15 +57,19 @@ static void interrupt_hook (lua_State *L, lua_Debug *ar) {
     return;
   }
   lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1000);   /* stay armed */
-  concur_raisewait(L, rc, "task");
+  if (lua_isyieldable(L)) {   /* a hook's yield returns here, and the VM */
+    lua_yield(L, 0);          /* then yields past every pcall */
+    return;
+  }
+  concur_raisewait(L, rc, "task");   /* inside a C call: raise instead */
 }
 
+/* Runs on the worker's own thread (signal or direct call). */
 static void on_signal (int sig) {
   concur_worker *w = self_worker;
   (void)sig;
-  if (w && w->in_lua && w->L)
-    lua_sethook(w->L, interrupt_hook,
-                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (w && w->in_lua && w->hooked)
+    lua_sethook(w->hooked, interrupt_hook, LUA_MASKCOUNT, 1);
 }
 
 static void install_handler (void) {
@@ -149,6 +154,8 @@ int concur_worker_begin (concur_worker *w, const char *path, const char *cpath) 
   struct sigevent sev;
   pthread_once(&sig_once, install_handler);
   w->current = NULL;
+  w->co = NULL;
+  w->hooked = NULL;
   w->in_lua = 0;
   self_worker = w;
   concur_set_interrupt_check(check_interrupt, w);
@@ -182,37 +189,36 @@ void concur_errbuf (concur_buf *b, const char *kind, const char *msg) {
     concur_buf_free(b);   /* out of memory: an empty error, still an error */
 }
 
-/* Message handler: turns any error into an error object with a traceback.
-** Errors concur raised to stop the task (cancel, timeout) keep their kind;
-** anything else the task raised becomes kind "task" with the original value. */
-static int task_msgh (lua_State *L) {
-  int interrupt = 0;
+/* In protected mode: builds the error object for the error value at 1 and
+** the traceback at 2. Errors concur raised to stop the task (cancel,
+** timeout: marked 'interrupt') and failures to send the results keep their
+** kind; anything else the task raised becomes kind "task" with the value. */
+static int build_error (lua_State *L) {
+  int keep = lua_toboolean(L, 3);
   const char *msg;
   if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
     luaL_getmetatable(L, "concur.Error");
     if (lua_rawequal(L, -1, -2)) {
       lua_getfield(L, 1, "interrupt");
-      interrupt = lua_toboolean(L, -1);
+      keep = keep || lua_toboolean(L, -1);
       lua_pop(L, 1);
     }
+    else keep = 0;
     lua_pop(L, 2);
   }
-  if (interrupt) {
-    luaL_traceback(L, L, NULL, 1);
+  else keep = 0;
+  if (keep) {
+    lua_pushvalue(L, 2);
     lua_setfield(L, 1, "traceback");
     lua_settop(L, 1);
     return 1;
   }
-  if (lua_type(L, 1) == LUA_TTABLE && luaL_getmetafield(L, 1, "__name") != LUA_TNIL &&
-      lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "concur.Error") == 0) {
-    lua_pop(L, 1);
+  if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING &&
+      strcmp(lua_tostring(L, -1), "concur.Error") == 0) {
     lua_getfield(L, 1, "message");
     msg = lua_tostring(L, -1);
   }
-  else {
-    lua_settop(L, 1);
-    msg = luaL_tolstring(L, 1, NULL);
-  }
+  else msg = luaL_tolstring(L, 1, NULL);
   lua_createtable(L, 0, 4);
   lua_pushliteral(L, "task");
   lua_setfield(L, -2, "kind");
@@ -220,7 +226,7 @@ static int task_msgh (lua_State *L) {
   lua_setfield(L, -2, "message");
   lua_pushvalue(L, 1);
   lua_setfield(L, -2, "value");
-  luaL_traceback(L, L, NULL, 1);
+  lua_pushvalue(L, 2);
   lua_setfield(L, -2, "traceback");
   luaL_setmetatable(L, "concur.Error");
   return 1;
@@ -232,29 +238,22 @@ typedef struct runctx {
   concur_buf out;
 } runctx;
 
-/* In protected mode: decodes the task, calls it, encodes its results. */
-static int task_body (lua_State *L) {
-  runctx *rc = lua_touserdata(L, 1);
-  concur_future *f = rc->f;
-  int base, n;
+/* In protected mode: decodes the task (function and arguments). */
+static int decode_task (lua_State *L) {
+  concur_future *f = lua_touserdata(L, 1);
+  int n;
   lua_settop(L, 0);
   n = concur_decode(L, f->task.data, f->task.len, f->task.objs, f->task.nobjs);
   if (n < 1 || lua_type(L, 1) != LUA_TFUNCTION)
     return concur_error(L, "argument", "task is not a function");
-  base = 0;
-  rc->w->in_lua = 1;
-  if (f->deadline >= 0 && concur_now() >= f->deadline)
-    concur_raisewait(L, CONCUR_TASKTIMEOUT, "task");
-  lua_call(L, n - 1, LUA_MULTRET);
-  rc->w->in_lua = 0;
-  concur_encode(L, base + 1, lua_gettop(L) - base, &rc->out, "results[]");
-  return 0;
+  return n;
 }
 
-/* In protected mode: encodes the error object at 1. */
-static int encode_error (lua_State *L) {
-  runctx *rc = lua_touserdata(L, 2);
-  concur_encode(L, 1, 1, &rc->out, "error");
+/* In protected mode: encodes the values above the runctx at 1. */
+static int encode_values (lua_State *L) {
+  runctx *rc = lua_touserdata(L, 1);
+  const char *root = lua_tostring(L, 2);
+  concur_encode(L, 3, lua_gettop(L) - 2, &rc->out, root);
   return 0;
 }
 
@@ -266,34 +265,69 @@ static int stringify_value (lua_State *L) {
   return 0;
 }
 
-static void finish_error (lua_State *L, runctx *rc) {
+/* Encodes the error object at the top of L into rc->out; a value that
+** cannot be sent is replaced by its string form. */
+static void encode_error (lua_State *L, runctx *rc) {
   int err = lua_gettop(L);
-  lua_pushcfunction(L, encode_error);
-  lua_pushvalue(L, err);
-  lua_pushlightuserdata(L, rc);
-  if (lua_pcall(L, 2, 0, 0) == LUA_OK) return;
-  lua_pop(L, 1);
-  concur_buf_free(&rc->out);
-  if (lua_type(L, err) == LUA_TTABLE) {
-    lua_pushcfunction(L, stringify_value);
+  for (int attempt = 0; attempt < 2; attempt++) {
+    lua_pushcfunction(L, encode_values);
+    lua_pushlightuserdata(L, rc);
+    lua_pushliteral(L, "error");
     lua_pushvalue(L, err);
-    if (lua_pcall(L, 1, 0, 0) == LUA_OK) {
-      lua_pushcfunction(L, encode_error);
-      lua_pushvalue(L, err);
-      lua_pushlightuserdata(L, rc);
-      if (lua_pcall(L, 2, 0, 0) == LUA_OK) return;
-    }
+    if (lua_pcall(L, 3, 0, 0) == LUA_OK) return;
     lua_pop(L, 1);
     concur_buf_free(&rc->out);
+    lua_pushcfunction(L, stringify_value);
+    lua_pushvalue(L, err);
+    if (lua_type(L, err) != LUA_TTABLE || lua_pcall(L, 1, 0, 0) != LUA_OK) break;
   }
   concur_errbuf(&rc->out, "task", "task failed with an error that cannot be sent");
 }
 
+/* Turns the error value at the top of L (with the traceback at the top of
+** co, when co is given) into an encoded error object. 'keep': the value
+** is concur's own error (e.g. sending the results failed). */
+static void fail_with (lua_State *L, lua_State *co, runctx *rc, int keep) {
+  int err = lua_gettop(L);
+  lua_pushcfunction(L, build_error);
+  lua_pushvalue(L, err);
+  if (co) luaL_traceback(L, co, NULL, 0);
+  else lua_pushliteral(L, "");
+  lua_pushboolean(L, keep);
+  if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+    lua_settop(L, err);
+    concur_errbuf(&rc->out, "task", "task failed (and so did reporting it)");
+    return;
+  }
+  encode_error(L, rc);
+}
+
+/* The worker's coroutine for tasks: a task runs as a coroutine so that an
+** interrupt can stop it by yielding from the hook, which no pcall inside
+** the task can catch. */
+static lua_State *taskthread (concur_worker *w) {
+  if (w->co == NULL) {
+    w->co = lua_newthread(w->L);
+    lua_rawsetp(w->L, LUA_REGISTRYINDEX, w);   /* anchored */
+  }
+  return w->co;
+}
+
+static void resetthread (concur_worker *w) {
+  lua_sethook(w->co, NULL, 0, 0);
+#if LUA_VERSION_RELEASE_NUM >= 50406
+  lua_closethread(w->co, w->L);
+#else
+  lua_resetthread(w->co);
+#endif
+  lua_settop(w->co, 0);   /* it may leave an error object */
+}
+
 int concur_worker_run (concur_worker *w, concur_future *f) {
-  lua_State *L = w->L;
+  lua_State *L = w->L, *co;
   runctx rc;
-  int status, failed;
-  if (!concur_future_start(f, w)) return concur_future_state(f);
+  int status, failed = 0, n, nres = 0;
+  if (!concur_future_start(f, w)) return -1;
   w->current = f;
   f->deadline = f->timeout >= 0 ? concur_now() + f->timeout : CONCUR_NODEADLINE;
   if (f->timeout >= 0) arm_timer(w, f->timeout);
@@ -301,21 +335,62 @@ int concur_worker_run (concur_worker *w, concur_future *f) {
   rc.f = f;
   memset(&rc.out, 0, sizeof rc.out);
   lua_settop(L, 0);
-  lua_pushcfunction(L, task_msgh);
-  lua_pushcfunction(L, task_body);
-  lua_pushlightuserdata(L, &rc);
-  status = lua_pcall(L, 1, 0, 1);
-  w->in_lua = 0;
-  if (f->timeout >= 0) arm_timer(w, -1);
-  lua_sethook(L, NULL, 0, 0);
-  failed = status != LUA_OK;
-  if (failed) {
-    concur_buf_free(&rc.out);
-    if (status == LUA_ERRMEM)
-      concur_errbuf(&rc.out, "limit", "not enough memory");
-    else
-      finish_error(L, &rc);
+  co = taskthread(w);
+  lua_pushcfunction(L, decode_task);
+  lua_pushlightuserdata(L, f);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+    fail_with(L, NULL, &rc, 1);
+    failed = 1;
   }
+  else {
+    n = lua_gettop(L);
+    lua_xmove(L, co, n);
+    w->hooked = co;
+    w->in_lua = 1;
+    if (check_interrupt(w, &(double){0}) != CONCUR_OK)
+      on_signal(0);                  /* already due: stop at the first step */
+    status = lua_resume(co, L, n - 1, &nres);
+    w->in_lua = 0;
+    lua_sethook(co, NULL, 0, 0);
+    if (status == LUA_OK) {
+      lua_pushcfunction(L, encode_values);
+      lua_pushlightuserdata(L, &rc);
+      lua_pushliteral(L, "results[]");
+      lua_xmove(co, L, nres);
+      if (lua_pcall(L, nres + 2, 0, 0) != LUA_OK) {
+        concur_buf_free(&rc.out);
+        fail_with(L, NULL, &rc, 1);
+        failed = 1;
+      }
+    }
+    else if (status == LUA_YIELD) {  /* stopped by the hook, or a stray yield */
+      double tdl;
+      int why = check_interrupt(w, &tdl);
+      lua_pop(co, nres);
+      resetthread(w);
+      if (why == CONCUR_CANCELLED)
+        concur_errbuf(&rc.out, "cancelled", "task cancelled");
+      else if (why == CONCUR_TASKTIMEOUT)
+        concur_errbuf(&rc.out, "timeout", "task exceeded its timeout");
+      else
+        concur_errbuf(&rc.out, "task", "task yielded outside a coroutine");
+      failed = 1;
+    }
+    else {
+      if (status == LUA_ERRMEM) {
+        resetthread(w);
+        concur_errbuf(&rc.out, "limit", "not enough memory");
+      }
+      else {
+        lua_xmove(co, L, 1);
+        fail_with(L, co, &rc, 0);
+        resetthread(w);
+      }
+      failed = 1;
+    }
+    w->hooked = NULL;
+  }
+  if (f->timeout >= 0) arm_timer(w, -1);
   lua_settop(L, 0);
   status = concur_future_finish(f, failed, &rc.out);
   w->current = NULL;
@@ -349,7 +424,7 @@ int concur_worker_init (concur_worker *w, const concur_buf *init, char **err) {
   for (size_t i = 0; i < init->nobjs; i++)
     concur_buf_addobj(&f->task, init->objs[i]);
   st = concur_worker_run(w, f);
-  if (st != CONCUR_F_FINISHED) {
+  if (st != CONCUR_F_FINISHED && f->out.len) {
     lua_settop(L, 0);
     lua_pushcfunction(L, error_message);
     lua_pushlightuserdata(L, &f->out);

@@ -14,6 +14,8 @@
 
 typedef struct concur_worker {
   lua_State *L;                 /* owned by the worker thread */
+  lua_State *co;                /* the coroutine tasks run in */
+  lua_State *volatile hooked;   /* the coroutine running Lua now, or NULL */
   pthread_t thread;
   char name[64];
   concur_future *current;       /* the running task: written by this thread */
@@ -30,8 +32,8 @@ int concur_worker_begin (concur_worker *w, const char *path, const char *cpath);
 /* Undoes begin: closes the state (running its finalizers) and the timer. */
 void concur_worker_end (concur_worker *w);
 
-/* Runs the future f as worker w, and completes it. Returns f's final state;
-** a future that was cancelled before it started is left alone. */
+/* Runs the future f as worker w, and completes it. Returns f's final state,
+** or -1 for a future that was cancelled before it started (left alone). */
 int concur_worker_run (concur_worker *w, concur_future *f);
 
 /* Calls the initializer encoded in 'init' (function and arguments). Returns

@@ -92,6 +92,7 @@ int concur_future_finish (concur_future *f, int failed, concur_buf *out) {
       concur_buf_move(&f->out, out);
     }
     f->state = st;
+    if (f->ops && f->ops->finished) f->ops->finished(f, st);
     f->worker = NULL;
     notify_done(f);
   }

@@ -33,6 +33,8 @@ typedef struct concur_wnode concur_wnode;
 typedef struct concur_future_ops {
   void (*dropped) (concur_future *f);     /* pending future was cancelled */
   void (*interrupt) (concur_future *f);   /* running future was cancelled */
+  /* the future is done (with f->mu held, before any waiter wakes) */
+  void (*finished) (concur_future *f, int state);
 } concur_future_ops;
 
 struct concur_future {
