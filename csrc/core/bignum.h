@@ -46,7 +46,7 @@ size_t concur_bignum_digits (mpz_srcptr x, int base);
 /* Writes x in 'base' (2..36, lower-case letters) into 'out', with a leading
 ** '-' when negative and a terminating NUL; returns the length without the
 ** NUL. 'out' must hold mpz_sizeinbase(x, base) + 2 bytes. Numbers of more
-** than about a million digits are converted on up to 'threads' threads
+** than about 240,000 digits are converted on up to 'threads' threads
 ** (split by a power of the base); the text is identical either way. A
 ** negative 'threads' forces -threads, whatever the CPUs (for tests). */
 size_t concur_bignum_tostr (char *out, int base, mpz_srcptr x, int threads);
