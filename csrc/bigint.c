@@ -76,7 +76,8 @@ static bigint *newbig (lua_State *L) {
 ** stopped by the user (LUA_GCSTEP would run it anyway).
 */
 static void account (lua_State *L, bigint *b) {
-  size_t bytes = (size_t)b->z->_mp_alloc * sizeof(mp_limb_t);
+  /* the limbs in use (GMP may hold a few more), plus malloc's overhead */
+  size_t bytes = mpz_size(b->z) ? mpz_size(b->z) * sizeof(mp_limb_t) + 16 : 0;
   bigint_ctx *c;
   if (bytes == 0) return;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
