@@ -668,8 +668,8 @@ static int bigint_isbigint (lua_State *L) {
 /***
 ** bigint.factorial(n [, { threads = k }]): n! for an integer 0 <= n <=
 ** 10^8. With k > 1 the work is split over up to k threads (at most the
-** online CPUs; small n runs on one, where splitting does not pay); the
-** value is the same. Raises "argument" for a negative or non-integer n or
+** CPUs idle at the call; n below 10^5 runs on one, where splitting does
+** not pay); the value is the same. Raises "argument" for a negative or non-integer n or
 ** a bad option, "limit" for n > 10^8.
 */
 static int bigint_factorial (lua_State *L) {

@@ -30,7 +30,7 @@
 /* Online CPUs this process may run on (at least 1). */
 int concur_bignum_ncpu (void);
 
-/* r = n!. With threads > 1 (clamped to the online CPUs) and n large enough
+/* r = n!. With threads > 1 (clamped to the idle CPUs) and n large enough
 ** for splitting to pay, the work runs on that many threads; the value is the
 ** same either way. Expects n <= CONCUR_BIGNUM_FAC_MAX. */
 void concur_bignum_fac (mpz_ptr r, unsigned long n, int threads);
