@@ -659,6 +659,91 @@ static int bigint_new (lua_State *L) {
   return done(L, r);
 }
 
+/* ---- number theory, as Python's math and pow offer it -------------------- */
+
+/*** bigint.divmod(a, b) --> a // b, a % b (floor, as Lua's // and %). */
+static int bigint_divmod (lua_State *L) {
+  opnd x, y;
+  mpz_srcptr a = toz(L, 1, &x, "'divmod'"), b = toz(L, 2, &y, "'divmod'");
+  bigint *q, *r;
+  checkdivisor(L, b, "//");
+  q = newbig(L);
+  r = newbig(L);
+  mpz_fdiv_qr(q->z, r->z, a, b);
+  account(L, q);
+  account(L, r);
+  return 2;
+}
+
+/*** bigint.gcd(a, b) --> the greatest common divisor (>= 0; gcd(0, 0) = 0). */
+static int bigint_gcd (lua_State *L) {
+  opnd x, y;
+  mpz_srcptr a = toz(L, 1, &x, "'gcd'"), b = toz(L, 2, &y, "'gcd'");
+  bigint *r = newbig(L);
+  mpz_gcd(r->z, a, b);
+  return done(L, r);
+}
+
+/***
+** bigint.powmod(b, e, m) --> b^e mod m, in 0 .. |m|-1 for m > 0 (as
+** Python's pow(b, e, m): the sign of m for m < 0). A negative e uses the
+** inverse of b modulo m; raises "argument" when there is none, or m is 0.
+*/
+static int bigint_powmod (lua_State *L) {
+  opnd x, y, z;
+  mpz_srcptr b = toz(L, 1, &x, "'powmod'"), e = toz(L, 2, &y, "'powmod'");
+  mpz_srcptr m = toz(L, 3, &z, "'powmod'");
+  bigint *r;
+  if (mpz_sgn(m) == 0)
+    return concur_error(L, "argument", "bad argument #3 to 'powmod' (zero "
+                        "modulus)");
+  r = newbig(L);
+  if (mpz_sgn(e) < 0) {
+    mpz_t ne;
+    if (!mpz_invert(r->z, b, m))
+      return concur_error(L, "argument", "bad argument #1 to 'powmod' (base "
+                          "is not invertible for the modulus)");
+    mpz_roinit_n(ne, mpz_limbs_read(e), (mp_size_t)mpz_size(e));   /* |e| */
+    mpz_powm(r->z, r->z, ne, m);
+  }
+  else
+    mpz_powm(r->z, b, e, m);   /* in 0 .. |m|-1 */
+  if (mpz_sgn(m) < 0 && mpz_sgn(r->z) != 0) mpz_add(r->z, r->z, m);
+  return done(L, r);
+}
+
+/*** bigint.isqrt(n) --> the integer square root of n >= 0 (floor). */
+static int bigint_isqrt (lua_State *L) {
+  opnd x;
+  mpz_srcptr n = toz(L, 1, &x, "'isqrt'");
+  bigint *r;
+  if (mpz_sgn(n) < 0)
+    return concur_error(L, "argument", "bad argument #1 to 'isqrt' (negative "
+                        "number)");
+  r = newbig(L);
+  mpz_sqrt(r->z, n);
+  return done(L, r);
+}
+
+/*** b:abs() --> |b|. */
+static int bigint_abs (lua_State *L) {
+  bigint *a = checkbig(L, 1);
+  bigint *r = newbig(L);
+  mpz_abs(r->z, a->z);
+  return done(L, r);
+}
+
+/*** b:tonumber() --> the nearest float below |b| in magnitude (truncated,
+** as mpz_get_d), or +-inf (math.huge) beyond the float range. */
+static int bigint_tonumber (lua_State *L) {
+  bigint *a = checkbig(L, 1);
+  if (mpz_sizeinbase(a->z, 2) > 1024)
+    lua_pushnumber(L, mpz_sgn(a->z) < 0 ? -HUGE_VAL : HUGE_VAL);
+  else
+    lua_pushnumber(L, (lua_Number)mpz_get_d(a->z));
+  return 1;
+}
+
 /*** bigint.isbigint(x): is x a bigint? */
 static int bigint_isbigint (lua_State *L) {
   lua_pushboolean(L, testbig(L, 1) != NULL);
@@ -799,6 +884,8 @@ static const luaL_Reg bigint_methods[] = {
   {"bits", bigint_bits},
   {"sign", bigint_sign},
   {"tointeger", bigint_tointeger},
+  {"tonumber", bigint_tonumber},
+  {"abs", bigint_abs},
   {NULL, NULL}
 };
 
@@ -833,6 +920,10 @@ static const luaL_Reg bigint_funcs[] = {
   {"eq", bigint_eqf},
   {"cmp", bigint_cmpf},
   {"isbigint", bigint_isbigint},
+  {"divmod", bigint_divmod},
+  {"gcd", bigint_gcd},
+  {"powmod", bigint_powmod},
+  {"isqrt", bigint_isqrt},
   {"_split_factorial", bigint_split_factorial},
   {"_split_tostring", bigint_split_tostring},
   {NULL, NULL}

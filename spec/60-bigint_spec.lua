@@ -383,6 +383,61 @@ describe("concur.bigint", function ()
     end)
   end)
 
+  describe("number theory", function ()
+    local function gcd (a, b)   -- Euclid on Lua integers
+      a, b = math.abs(a), math.abs(b)
+      while b ~= 0 do a, b = b, a % b end
+      return a
+    end
+
+    it("divmod gives floor quotient and remainder", function ()
+      for _, p in ipairs{ { 7, 2 }, { -7, 2 }, { 7, -2 }, { -7, -2 }, { 0, 5 } } do
+        local q, r = bigint.divmod(bigint(p[1]), p[2])
+        assert.equal(p[1] // p[2], q:tointeger())
+        assert.equal(p[1] % p[2], r:tointeger())
+      end
+      assert.equal("argument", raised(bigint.divmod, 1, 0).kind)
+    end)
+
+    it("gcd matches Euclid's algorithm", function ()
+      local next_int = lcg(13)
+      for _ = 1, 100 do
+        local a, b = next_int() % 1000000 - 500000, next_int() % 1000000 - 500000
+        assert.equal(gcd(a, b), bigint.gcd(bigint(a), b):tointeger())
+      end
+      assert.equal(0, bigint.gcd(0, 0):tointeger())
+      local p = bigint(2) ^ 89 - 1   -- a Mersenne prime
+      assert.is_true(bigint.gcd(p * 6, p * 35) == p)
+    end)
+
+    it("powmod matches repeated multiplication", function ()
+      local acc = 1
+      for e = 0, 60 do
+        assert.equal(acc, bigint.powmod(3, e, 1000003):tointeger())
+        acc = acc * 3 % 1000003
+      end
+      assert.equal(5, bigint.powmod(3, -1, 7):tointeger())   -- 3 * 5 = 15 = 1 mod 7
+      assert.equal(-5, bigint.powmod(-3, 5, -7):tointeger())  -- Python's sign rule
+      assert.equal("argument", raised(bigint.powmod, 2, -1, 4).kind)
+      assert.equal("argument", raised(bigint.powmod, 2, 3, 0).kind)
+    end)
+
+    it("isqrt is the floor of the square root", function ()
+      for _, n in ipairs{ bigint(0), bigint(1), bigint(10) ^ 41, bigint(2) ^ 301 - 1 } do
+        local r = bigint.isqrt(n)
+        assert.is_true(r * r <= n and n < (r + 1) * (r + 1))
+      end
+      assert.equal("argument", raised(bigint.isqrt, -1).kind)
+    end)
+
+    it("abs and tonumber", function ()
+      assert.is_true((bigint(-5)):abs() == bigint(5))
+      assert.equal(12345.0, bigint(12345):tonumber())
+      assert.equal(2.0 ^ 100, (bigint(2) ^ 100):tonumber())
+      assert.equal(-math.huge, (-(bigint(2) ^ 2000)):tonumber())
+    end)
+  end)
+
   describe("factorial", function ()
     it("matches a multiplication loop", function ()
       for n = 0, 40 do

@@ -72,6 +72,24 @@ M.eq = C.eq
 -- @function cmp
 M.cmp = C.cmp
 
+--- `q, r = bigint.divmod(a, b)`: floor quotient and remainder (as `//`, `%`).
+-- @function divmod
+M.divmod = C.divmod
+
+--- `bigint.gcd(a, b)`: the greatest common divisor, >= 0.
+-- @function gcd
+M.gcd = C.gcd
+
+--- `bigint.powmod(b, e, m)`: b^e mod m, as Python's `pow(b, e, m)` (result
+-- with the sign of m; a negative e inverts b modulo m, "argument" when b has
+-- no inverse or m is 0).
+-- @function powmod
+M.powmod = C.powmod
+
+--- `bigint.isqrt(n)`: the integer square root (floor) of n >= 0.
+-- @function isqrt
+M.isqrt = C.isqrt
+
 --- Is x a bigint?
 -- @return boolean
 -- @function isbigint
@@ -100,6 +118,12 @@ M.isbigint = C.isbigint
 
 --- `b:tointeger()`: b as a Lua integer, or nil when it does not fit.
 -- @function tointeger
+
+--- `b:tonumber()`: b as a float (truncated toward zero), +-inf beyond range.
+-- @function tonumber
+
+--- `b:abs()`: |b|.
+-- @function abs
 
 local bigint = C.new
 return setmetatable(M, {
