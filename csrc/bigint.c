@@ -574,7 +574,7 @@ static int bigint_close (lua_State *L) {
 }
 
 
-/* ---- construction ---------------------------------------------------------- */
+/* ---- construction ------------------------------------------------------ */
 
 static int digitval (int c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -754,8 +754,8 @@ static int bigint_isbigint (lua_State *L) {
 ** bigint.factorial(n [, { threads = k }]): n! for an integer 0 <= n <=
 ** 10^8. With k > 1 the work is split over up to k threads (at most the
 ** CPUs idle at the call; n below 10^5 runs on one, where splitting does
-** not pay); the value is the same. Raises "argument" for a negative or non-integer n or
-** a bad option, "limit" for n > 10^8.
+** not pay); the value is the same. Raises "argument" for a negative or
+** non-integer n or a bad option, "limit" for n > 10^8.
 */
 static int bigint_factorial (lua_State *L) {
   static const char *const opts[] = {"threads"};
@@ -783,7 +783,8 @@ static int bigint_factorial (lua_State *L) {
     lua_pushnil(L);
     while (lua_next(L, 2)) {   /* only known option names */
       lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), opts[0]))
+      if (lua_type(L, -1) != LUA_TSTRING
+          || strcmp(lua_tostring(L, -1), opts[0]) != 0)
         argerr(L, 2, "factorial", lua_pushfstring(L, "unknown option '%s'",
                                                   luaL_tolstring(L, -1, NULL)));
     }
@@ -876,7 +877,7 @@ static const concur_valtype bigint_valtype = {
 };
 
 
-/* ---- registration ---------------------------------------------------------- */
+/* ---- registration ------------------------------------------------------ */
 
 static const luaL_Reg bigint_methods[] = {
   {"tostring", bigint_tostring},
