@@ -3,9 +3,9 @@
 ** fetch_engine.h for the shape).
 **
 ** Threads and locks. Any thread calls submit/getstats/close; they take e->mu
-** for a few instructions (the inbox, the counters, the closing flag). All the
-** rest (hosts, queues, timers, easy handles) belongs to the engine thread and
-** has no lock. The engine never holds e->mu while it touches a future, so
+** for a few instructions (the inbox, the closing flag; the counters are
+** relaxed atomics). All the rest (hosts, queues, timers, easy handles)
+** belongs to the engine thread and has no lock. The engine never holds e->mu while it touches a future, so
 ** the lock order future->mu -> e->mu (interrupt runs under future->mu and
 ** only sets an atomic and wakes the engine) cannot deadlock.
 **

@@ -4,7 +4,8 @@
 **
 ** An engine owns one thread, one multi handle and every easy handle. Other
 ** threads hand it requests through an inbox (a mutex and a list) and wake it
-** with curl_multi_wakeup; each request is a future (future.h) that the engine
+** (an eventfd in the engine's epoll set, the socket-API equivalent of
+** curl_multi_wakeup); each request is a future (future.h) that the engine
 ** completes with an encoded Response (a 'v' value of tag
 ** CONCUR_FETCH_RESPONSE_TAG wrapping a table) or an encoded error object.
 **
