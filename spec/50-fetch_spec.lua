@@ -293,6 +293,24 @@ describe("concur.fetch", function()
       assert.equal(3, #srv:log("^/drop"))
     end)
 
+    it("backs off with full jitter, never over backoff * 2^k", function()
+      local c <close> = fetch.Client{ backoff = 0.2, max_backoff = 5, retries = 3 }
+      c:get(srv:url("/status/500")):result()
+      local ts = httpserver.times(srv:log("^/status"))
+      assert.equal(4, #ts)
+      for k = 1, 3 do
+        local gap = ts[k + 1] - ts[k]
+        assert.is_true(gap <= 0.2 * 2 ^ (k - 1) + 0.1, ("gap %d: %.3f s"):format(k, gap))
+      end
+    end)
+
+    it("caps the backoff at max_backoff", function()
+      local c <close> = fetch.Client{ backoff = 10, max_backoff = 0.1, retries = 2 }
+      local t0 = concur.monotonic()
+      assert.equal(500, c:get(srv:url("/status/500")):result().status)
+      assert.is_true(concur.monotonic() - t0 < 2)
+    end)
+
     it("waits for Retry-After in seconds", function()
       local r = client:get(srv:url("/flaky/d?fail=1&status=429&retry_after=1")):result()
       assert.equal(200, r.status)
