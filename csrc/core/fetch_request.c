@@ -205,7 +205,8 @@ static void future_interrupt (concur_future *f) {
   concur_fetch_wake(r->e);
 }
 
-static const concur_future_ops req_ops = { NULL, future_interrupt };
+/* designated: the ops struct may grow */
+static const concur_future_ops req_ops = { .interrupt = future_interrupt };
 
 /* The length of the name in a "Name: value" line. */
 static size_t hname (const char *line) {
