@@ -614,6 +614,28 @@ static const concur_valtype response_valtype = {
 
 /* ---- helpers for the Lua layer and the specs ----------------------------- */
 
+/*** core.fetch.response(t) --> t, a Response: gives a plain table (say, a
+** Response that crossed to another state as a value, which loses its
+** metatable) the Response methods again. */
+static int fetch_response (lua_State *L) {
+  concur_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  pushresponsemt(L);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/*** core.fetch.is_response(v) --> boolean */
+static int fetch_is_response (lua_State *L) {
+  int yes = 0;
+  if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+    pushresponsemt(L);
+    yes = lua_rawequal(L, -1, -2);
+  }
+  lua_pushboolean(L, yes);
+  return 1;
+}
+
 /*** core.fetch.checkurl(url) --> url; raises kind "argument" (as argument 1
 ** of the caller) when fetching it would be refused. */
 static int fetch_checkurl (lua_State *L) {
@@ -661,6 +683,8 @@ static const luaL_Reg client_metamethods[] = {
 static const luaL_Reg fetch_funcs[] = {
   {"Client", fetch_client},
   {"submit_all", fetch_submit_all},
+  {"response", fetch_response},
+  {"is_response", fetch_is_response},
   {"checkurl", fetch_checkurl},
   {"robots", fetch_robots},
   {NULL, NULL}
@@ -677,8 +701,10 @@ void concur_fetch_open (lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
-  luaL_newlib(L, fetch_funcs);
+  /* NOTE: the Response metatable stays out of this table: the codec finds
+  ** C functions by name only two levels down a module */
   pushresponsemt(L);
-  lua_setfield(L, -2, "Response");
+  lua_pop(L, 1);
+  luaL_newlib(L, fetch_funcs);
   lua_setfield(L, -2, "fetch");
 }

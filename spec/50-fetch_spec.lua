@@ -383,6 +383,16 @@ describe("concur.fetch", function()
       assert.equal(r, r:raise_for_status())
     end)
 
+    it("regains its methods with fetch.response after crossing as a value", function()
+      local pool <close> = concur.ThreadPool(1)
+      local t = pool:submit(function(c, u) return c:get(u):result() end,
+        client, srv:url("/status/404")):result()
+      assert.is_false(fetch.is_response(t))
+      local r = fetch.response(t)
+      assert.is_true(fetch.is_response(r))
+      raises("http", "HTTP 404", function() r:raise_for_status() end)
+    end)
+
     it("works in a state that never required concur.fetch", function()
       local pool <close> = concur.ThreadPool(1)
       local pcall_ = pcall   -- an upvalue: busted's environment does not cross
@@ -601,6 +611,8 @@ describe("concur.fetch", function()
   end)
 
   describe("fetch.get", function()
+    teardown(function() fetch.default_client():close() end)
+
     it("blocks and returns a Response", function()
       local r = fetch.get(srv:url("/bytes/4"))
       assert.equal("xxxx", r.body)
@@ -608,6 +620,13 @@ describe("concur.fetch", function()
 
     it("raises kind network on failure", function()
       raises("network", nil, function() fetch.get(srv:url("/drop"), { retries = 0 }) end)
+    end)
+
+    it("makes a new default client after the old one was closed", function()
+      local c = fetch.default_client()
+      c:close()
+      assert.equal("xx", fetch.get(srv:url("/bytes/2")).body)
+      assert.is_false(fetch.default_client():closed())
     end)
   end)
 end)

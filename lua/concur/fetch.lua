@@ -7,8 +7,10 @@
 -- progress line, and the blocking `fetch.get` on a default client.
 --
 -- A Response is a table { status, ok, url, headers, body, elapsed,
--- attempts, redirects } whose metatable (`fetch.Response`) gives it
--- `raise_for_status`; `future:result()` returns one in any state.
+-- attempts, redirects } whose metatable gives it `raise_for_status`;
+-- `future:result()` returns one in any state. A Response sent on to another
+-- state as a value arrives as a plain table: `fetch.response(t)` gives it
+-- its methods back.
 --
 --     local fetch = require "concur.fetch"
 --     local client <close> = fetch.Client{ rate = 2, per_host = 2 }
@@ -21,8 +23,10 @@ local cf = core.fetch
 
 local M = {
   _VERSION = core._VERSION,
-  --- The metatable of Responses (its `__index` holds the methods).
-  Response = cf.Response,
+  --- fetch.response(t) --> t with the Response methods (see above).
+  response = cf.response,
+  --- fetch.is_response(v) --> true when v has the Response methods.
+  is_response = cf.is_response,
 }
 
 --- A new client.
@@ -100,13 +104,19 @@ end
 
 local default
 
+--- The client `fetch.get` uses (one per Lua state, made on first use with
+-- the default options; after `close` the next call makes a new one).
+function M.default_client()
+  if default == nil or default:closed() then default = cf.Client() end
+  return default
+end
+
 --- Fetches one URL on the default client, blocking.
 -- @tparam string url
 -- @tparam[opt] table opts the options of `client:get`
 -- @return a Response; raises kind "network", "limit", "robots", "argument"
 function M.get(url, opts)
-  if default == nil or default:closed() then default = cf.Client() end
-  return default:get(url, opts):result()
+  return M.default_client():get(url, opts):result()
 end
 
 return M
