@@ -53,6 +53,9 @@
 #define FAC_BASE_MIN 32768UL
 /* a multiplication is split only when the big factor has this many limbs */
 #define PMUL_MIN_LIMBS 2048
+/* products by numbers of this many limbs (4M bits, milliseconds of work)
+** count the idle CPUs again before they split */
+#define RECHECK_LIMBS 65536
 /* numbers of fewer bits are converted to text by mpz_get_str alone: about
 ** 240,000 decimal digits. Measured as above: the 2-thread split is 1.1x
 ** faster at 400,000 bits, 1.35-1.45x from 700,000 bits up. */
@@ -276,6 +279,20 @@ static void fac_order (fac_job *j) {
     }
 }
 
+/*
+** The threads for one split product by x, counted again when x is big
+** enough for the count to cost nothing in comparison: a CPU that became
+** busy since the call began would hold back every product split over it
+** (each waits for its slowest part), so the work goes back to fewer
+** threads. The forced split (k < 0) always takes -k.
+*/
+static int recheck (mpz_srcptr x, int k) {
+  if (k < 0) return -k;
+  return mpz_size(x) >= RECHECK_LIMBS ? clamp_threads(k) : k;
+}
+
+/* r = n! on k threads (n >= 2 FAC_BASE_MIN); for k < 0 on exactly -k
+** threads, the idle CPUs never counted (the forced split of the specs). */
 static void fac_split (mpz_ptr r, unsigned long n, int k) {
   fac_job j;
   mpz_t x, t;
@@ -290,7 +307,7 @@ static void fac_split (mpz_ptr r, unsigned long n, int k) {
   for (i = 0; i <= j.levels; i++) mpz_init(j.w[i]);
   fac_order(&j);
   atomic_init(&j.next, 0);
-  team_run(k, fac_share, &j);
+  team_run(k < 0 ? -k : k, fac_share, &j);
   mpz_init(t);
   mpz_init(x);
   mpz_swap(x, j.w[j.levels]);
@@ -302,7 +319,7 @@ static void fac_split (mpz_ptr r, unsigned long n, int k) {
   top = j.levels >= 2 ? 2 : 0;
   for (i = j.levels - 1; i >= top; i--) {
     mpz_mul(x, x, x);
-    pmul(t, x, j.w[i], k);
+    pmul(t, x, j.w[i], recheck(x, k));
     mpz_swap(x, t);
   }
   if (top == 2) {
@@ -310,7 +327,7 @@ static void fac_split (mpz_ptr r, unsigned long n, int k) {
     mpz_mul(j.w[0], j.w[0], j.w[1]);
     mpz_mul(x, x, x);
     mpz_mul(x, x, x);
-    pmul(t, x, j.w[0], k);
+    pmul(t, x, j.w[0], recheck(x, k));
     mpz_swap(x, t);
   }
   for (m = n; m; m >>= 1) ones += (int)(m & 1);
@@ -323,7 +340,7 @@ static void fac_split (mpz_ptr r, unsigned long n, int k) {
 void concur_bignum_fac_split (mpz_ptr r, unsigned long n, int threads) {
   if (threads > CONCUR_BIGNUM_MAX_THREADS) threads = CONCUR_BIGNUM_MAX_THREADS;
   if (threads < 2 || n < 2 * FAC_BASE_MIN) mpz_fac_ui(r, n);
-  else fac_split(r, n, threads);
+  else fac_split(r, n, -threads);   /* negative: no recount of CPUs */
 }
 
 void concur_bignum_fac (mpz_ptr r, unsigned long n, int threads) {
