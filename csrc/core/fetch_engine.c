@@ -989,6 +989,7 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
     concur_fetch_free(e);
     return NULL;
   }
+  pthread_setname_np(e->thread, "concur-fetch");
   e->joined = 0;
   return e;
 oom:
