@@ -71,7 +71,10 @@ http {
 ]]):format(dir, dir, dir, dir, dir, dir, dir, port, dir))
 
 assert(have("nginx"), "bench needs nginx (apt-get install nginx-light)")
-assert(os.execute(("nginx -c %s/nginx.conf -p %s"):format(dir, dir)), "nginx did not start")
+-- in the foreground under timeout(1), so a bench that dies leaves no nginx
+-- behind for long
+assert(os.execute(("timeout 900 nginx -c %s/nginx.conf -p %s -g 'daemon off;' &")
+  :format(dir, dir)), "nginx did not start")
 
 local function stop()
   local f = io.open(dir .. "/nginx.pid")
