@@ -159,6 +159,72 @@ local function curl_parallel(n, conns)
   return n / (concur.monotonic() - t0)
 end
 
+-- a plain C program on libcurl's multi interface (socket API on epoll, 64
+-- transfers, bodies discarded): what libcurl itself costs, for reference
+local PLAIN_C = [==[
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/epoll.h>
+static int ep; static long tmo = -1; static CURLM *m;
+static size_t wr(char *p, size_t s, size_t n, void *u) { (void)p; (void)u; return s * n; }
+static int scb(CURL *e, curl_socket_t s, int what, void *u, void *sp) {
+  struct epoll_event ev = {0}; (void)e; (void)u;
+  if (what == CURL_POLL_REMOVE) { epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL); return 0; }
+  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+  ev.data.fd = s;
+  if (!sp) { epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev); curl_multi_assign(m, s, (void*)1); }
+  else epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev);
+  return 0;
+}
+static int tcb(CURLM *mm, long t, void *u) { (void)mm; (void)u; tmo = t; return 0; }
+int main(int argc, char **argv) {
+  int n = atoi(argv[2]), conc = 64, started = 0, done = 0, running;
+  struct timespec a, b; clock_t c0 = clock();
+  curl_global_init(CURL_GLOBAL_DEFAULT); m = curl_multi_init(); ep = epoll_create1(0);
+  curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, scb);
+  curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, tcb);
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (; started < conc; started++) {
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, argv[1]);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, wr);
+    curl_multi_add_handle(m, e);
+  }
+  while (done < n) {
+    struct epoll_event evs[64]; int k = epoll_wait(ep, evs, 64, tmo < 0 ? 100 : (int)tmo);
+    if (k == 0) curl_multi_socket_action(m, CURL_SOCKET_TIMEOUT, 0, &running);
+    for (int i = 0; i < k; i++)
+      curl_multi_socket_action(m, evs[i].data.fd, (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                               (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0), &running);
+    if (tmo == 0) curl_multi_socket_action(m, CURL_SOCKET_TIMEOUT, 0, &running);
+    CURLMsg *msg; int left;
+    while ((msg = curl_multi_info_read(m, &left))) if (msg->msg == CURLMSG_DONE) {
+      CURL *e = msg->easy_handle; curl_multi_remove_handle(m, e); done++;
+      if (started < n) { started++; curl_multi_add_handle(m, e); } else curl_easy_cleanup(e);
+    }
+  }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double t = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
+  printf("%.0f %.2f\n", n / t, (double)(clock() - c0) / CLOCKS_PER_SEC / n * 1e6);
+  return 0;
+}
+]==]
+
+local plain_bin
+local function plain_curl(n)
+  if plain_bin == nil then
+    writefile(dir .. "/plain.c", PLAIN_C)
+    plain_bin = os.execute(("cc -O2 -o %s/plain %s/plain.c -lcurl 2>/dev/null")
+      :format(dir, dir)) and dir .. "/plain" or false
+  end
+  if not plain_bin then return nil end
+  local rps, cpu = sh(("%s %s/p2k/1 %d"):format(plain_bin, base, n)):match("(%S+) (%S+)")
+  return tonumber(rps), tonumber(cpu)
+end
+
 -- run ---------------------------------------------------------------------------
 
 -- best of ROUNDS, the runners interleaved: on a shared machine a neighbour's
@@ -181,6 +247,7 @@ local ok, err = pcall(function()
     a, b = concur_run(16, "p2k", PAGES); best("c16", a); best("cpu16", b, true)
     a, b = concur_run(64, "p2k", PAGES); best("c64", a); best("cpu64", b, true)
     best("curl", curl_parallel(PAGES, 64))
+    a, b = plain_curl(PAGES); best("plain", a); best("plaincpu", b, true)
     best("wrkmb64", select(2, wrk(64, "p100k")))
     a, _, c = concur_run(16, "p100k", BIG_PAGES); best("b16", a); best("mb16", c)
     a, _, c = concur_run(64, "p100k", BIG_PAGES); best("b64", a); best("mb64", c)
@@ -209,6 +276,9 @@ row("concur.fetch concurrency 64", results.c64,
     ratio(results.c64, results.py, "Python"), results.cpu64))
 row("Python requests + ThreadPoolExecutor(16)", results.py)
 row("curl --parallel (64)", results.curl, ratio(results.c64, results.curl, "concur/curl"))
+row("plain C on libcurl multi (64, discards)", results.plain, results.plain and
+  ("%s, %.1f us CPU/request"):format(ratio(results.plain, results.wrk64, "of wrk"),
+    results.plaincpu) or "")
 io.write(("\n100 KB pages (%d): concur.fetch %.0f MB/s at 16, %.0f MB/s at 64 " ..
   "(%.0f / %.0f pages/s); wrk -c64 %s MB/s\n"):format(BIG_PAGES, results.mb16, results.mb64,
   results.b16, results.b64, results.wrkmb64 and ("%.0f"):format(results.wrkmb64) or "n/a"))
