@@ -434,6 +434,19 @@ describe("concur.fetch", function()
       assert.equal(3, httpserver.max_in_window(ts, 0.25))
     end)
 
+    it("starts armed requests on every host when the engine is full", function()
+      local srv2 = httpserver.start()
+      local c <close> = fetch.Client{ concurrency = 1, per_host = 1, rate = 10 }
+      local fs = {}
+      for i = 1, 8 do
+        fs[i] = c:get((i % 2 == 0 and srv or srv2):url("/bytes/1?i=" .. i))
+      end
+      local t0 = concur.monotonic()
+      for i = 1, 8 do assert.equal(200, fs[i]:result(10).status) end
+      srv2:stop()
+      assert.is_true(concur.monotonic() - t0 < 2, "took " .. (concur.monotonic() - t0))
+    end)
+
     it("holds the rate within 1% over 100 requests", function()
       local c <close> = fetch.Client{ rate = 50, per_host = 4 }
       local urls = {}

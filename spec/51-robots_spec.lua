@@ -142,6 +142,21 @@ describe("robots.txt", function()
       assert.equal(0, #srv:log("^/bytes"))
     end)
 
+    it("fetches robots.txt first on a host reached by several redirects", function()
+      local srv2 = httpserver.start()
+      srv:robots(nil)
+      local c <close> = fetch.Client{ robots = true, per_host = 4 }
+      local fs = {}
+      for i = 1, 4 do
+        fs[i] = c:get(srv:url("/goto?url=" .. srv2:url("/bytes/1?i=" .. i)))
+      end
+      for i = 1, 4 do assert.equal(200, fs[i]:result(10).status) end
+      local log = srv2:log()
+      srv2:stop()
+      assert.equal("/robots.txt", log[1].path)
+      assert.equal(5, #log)
+    end)
+
     it("lowers the host's rate to the Crawl-delay", function()
       srv:robots("User-agent: *\nCrawl-delay: 0.2\n")
       local c <close> = fetch.Client{ robots = true, per_host = 4 }

@@ -147,6 +147,11 @@ static void q_push (host *h, req *r, int front) {
   }
 }
 
+/* Does h still need the engine's attention? */
+static int has_work (host *h) {
+  return h->qhead != NULL || h->armed != NULL || h->robots_req != NULL;
+}
+
 static req *q_pop (host *h) {
   req *r = h->qhead;
   if (r) {
@@ -199,7 +204,7 @@ static void route (concur_fetch_engine *e, req *r, int front) {
     h->robots_state = 1;
     if (rr) {
       rr->h = h;
-      q_push(h, rr, 1);
+      h->robots_req = rr;
       count(e, queued, 1);
     }
     else {   /* cannot ask: assume everything is allowed */
@@ -362,7 +367,7 @@ static void active_remove (concur_fetch_engine *e, req *r) {
 static void unaccount (concur_fetch_engine *e, host *h) {
   h->active--;
   e->nactive--;
-  if (h->qhead) run_add(e, h);
+  if (has_work(h)) run_add(e, h);
 }
 
 /* Starts r's transfer (r counted in its host's and the engine's slots). */
@@ -467,6 +472,21 @@ static int wanted (req *r) {
 /* Starts what host h may start now; returns when it next needs the engine
 ** (an armed slot), or 0. */
 static double pump (concur_fetch_engine *e, host *h, double now) {
+  if (h->robots_req && !h->armed && e->nactive < e->cfg.concurrency &&
+      h->active < e->cfg.per_host) {   /* robots.txt goes first */
+    req *r = h->robots_req;
+    double slot;
+    h->robots_req = NULL;
+    h->active++;
+    e->nactive++;
+    slot = reserve(h, now);
+    if (slot > now) {
+      h->armed = r;
+      h->armed_at = slot;
+      return slot;
+    }
+    launch(e, r, now);
+  }
   if (h->armed) {
     req *r = h->armed;
     if (h->armed_at > now) return h->armed_at;
@@ -520,26 +540,26 @@ static double pump (concur_fetch_engine *e, host *h, double now) {
   return 0;
 }
 
-/* Gives every runnable host its chance, round robin; returns the earliest
-** armed slot (0: none). */
+/*
+** Gives every runnable host its chance; returns the earliest armed slot
+** (0: none). Every host is visited even when the engine is full, so no
+** armed slot is ever forgotten; the ring turns by one host per call, so
+** hosts take turns at the free transfers.
+*/
 static double dispatch (concur_fetch_engine *e, double now) {
   double next = 0;
   host *h = e->run;
-  size_t n = 0, total;
+  size_t n = 1;
   if (h == NULL) return 0;
   for (host *x = h->rnext; x != h; x = x->rnext) n++;
-  total = n + 1;
-  for (size_t i = 0; i < total && e->run; i++) {
-    host *nx = h->rnext;
+  for (size_t i = 0; i < n; i++) {
+    host *nx = h->rnext;   /* NOTE: pump never removes another host */
     double t = pump(e, h, now);
     if (t > 0 && (next == 0 || t < next)) next = t;
-    if (h->qhead == NULL && h->armed == NULL) run_remove(e, h);
+    if (!has_work(h)) run_remove(e, h);
     h = nx;
-    if (e->nactive >= e->cfg.concurrency) {
-      e->run = h->inrun ? h : e->run;   /* next round starts here */
-      break;
-    }
   }
+  if (e->run) e->run = e->run->rnext;
   return next;
 }
 
@@ -794,6 +814,7 @@ static void fail_all (concur_fetch_engine *e, req *list) {
     for (host *h = e->buckets[i], *nx; h; h = nx) {
       req *r;
       nx = h->hnext;
+      if (h->robots_req) concur_fetch_reqfree(h->robots_req);
       if (h->armed)
         concur_fetch_fail(e, h->armed, "closed", 0, 0,
                           "client closed before %s was "

@@ -65,6 +65,8 @@ struct host {
   req *armed;                /* waits for its slot at armed_at */
   double armed_at;
   int robots_state;          /* 0 not asked, 1 fetching, 2 known */
+  req *robots_req;           /* robots.txt request not started yet (kept
+                             ** out of the queue: it must go first) */
   concur_robots *robots;
 };
 
