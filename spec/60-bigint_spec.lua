@@ -524,7 +524,8 @@ describe("concur.bigint", function ()
   end)
 
   describe("memory", function ()
-    it("stays flat over a million bigints made and dropped", function ()
+    -- #stress: long, and RSS means nothing under valgrind or sanitizers
+    it("stays flat over a million bigints made and dropped #stress", function ()
       local base = bigint(10) ^ 300   -- a few hundred bytes of limbs each
       for i = 1, 100000 do local _ = base + i end
       collectgarbage()
@@ -534,7 +535,7 @@ describe("concur.bigint", function ()
       if before and after then assert.is_true(after - before < 20000, (after - before) .. " KB more") end
     end)
 
-    it("collects big temporaries promptly", function ()
+    it("collects big temporaries promptly #stress", function ()
       local _ = bigint.factorial(1000000)
       _ = nil
       collectgarbage()
