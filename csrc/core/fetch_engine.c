@@ -319,6 +319,12 @@ static CURL *easy_get (concur_fetch_engine *e) {
   c = curl_easy_init();
   if (c == NULL) return NULL;
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+  /* NOTE: a transfer aborted in the middle of a DNS lookup (cancel, close)
+  ** leaves the resolver thread to finish alone instead of joining it, so
+  ** close never waits on a slow resolver */
+  curl_easy_setopt(c, CURLOPT_QUICK_EXIT, 1L);
+#endif
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
