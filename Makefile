@@ -24,6 +24,8 @@ HDRS     := $(wildcard csrc/*.h csrc/core/*.h)
 OBJS     := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))
 LUASRC   := $(wildcard src/concur/*.lua)
 LUADST   := $(patsubst src/%,$(LMOD)/%,$(LUASRC))
+LEGACY   := $(filter-out $(LUASRC:src/%=lua/%),$(wildcard lua/concur/*.lua))
+LUADST   += $(patsubst lua/%,$(LMOD)/%,$(LEGACY))
 SO       := $(CMOD)/concur/core.so
 
 BUSTED   ?= busted --lua=$(LUA)
@@ -44,6 +46,10 @@ $(SO): $(OBJS)
 	$(CC) -shared -o $@ $(OBJS) $(LIBS) $(EXTRA_LDFLAGS)
 
 $(LMOD)/%.lua: src/%.lua
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(LMOD)/%.lua: lua/%.lua
 	@mkdir -p $(dir $@)
 	cp $< $@
 
@@ -68,7 +74,7 @@ check-tsan: deps
 
 sanitized:
 	$(MAKE) --no-print-directory $(SAN)-tree/lib/lua/5.4/concur/core.so BUILD=build/$(SAN) \
-	  CMOD=$(SAN)-tree/lib/lua/5.4 OPT="-O1 -g" SO=$(SAN)-tree/lib/lua/5.4/concur/core.so
+	  OPT="-O1 -g" SO=$(SAN)-tree/lib/lua/5.4/concur/core.so
 	sh tools/sanitize.sh $(SAN)
 
 check-valgrind: all

@@ -282,13 +282,18 @@ static void enc_enter (enc *e) {
 
 static void build_cfnames (lua_State *L);
 
+/* A fingerprint of package.loaded (which modules, which tables): when it
+** changes, the names are built again. */
 static long count_loaded (lua_State *L) {
-  long n = 0;
+  uintptr_t h = 0;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushnil(L);
-  while (lua_next(L, -2)) { n++; lua_pop(L, 1); }
+  while (lua_next(L, -2)) {
+    h = h * 31 + (uintptr_t)lua_topointer(L, -1) + (uintptr_t)lua_topointer(L, -2);
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
-  return n;
+  return (long)(h | 1);
 }
 
 /* A loaded module travels by name ('M'): the receiver requires it. */

@@ -1,0 +1,133 @@
+-- ThreadPool against Python's ThreadPoolExecutor and luv's work queue, all
+-- on 2 workers, measured in this run on this machine.
+local concur = require "concur"
+local now = concur.monotonic
+
+local N = tonumber(os.getenv("BENCH_N")) or 100000
+local WORKERS = 2
+
+local function best(times, fn)
+  local b = math.huge
+  for _ = 1, times do b = math.min(b, fn()) end
+  return b
+end
+
+local function sh(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+-- concur --------------------------------------------------------------------
+local pool <close> = concur.ThreadPool(WORKERS)
+local function noop(x) return x end
+
+local submit_s = best(3, function()
+  local fs = {}
+  local t0 = now()
+  for i = 1, N do fs[i] = pool:submit(noop, i) end
+  for i = 1, N do fs[i]:result() end
+  return now() - t0
+end)
+
+local items = {}
+for i = 1, N do items[i] = i end
+local map_s = best(3, function()
+  local t0 = now()
+  pool:map(noop, items)
+  return now() - t0
+end)
+
+local function count_primes(lo, hi)
+  local count = 0
+  for n = math.max(lo, 2), hi do
+    local prime = true
+    for d = 2, math.floor(math.sqrt(n)) do
+      if n % d == 0 then prime = false; break end
+    end
+    if prime then count = count + 1 end
+  end
+  return count
+end
+local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
+local chunks = {}
+for k = 0, 7 do chunks[#chunks + 1] = { k * LIMIT // 8 + 1, (k + 1) * LIMIT // 8 } end
+local function cpu(workers)
+  local p <close> = concur.ThreadPool(workers)
+  return best(2, function()
+    local t0 = now()
+    local fs = {}
+    for i, c in ipairs(chunks) do fs[i] = p:submit(count_primes, c[1], c[2]) end
+    local total = 0
+    for _, f in ipairs(fs) do total = total + f:result() end
+    assert(total > 0)
+    return now() - t0
+  end)
+end
+local cpu1, cpu2 = cpu(1), cpu(2)
+
+-- Python ----------------------------------------------------------------------
+local py = sh(([[python3 - <<'PY'
+import time
+from concurrent.futures import ThreadPoolExecutor
+N = %d
+def noop(x): return x
+def best(k, fn): return min(fn() for _ in range(k))
+with ThreadPoolExecutor(2) as ex:
+    def sub():
+        t0 = time.perf_counter(); fs = [ex.submit(noop, i) for i in range(N)]
+        for f in fs: f.result()
+        return time.perf_counter() - t0
+    def mp():
+        t0 = time.perf_counter(); list(ex.map(noop, range(N))); return time.perf_counter() - t0
+    print("submit", best(3, sub)); print("map", best(3, mp))
+def count_primes(lo, hi):
+    c = 0
+    for n in range(max(lo, 2), hi + 1):
+        p = True
+        d = 2
+        while d * d <= n:
+            if n %% d == 0: p = False; break
+            d += 1
+        if p: c += 1
+    return c
+LIMIT = %d // 4
+chunks = [(k * LIMIT // 8 + 1, (k + 1) * LIMIT // 8) for k in range(8)]
+for w in (1, 2):
+    with ThreadPoolExecutor(w) as ex:
+        t0 = time.perf_counter(); sum(ex.map(lambda c: count_primes(*c), chunks))
+        print("cpu%%d" %% w, time.perf_counter() - t0)
+PY]]):format(N, LIMIT))
+local pyv = {}
+for k, v in py:gmatch("(%w+) ([%d%.e%-]+)") do pyv[k] = tonumber(v) end
+
+-- luv's work queue ------------------------------------------------------------
+local luv = sh(([[UV_THREADPOOL_SIZE=2 lua5.4 - <<'LUA' 2>/dev/null
+local ok, uv = pcall(require, "luv")
+if not ok then print("none") return end
+local N = %d
+local done = 0
+local work = uv.new_work(function(x) return x end, function() done = done + 1 end)
+local t0 = uv.hrtime()
+for i = 1, N do work:queue(i) end
+uv.run()
+assert(done == N)
+print("submit", (uv.hrtime() - t0) / 1e9)
+LUA]]):format(N))
+local luvs = tonumber(luv:match("submit ([%d%.e%-]+)"))
+
+-- report ------------------------------------------------------------------------
+local function rate(s) return s and N / s end
+local function fmt(x) return x and ("%12.0f"):format(x) or "         n/a" end
+local function ratio(a, b) return (a and b) and ("%8.2fx"):format(a / b) or "      n/a" end
+print(("ThreadPool, %d workers, %d tasks, %d CPUs"):format(WORKERS, N, concur.cpu_count()))
+print(("%-34s %12s %12s %12s %9s %9s"):format("", "concur", "Python", "luv", "vs Py", "vs luv"))
+print(("%-34s %s %s %s %s %s"):format("submit+result (tasks/s)", fmt(rate(submit_s)),
+  fmt(rate(pyv.submit)), fmt(rate(luvs)), ratio(rate(submit_s), rate(pyv.submit)),
+  ratio(rate(submit_s), rate(luvs))))
+print(("%-34s %s %s %12s %s"):format("map (items/s)", fmt(rate(map_s)), fmt(rate(pyv.map)),
+  "", ratio(rate(map_s), rate(pyv.map))))
+print(("%-34s %12.2fx %11.2fx"):format("CPU-bound speed-up, 1 -> 2 workers", cpu1 / cpu2,
+  (pyv.cpu1 and pyv.cpu2) and pyv.cpu1 / pyv.cpu2 or 0/0))
+print(("(concur: primes to %d in 8 chunks, %.2f s on 1 worker, %.2f s on 2)"):format(LIMIT, cpu1, cpu2))
