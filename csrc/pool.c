@@ -209,6 +209,7 @@ static void *worker_main (void *arg) {
   pthread_mutex_lock(&p->mu);
   p->nalive--;
   pthread_mutex_unlock(&p->mu);
+  concur_obj_unref(&p->obj);   /* a straggler that was detached frees last */
   return NULL;
 }
 
@@ -378,8 +379,8 @@ static int pool_new (lua_State *L) {
   concur_getpaths(L, &p->path, &p->cpath);
   concur_pushobj(L, &p->obj);      /* the proxy's reference */
   concur_obj_unref(&p->obj);       /* (drop the creation reference) */
-  /* threads: each slot's thread holds no reference; the tracker's keeps
-  ** the pool alive until its threads are joined */
+  /* the tracker holds a reference, and so does each worker thread, so a
+  ** worker that outlives a close (detached after the grace) is safe */
   concur_obj_ref(&p->obj);
   concur_track(L, p, &pool_track);
   for (int i = 0; i < p->nworkers; i++) {
@@ -390,7 +391,9 @@ static int pool_new (lua_State *L) {
     pthread_mutex_lock(&p->mu);
     p->nalive++;
     pthread_mutex_unlock(&p->mu);
+    concur_obj_ref(&p->obj);
     if (pthread_create(&s->w.thread, NULL, worker_main, s) != 0) {
+      concur_obj_unref(&p->obj);
       pthread_mutex_lock(&p->mu);
       p->nalive--;
       pthread_mutex_unlock(&p->mu);

@@ -51,6 +51,7 @@ static void *thread_main (void *arg) {
   else concur_worker_run(&t->w, t->f);
   concur_worker_end(&t->w);
   atomic_store(&t->over, 1);
+  concur_obj_unref(&t->obj);   /* a detached straggler frees last */
   return NULL;
 }
 
@@ -148,7 +149,9 @@ static int thread_spawn (lua_State *L) {
   concur_pushobj(L, &t->obj);     /* proxy: one reference */
   /* the creation reference goes to the OS thread's bookkeeping (tracker) */
   concur_track(L, t, &thread_track);
+  concur_obj_ref(&t->obj);        /* the OS thread's own reference */
   if (pthread_create(&t->w.thread, NULL, thread_main, t) != 0) {
+    concur_obj_unref(&t->obj);
     concur_buf eb = CONCUR_BUF_INIT;
     concur_errbuf(&eb, "limit", "cannot start a thread");
     concur_future_finish(t->f, 1, &eb);
