@@ -273,7 +273,7 @@ describe("ThreadPool", function()
         initializer = function(tag) _G.TAG = tag .. ":" .. concur.thread_name() end,
         initargs = { "ready" } }
       local tags = {}
-      for _ = 1, 20 do tags[p:submit(function() return TAG end):result()] = true end
+      for _ = 1, 20 do tags[p:submit(function() return _G.TAG end):result()] = true end
       for tag in pairs(tags) do assert.matches("^ready:ini%-%d$", tag) end
     end)
 
@@ -345,7 +345,7 @@ describe("ThreadPool", function()
       collectgarbage()
       local before = helpers.thread_count()
       for _ = 1, 1000 do
-        local p <close> = concur.ThreadPool(1)
+        local p <close> = concur.ThreadPool(1)   -- luacheck: ignore 211
       end
       local p <close> = concur.ThreadPool(1)   -- reaps what is over
       p:close()

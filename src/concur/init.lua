@@ -20,7 +20,7 @@ local concur = {
 
 local Error = core.Error
 local monotonic = core.monotonic
-local type, select, pairs, ipairs, error, pcall = type, select, pairs, ipairs, error, pcall
+local type, pairs, ipairs, error, pcall = type, pairs, ipairs, error, pcall
 local tmove, mmax, mmin, mceil = table.move, math.max, math.min, math.ceil
 
 local function raise(kind, fmt, ...)
@@ -44,7 +44,7 @@ local function checkopts(opts, allowed, fname, argn)
 end
 
 local function checktimeout(t, fname, argn)
-  if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
+  if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then  -- luacheck: ignore 581 (NaN)
     raise("argument", "bad argument #%d to '%s' (timeout must be a non-negative number)",
           argn, fname)
   end
@@ -63,7 +63,7 @@ local callbacks, ncallbacks = {}, 0
 function concur.poll()
   if ncallbacks == 0 then return 0 end
   local ready = {}
-  for f, list in pairs(callbacks) do
+  for f in pairs(callbacks) do
     if f:done() then ready[#ready + 1] = f end
   end
   local ran = 0
