@@ -1,0 +1,279 @@
+-- luacheck: std lua54+busted
+-- The lessons in examples/ run in their quick mode (CONCUR_QUICK=1), each
+-- in a fresh interpreter, and print what they teach: so they never rot.
+-- Each example runs once; its `it`s check lines of that one output.
+-- Tagged #notsan: ThreadSanitizer runs cannot start subprocesses here.
+
+local concur = require "concur"
+
+local LUA = os.getenv("CONCUR_LUA") or "lua5.4"
+local LIMIT = 60          -- seconds before a run is killed (quick mode takes a few)
+
+-- The checkout's root: the folder above this spec's.
+local root = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
+
+local function have_socket()
+  return (pcall(require, "socket"))
+end
+
+-- Runs examples/<file> with CONCUR_QUICK=1; returns { ok, code, out, secs }.
+local runs = {}
+local function run(file)
+  if runs[file] then return runs[file] end
+  local cmd = ("cd %q && CONCUR_QUICK=1 LUA_PATH=%q LUA_CPATH=%q timeout -s KILL %d %s %q 2>&1;"
+    .. " echo \"exit=$?\""):format(root, package.path, package.cpath, LIMIT, LUA, "examples/" .. file)
+  local t0 = concur.monotonic()
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  local code = tonumber(out:match("exit=(%d+)%s*$"))
+  local r = { ok = code == 0, code = code, out = (out:gsub("exit=%d+%s*$", "")),
+              secs = concur.monotonic() - t0 }
+  runs[file] = r
+  return r
+end
+
+-- Asserts that the run succeeded quickly and that its output has `text`
+-- (a plain string); returns the output.
+local function output(file)
+  local r = run(file)
+  assert(r.ok, ("%s exited with %s:\n%s"):format(file, tostring(r.code), r.out))
+  return r.out
+end
+
+local function has(out, text)
+  assert(out:find(text, 1, true), ("output lacks %q:\n%s"):format(text, out))
+end
+
+local function sections(out, n)
+  for i = 1, n do
+    assert(out:match("\n" .. i .. "%. [^\n]+\n%-%-%-"), ("no section %d heading:\n%s"):format(i, out))
+  end
+end
+
+describe("examples (quick mode)", function()
+  describe("01_processes_and_threads.lua", function()
+    local F = "01_processes_and_threads.lua"
+
+    it("runs in a few seconds with all five sections #notsan", function()
+      local out = output(F)
+      sections(out, 5)
+      assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
+    end)
+
+    it("shows a thread's greeting tagged with its name #notsan", function()
+      has(output(F), "[greeter] hello, world, from thread greeter")
+    end)
+
+    it("says the process part needs concur.Process when there is none #notsan", function()
+      if concur.Process then
+        assert.matches("process %d+ joined: ok=true", output(F))
+      else
+        has(output(F), "needs concur.Process, which this build does not have yet")
+      end
+    end)
+
+    it("loses updates without a lock #notsan", function()
+      local expected, got, lost = output(F):match(
+        "without a lock: %d+ threads x %d+ increments = (%d+) expected, got (%d+): lost (%d+) updates")
+      assert.truthy(expected, output(F))
+      assert.is_true(tonumber(lost) > 0)
+      assert.equal(tonumber(expected) - tonumber(got), tonumber(lost))
+    end)
+
+    it("counts exactly with a Lock and with Value:add #notsan", function()
+      local out = output(F)
+      local expected, got = out:match("with a Lock: +%d+ threads x %d+ increments = (%d+) expected, got (%d+): exact")
+      assert.truthy(expected, out)
+      assert.equal(expected, got)
+      assert.matches("with Value:add: +%d+ threads x %d+ increments = (%d+) expected, got %1: exact", out)
+    end)
+
+    it("prints the sequential vs threads table with speed-ups #notsan", function()
+      local out = output(F)
+      assert.matches("| I/O%-bound [^\n]+| +[%d.]+ s | +[%d.]+ s | +[%d.]+x |", out)
+      assert.matches("| CPU%-bound [^\n]+| +[%d.]+ s | +[%d.]+ s | +[%d.]+x |", out)
+      assert.matches("| 2 threads +| +[%d.]+ s | +[%d.]+ | +[%d.?]+ | +[%d.]+x |", out)
+    end)
+  end)
+
+  describe("02_multithreading.lua", function()
+    local F = "02_multithreading.lua"
+
+    it("runs in a few seconds with all eight sections #notsan", function()
+      sections(output(F), 8)
+      assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
+    end)
+
+    it("never overdraws the locked account #notsan", function()
+      local out = output(F)
+      local bal, expect = out:match("balance (%-?%d+) %(never negative%), 1000 %- 3 x %d+ = (%-?%d+)")
+      assert.truthy(bal, out)
+      assert.equal(expect, bal)
+      assert.is_true(tonumber(bal) >= 0)
+    end)
+
+    it("consumes every produced item exactly once #notsan", function()
+      local n, of, sum, expect = output(F):match("(%d+) items consumed %(of (%d+)%), sum (%d+) %(expected (%d+)%)")
+      assert.equal(of, n)
+      assert.equal(expect, sum)
+    end)
+
+    it("signals with Events, waits with a Condition, limits with a Semaphore #notsan", function()
+      local out = output(F)
+      assert.matches("poller saw the stop Event after %d+ ticks", out)
+      has(out, "main: wait_for saw all 4 workers: true")
+      assert.matches("semaphore: 6 threads, at most [12] inside at once", out)
+      has(out, "barrier: phases in order 1 1 1 2 2 2")
+    end)
+
+    it("keeps per-worker globals apart and cancels a busy thread #notsan", function()
+      local out = output(F)
+      assert.matches("| worker%-1 +| +%d+ |", out)
+      has(out, "main's _G.calls is still main's own")
+      has(out, 'a busy loop cancelled: join -> false, kind "cancelled"')
+    end)
+
+    it("prints the performance comparison #notsan", function()
+      local out = output(F)
+      assert.matches("| I/O: [^\n]+x |\n", out)
+      assert.matches("| a thread per task +| +[%d.]+ s |", out)
+      assert.matches("a pool is [%d.]+x faster", out)
+    end)
+  end)
+
+  describe("04_executors.lua", function()
+    local F = "04_executors.lua"
+
+    it("runs in a few seconds with all six sections #notsan", function()
+      sections(output(F), 6)
+      assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
+    end)
+
+    it("maps in order and collects futures as they complete #notsan", function()
+      local out = output(F)
+      has(out, "primes up to  50000: 5133")
+      assert.matches("as completed: task 2 slept", out)
+      has(out, "on_done callback: the answer is 42")
+    end)
+
+    it("reports task errors with kind, value and the worker's traceback #notsan", function()
+      local out = output(F)
+      assert.matches('10 // 0 in a task: kind "task", message "[^"]*attempt to', out)
+      has(out, "err.value.code = 404")
+      has(out, "item 3: failed: item 3 is bad")
+      has(out, "item 4: ok: 16")
+    end)
+
+    it("stops waits and runaway tasks at their timeouts #notsan", function()
+      local out = output(F)
+      assert.matches('submit{fn, timeout = 0.2} on an endless loop: kind "timeout"', out)
+      assert.matches('map{timeout = 0.1} with a 0.3 s item: ok=false, kind "timeout"', out)
+    end)
+
+    it("prints the executors table #notsan", function()
+      local out = output(F)
+      assert.matches("| executor +| CPU: [^\n]+| speed%-up | I/O: [^\n]+| speed%-up |", out)
+      assert.matches("| ThreadPool%(8%) +| +[%d.]+ s | +[%d.]+x | +[%d.]+ s | +[%d.]+x |", out)
+      if not concur.ProcessPool then
+        has(out, "needs concur.ProcessPool, which this build does not have yet")
+      end
+    end)
+
+    it("runs the batch job with the same results on the pool #notsan", function()
+      local out = output(F)
+      has(out, "the pool and the plain loop agree on every file: true")
+      assert.matches("| ThreadPool%(%d+%), imap_unordered | +[%d.]+ s | +[%d.]+x |", out)
+    end)
+  end)
+
+  describe("05_web_scraping.lua", function()
+    local F = "05_web_scraping.lua"
+
+    it("runs in a few seconds with all six sections #notsan", function()
+      if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
+      local out = output(F)
+      sections(out, 6)
+      assert.matches("demo site http://127%.0%.0%.1:%d+: %d+ pages", out)
+      assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
+    end)
+
+    it("scrapes concurrently, the 429 and the 500 failing without retries #notsan", function()
+      if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
+      assert.matches("%d+ pages in [%d.]+ s: %d+ ok, 2 failed %(500, 429%)", output(F))
+    end)
+
+    it("crawls with queue-fed threads, skipping robots and finding the broken link #notsan", function()
+      if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
+      local out = output(F)
+      assert.matches("| crawler%-4 +| +%d+ |", out)
+      assert.matches("crawled %d+ URLs from / in [%d.]+ s: %d+ ok, not ok: robots, 404", out)
+      has(out, "broken links to: /page/1/999")
+    end)
+
+    it("holds the asked rate, as the server saw it #notsan", function()
+      if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
+      local out = output(F)
+      local asked = tonumber(out:match("| asked: (%d+) requests/s"))
+      for rate in out:gmatch("| +%d+ | +[%d.]+ s | ([%d.]+)/s +|") do
+        assert.is_true(math.abs(tonumber(rate) - asked) <= asked * 0.15, rate .. " vs " .. asked)
+      end
+      assert.matches("concur.RateLimiter{ rate = %d+ } | +%d+ |", out)
+    end)
+
+    it("retries with backoff and honours Retry-After #notsan", function()
+      if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
+      local out = output(F)
+      assert.matches("| /flaky | +200 | +3 |", out)
+      local wait = out:match("| /busy +| +200 | +2 | [^|]+| +([%d.]+) s |")
+      assert.truthy(wait, out)
+      assert.is_true(tonumber(wait) >= 0.95)
+    end)
+
+    it("minds robots.txt, sends its User-Agent and times out #notsan", function()
+      if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
+      local out = output(F)
+      has(out, 'robots.txt disallows /private/: kind "robots"')
+      has(out, "the server saw the User-Agent: concur-lesson5/")
+      assert.matches('with timeout = 0.5: kind "network", curl code 28', out)
+      has(out, "(never /private/secret)")
+    end)
+  end)
+
+  describe("06_factorials.lua", function()
+    local F = "06_factorials.lua"
+
+    it("runs in a few seconds with all six sections #notsan", function()
+      sections(output(F), 6)
+      assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
+    end)
+
+    it("prints factorials for a range, digit counts for the big ones #notsan", function()
+      local out = output(F)
+      has(out, "20! = 2432902008176640000")
+      has(out, "50! = 30414093201713378043612608166064768844377641568960512000000000000")
+      assert.matches("| 1000000! +| +5565709 |", out)
+    end)
+
+    it("reports the bad inputs of a batch and completes the rest #notsan", function()
+      local out = output(F)
+      has(out, "5 of 9 items completed, 4 reported as errors")
+      assert.matches("| +%-5 | error %(argument%) |", out)
+      assert.matches("| 1000000000 | error %(limit%) +|", out)
+    end)
+
+    it("gets the same digits on the pool as sequentially #notsan", function()
+      assert.matches("same digits as sequential: true", output(F))
+    end)
+
+    it("prints the performance table #notsan", function()
+      local out = output(F)
+      assert.matches("| sequential %(one thread%) +| +[%d.]+ s | +1%.00x |", out)
+      assert.matches("| ThreadPool%(2%):map +| +[%d.]+ s | +[%d.]+x |", out)
+      assert.matches("| bigint.factorial%(n, {threads = 2}%) +| +[%d.]+ s | +[%d.]+x |", out)
+      if not concur.ProcessPool then
+        has(out, "needs concur.ProcessPool, which this build does not have yet")
+      end
+    end)
+  end)
+end)
