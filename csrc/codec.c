@@ -751,7 +751,6 @@ static void dec_function (dec *d) {
   len = dec_varint(d);
   if (len > remaining(d)) dec_fail(d, "truncated bytecode");
   code = dec_bytes(d, len);
-  if (concur_hash(code, len) != hash) dec_fail(d, "bytecode check failed");
   nups = dec_varint(d);
   if (nups > 255 || nups > remaining(d)) dec_fail(d, "bad upvalue count");
   for (uint64_t i = 0; i < nups; i++)
@@ -765,6 +764,8 @@ static void dec_function (dec *d) {
       lua_rawsetp(L, LUA_REGISTRYINDEX, &LOAD_KEY);
     }
     if (lua_rawgeti(L, -1, (lua_Integer)hash) == LUA_TFUNCTION) {
+      /* NOTE: the bytes are not even read: the cached function was loaded
+      ** from bytes that verified under this hash */
       lua_remove(L, -2);
       dec_addref(d);
       d->r.p += nups;
@@ -773,6 +774,7 @@ static void dec_function (dec *d) {
     }
     lua_pop(L, 1);
   }
+  if (concur_hash(code, len) != hash) dec_fail(d, "bytecode check failed");
   if (luaL_loadbufferx(L, code, len, "=(transferred)", "b") != LUA_OK)
     dec_fail(d, "bytecode does not load");
   {

@@ -280,11 +280,11 @@ describe("ThreadPool", function()
     it("marks the pool broken when the initializer fails", function()
       local p <close> = concur.ThreadPool { workers = 1,
         initializer = function() error("no config") end }
-      local f = p:submit(function() return 1 end)
-      local err = helpers.error_of(f.result, f, 5)
-      if err.kind ~= "broken" then   -- submitted after the pool broke
-        assert.equal("broken", err.kind)
-      end
+      -- the submit races the initializer: it fails either at submit (the
+      -- pool already broke) or at result (the queued task is failed)
+      local ok, f = pcall(p.submit, p, function() return 1 end)
+      local err = ok and helpers.error_of(f.result, f, 5) or f
+      assert.equal("broken", err.kind)
       assert.matches("no config", err.message)
       helpers.raises("broken", "no config", p.submit, p, function() end)
     end)
@@ -370,7 +370,7 @@ describe("ThreadPool", function()
   end)
 
   describe("under load", function()
-    it("delivers each of 1,000,000 trivial tasks exactly once", function()
+    it("delivers each of 1,000,000 trivial tasks exactly once #stress", function()
       local p <close> = concur.ThreadPool(2)
       local function id(x) return x end
       local total, count = 0, 0

@@ -19,7 +19,7 @@ case "$san" in
     # intercepted call; a pure-Lua loop never does, so specs that interrupt
     # one are tagged notsan.
     export TSAN_OPTIONS="halt_on_error=1:exitcode=25:second_deadlock_stack=1:report_signal_unsafe=0:suppressions=$(pwd)/tools/tsan.supp"
-    exclude="nosan,notsan"
+    exclude="nosan,notsan,stress"
     ;;
   *) echo "usage: $0 asan|tsan" >&2; exit 2 ;;
 esac
