@@ -12,5 +12,14 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
   -o "$out/fuzz_decode" tools/fuzz_decode.c $srcs \
   /usr/lib/x86_64-linux-gnu/liblua5.4.a -lcurl -lgmp -ldl -lm -pthread
 CONCUR_NO_BUILD=1 tools/lua tools/fuzz_seeds.lua "$out/corpus"
+status=0
 ASAN_OPTIONS=detect_leaks=1 "$out/fuzz_decode" -max_total_time="$secs" \
-  -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$out/corpus" 2>&1 | tail -15
+  -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  -artifact_prefix="$out/" "$out/corpus" > "$out/fuzz.log" 2>&1 || status=$?
+grep -E "^Done|stat::(number_of_executed_units|new_units_added)|ERROR|SUMMARY" "$out/fuzz.log" || true
+if [ "$status" != 0 ]; then
+  tail -40 "$out/fuzz.log"
+  echo "fuzz: the decoder failed (see $out/)"
+  exit 1
+fi
+echo "fuzz: decoder clean"
