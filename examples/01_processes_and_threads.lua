@@ -83,8 +83,8 @@ local function cpu_threads()
   local _, y = b:join()
   return x + y
 end
-local seq_cpu, p1 = lesson.time(cpu_sequential)
-local thr_cpu, p2 = lesson.time(cpu_threads)
+local seq_cpu, _, others1, p1 = lesson.measure(cpu_sequential)
+local thr_cpu, _, others2, p2 = lesson.measure(cpu_threads)
 assert(p1 == p2)
 print(("primes up to %d: %d (both ways)"):format(LIMIT, p1))
 lesson.table({ "work", "sequential", "threads", "speed-up" }, {
@@ -93,6 +93,7 @@ lesson.table({ "work", "sequential", "threads", "speed-up" }, {
   { ("CPU-bound (primes, %d threads)"):format(NCPU), secs(seq_cpu), secs(thr_cpu),
     ratio(seq_cpu, thr_cpu) },
 })
+lesson.load_note(others1 and others2 and math.max(others1, others2))
 
 ---------------------------------------------------------------------------
 lesson.section("A race condition, and its fix with a Lock")

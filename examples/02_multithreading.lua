@@ -228,10 +228,12 @@ local function compare(label, fn, n, workers)
     secs(p) .. " (" .. workers .. " workers)", ratio(s, p) }
 end
 compare(("I/O: %d x sleep %.2f s"):format(NIO, IOWAIT), io_task, NIO, 8)
-compare(("CPU: primes to %d in %d parts"):format(CPUN, NCPU), cpu_task, NCPU, concur.cpu_count())
+local _, _, others = lesson.measure(compare, ("CPU: primes to %d in %d parts"):format(CPUN, NCPU),
+  cpu_task, NCPU, concur.cpu_count())
 lesson.table({ "tasks", "sequential", "thread per task", "speed-up", "ThreadPool", "speed-up" }, results)
 print("I/O-bound work scales with the number of threads (a pool of 8 runs 8 waits at a time);")
 print("CPU-bound work scales with the idle CPUs, and a pool sized to them does as well as more threads.")
+lesson.load_note(others)
 -- Starting a thread costs a new lua_State; a pool pays that once per worker.
 local NTINY = size(2000, 500)
 local tiny = function(x) return x + 1 end
