@@ -58,17 +58,18 @@ local function parse(body, base)
   return title, links
 end
 
--- What one fetch came to: a record for the summary.
+-- What one fetch came to, for the summary: from a Response, or from an
+-- error (a concur.Error, or a table with its kind and message).
 local function record(url, resp_or_err)
-  if fetch.is_response(resp_or_err) or (type(resp_or_err) == "table" and resp_or_err.status) then
-    local r = resp_or_err
-    local title, links
-    if r.ok then title, links = parse(r.body or "", r.url or url) end
-    return { url = url, status = r.status, ok = r.ok, title = title, links = links or {},
-      attempts = r.attempts }
+  if resp_or_err.kind then
+    return { url = url, ok = false, kind = resp_or_err.kind, message = resp_or_err.message,
+      links = {} }
   end
-  local e = resp_or_err
-  return { url = url, ok = false, kind = e.kind, message = e.message, links = {} }
+  local r = resp_or_err
+  local title, links
+  if r.ok then title, links = parse(r.body or "", r.url or url) end
+  return { url = url, status = r.status, ok = r.ok, title = title, links = links or {},
+    attempts = r.attempts }
 end
 
 local function outcome(rec)
@@ -150,7 +151,8 @@ do
     recs[i] = record(url, responses[i])
     links = links + #recs[i].links
   end
-  local ok, failed = summarise("1. concurrent, no retries", recs, took, #site:log(), client:stats().retries)
+  local ok, failed = summarise("1. concurrent, no retries", recs, took, #site:log(),
+    client:stats().retries)
   print(("%d pages in %s: %d ok, %d failed (%s), %d links extracted"):format(
     #ALL, secs(took), ok, #failed, table.concat(failed, ", "), links))
   print("(a 429 carries Retry-After, which a client honours by pausing that host: see section 4)")
@@ -296,13 +298,11 @@ do
   lesson.table({ "page", "final status", "attempts", "time", "waits between attempts", "allowed" }, rows)
   local st = client:stats()
   summarise("4. retries = 3, backoff = 0.2", recs, total, #site:log(), st.retries)
+  local by_status = {}
+  for code, n in pairs(st.by_status or {}) do by_status[#by_status + 1] = code .. "=" .. n end
+  table.sort(by_status)
   print(("client stats: %d requests, %d retries, %d failures; by status: %s"):format(
-    st.requests, st.retries, st.failures, (function()
-      local parts = {}
-      for code, n in pairs(st.by_status or {}) do parts[#parts + 1] = code .. "=" .. n end
-      table.sort(parts)
-      return table.concat(parts, " ")
-    end)()))
+    st.requests, st.retries, st.failures, table.concat(by_status, " ")))
 end
 
 ---------------------------------------------------------------------------
@@ -332,9 +332,10 @@ lesson.section("Summary")
 ---------------------------------------------------------------------------
 lesson.table({ "run", "URLs", "ok", "not ok", "requests seen", "retries", "time" }, runs)
 table.sort(crawl, function(a, b) return a.url < b.url end)
-local rows, links, unique, broken = {}, 0, {}, {}
+local rows, links, unique, broken, titles = {}, 0, {}, {}, 0
 for _, r in ipairs(crawl) do
   links = links + #r.links
+  if r.title then titles = titles + 1 end
   for _, l in ipairs(r.links) do unique[l] = true end
   if r.status == 404 then broken[#broken + 1] = r.url:match("//[^/]+(.*)$") end
 end
@@ -347,7 +348,6 @@ lesson.table({ "page (first " .. shown .. " of the crawl)", "status", "title", "
 local nunique = 0
 for _ in pairs(unique) do nunique = nunique + 1 end
 print(("the crawl: %d pages, %d titles, %d links (%d distinct), broken links to: %s"):format(
-  #crawl, (function() local n = 0 for _, r in ipairs(crawl) do if r.title then n = n + 1 end end
-  return n end)(), links, nunique, #broken > 0 and table.concat(broken, ", ") or "none"))
+  #crawl, titles, links, nunique, #broken > 0 and table.concat(broken, ", ") or "none"))
 local served = site:stop()
 print(("the site's %d threads served %s requests"):format(#served, table.concat(served, "+")))
