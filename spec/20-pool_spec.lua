@@ -192,9 +192,12 @@ describe("ThreadPool", function()
       assert.matches("bad 3", err.value)
     end)
 
-    it("raises kind timeout when the whole call overruns", function()
+    it("raises kind timeout when the whole call overruns, and stops its tasks", function()
       helpers.raises("timeout", "map timed out", pool.map, pool,
         function() concur.sleep(5) end, { 1, 2 }, { timeout = 0.05 })
+      local t0 = concur.monotonic()
+      pool:close()       -- nothing left running: returns at once
+      assert.is_true(concur.monotonic() - t0 < 1)
     end)
 
     it("checks its arguments", function()

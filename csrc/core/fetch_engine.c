@@ -713,7 +713,7 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
     }
     if (retry_status(e, status) && r->tries < r->retries) {
       double d = backoff(e, r);
-      if ((status == 429 || status == 503) && ra >= 0)
+      if ((status == 429 || status == 503) && ra > 0)   /* 0: no Retry-After header */
         d = (double)ra > e->cfg.max_backoff ? e->cfg.max_backoff : (double)ra;
       retry_later(e, r, now, d);
       return;

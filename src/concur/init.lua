@@ -261,7 +261,7 @@ local function map(pool, fn, items, opts)
   local out, done = {}, 0
   for k, f in ipairs(futs) do
     local ok, res = pcall(chunkresult, f, deadline, "map", opts.timeout)
-    if not ok then cancel_from(futs, k + 1); error(res, 0) end
+    if not ok then cancel_from(futs, k); error(res, 0) end   -- k itself on a timeout
     local s = (k - 1) * cs + 1
     local cnt = mmin(cs, n - s + 1)
     tmove(res, 1, cnt, s, out)
@@ -310,7 +310,7 @@ local function feeder(pool, fn, items, opts, fname)
   end
   function st.take(c)
     local ok, res = pcall(chunkresult, c.f, st.deadline, fname, st.timeout)
-    if not ok then st.fail(res) end
+    if not ok then c.f:cancel(); st.fail(res) end
     st.done = st.done + c.count
     if st.report then st.report(st.done, st.total) end
     return res
