@@ -115,7 +115,7 @@ uv.run()
 assert(done == N)
 print("submit", (uv.hrtime() - t0) / 1e9)
 LUA]]):format(N))
-local luvs = tonumber(luv:match("submit ([%d%.e%-]+)"))
+local luvs = tonumber(luv:match("submit%s+([%d%.e%-]+)"))
 
 -- report ------------------------------------------------------------------------
 local function rate(s) return s and N / s end
