@@ -815,52 +815,16 @@ static void dec_function (dec *d) {
   d->depth--;
 }
 
-static void dec_cfunction (dec *d) {
-  lua_State *L = d->L;
-  size_t mlen, flen;
-  const char *mod, *field, *dot;
-  if (dec_byte(d) != 's') dec_fail(d, "bad C function name");
-  mlen = dec_varint(d);
-  mod = dec_bytes(d, mlen);
-  if (dec_byte(d) != 's') dec_fail(d, "bad C function name");
-  flen = dec_varint(d);
-  field = dec_bytes(d, flen);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushlstring(L, mod, mlen);
-  lua_rawget(L, -2);
-  lua_remove(L, -2);
-  if (lua_type(L, -1) != LUA_TTABLE) {   /* not loaded here yet: require it */
-    lua_pop(L, 1);
-    lua_getglobal(L, "require");
-    lua_pushlstring(L, mod, mlen);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
-      lua_pop(L, 1);
-      dec_fail(d, "C function's module not found");
-    }
-  }
-  dot = memchr(field, '.', flen);
-  if (dot) {
-    lua_pushlstring(L, field, (size_t)(dot - field));
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
-    if (lua_type(L, -1) != LUA_TTABLE) dec_fail(d, "C function not found");
-    flen -= (size_t)(dot - field) + 1;
-    field = dot + 1;
-  }
-  lua_pushlstring(L, field, flen);
-  lua_rawget(L, -2);
-  lua_remove(L, -2);
-  if (!lua_iscfunction(L, -1)) dec_fail(d, "C function not found");
+/* Reads a string (the 's' tag, a length, the bytes). */
+static const char *dec_name (dec *d, size_t *len, const char *what) {
+  if (dec_byte(d) != 's') dec_fail(d, what);
+  *len = dec_varint(d);
+  return dec_bytes(d, *len);
 }
 
 /* Pushes the loaded module of the given name, requiring it if needed. */
-static void dec_module (dec *d) {
+static void push_module (dec *d, const char *name, size_t len) {
   lua_State *L = d->L;
-  size_t len;
-  const char *name;
-  if (dec_byte(d) != 's') dec_fail(d, "bad module name");
-  len = dec_varint(d);
-  name = dec_bytes(d, len);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushlstring(L, name, len);
   lua_rawget(L, -2);
@@ -873,6 +837,34 @@ static void dec_module (dec *d) {
     lua_pop(L, 1);
     dec_fail(d, "module not found");
   }
+}
+
+static void dec_module (dec *d) {
+  size_t len;
+  const char *name = dec_name(d, &len, "bad module name");
+  push_module(d, name, len);
+}
+
+/* A C function: its module's name, then its field ("f" or "sub.f"). */
+static void dec_cfunction (dec *d) {
+  lua_State *L = d->L;
+  size_t mlen, flen;
+  const char *mod = dec_name(d, &mlen, "bad C function name");
+  const char *field = dec_name(d, &flen, "bad C function name");
+  const char *dot = memchr(field, '.', flen);
+  push_module(d, mod, mlen);
+  if (dot) {
+    lua_pushlstring(L, field, (size_t)(dot - field));
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_type(L, -1) != LUA_TTABLE) dec_fail(d, "C function not found");
+    flen -= (size_t)(dot - field) + 1;
+    field = dot + 1;
+  }
+  lua_pushlstring(L, field, flen);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  if (!lua_iscfunction(L, -1)) dec_fail(d, "C function not found");
 }
 
 static void dec_value (dec *d) {

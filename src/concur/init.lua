@@ -319,13 +319,13 @@ local function feeder(pool, fn, items, opts, fname)
   return st
 end
 
---- pool:imap(fn, items [, opts]) --> iterator (index, result) in order, lazy
-local function imap(pool, fn, items, opts)
-  local st = feeder(pool, fn, items, opts, "imap")
+-- An iterator over (index, result) pairs, chunk by chunk; 'pick' chooses
+-- the next chunk from those in flight (nil when there are none).
+local function chunk_iterator(st, pick)
   local res, pos, chunk = nil, 0, nil
   return function()
     if chunk == nil or pos >= chunk.count then
-      chunk = table.remove(st.inflight, 1)
+      chunk = pick(st.inflight)
       if chunk == nil then return nil end
       res = st.take(chunk)
       pos = 0
@@ -336,29 +336,27 @@ local function imap(pool, fn, items, opts)
   end
 end
 
+--- pool:imap(fn, items [, opts]) --> iterator (index, result) in order, lazy
+local function imap(pool, fn, items, opts)
+  return chunk_iterator(feeder(pool, fn, items, opts, "imap"), function(inflight)
+    return table.remove(inflight, 1)
+  end)
+end
+
 --- pool:imap_unordered(fn, items [, opts]) --> iterator (index, result) in
 -- completion order
 local function imap_unordered(pool, fn, items, opts)
   local st = feeder(pool, fn, items, opts, "imap_unordered")
-  local res, pos, chunk = nil, 0, nil
-  return function()
-    if chunk == nil or pos >= chunk.count then
-      local inflight = st.inflight
-      if #inflight == 0 then return nil end
-      local fs = {}
-      for i, c in ipairs(inflight) do fs[i] = c.f end
-      local k = core.waitset(fs):next(st.deadline)
-      if k == nil then
-        st.fail(Error.new("timeout", ("imap_unordered timed out after %g s"):format(st.timeout)))
-      end
-      chunk = table.remove(inflight, k)
-      res = st.take(chunk)
-      pos = 0
-      st.refill()
+  return chunk_iterator(st, function(inflight)
+    if #inflight == 0 then return nil end
+    local fs = {}
+    for i, c in ipairs(inflight) do fs[i] = c.f end
+    local k = core.waitset(fs):next(st.deadline)
+    if k == nil then
+      st.fail(Error.new("timeout", ("imap_unordered timed out after %g s"):format(st.timeout)))
     end
-    pos = pos + 1
-    return chunk.start + pos - 1, res[pos]
-  end
+    return table.remove(inflight, k)
+  end)
 end
 
 local P = core.methods("concur.ThreadPool")
