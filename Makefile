@@ -24,8 +24,6 @@ HDRS     := $(wildcard csrc/*.h csrc/core/*.h)
 OBJS     := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))
 LUASRC   := $(wildcard src/concur/*.lua)
 LUADST   := $(patsubst src/%,$(LMOD)/%,$(LUASRC))
-LEGACY   := $(filter-out $(LUASRC:src/%=lua/%),$(wildcard lua/concur/*.lua))
-LUADST   += $(patsubst lua/%,$(LMOD)/%,$(LEGACY))
 SO       := $(CMOD)/concur/core.so
 
 BUSTED   ?= busted --lua=$(LUA)
@@ -49,9 +47,6 @@ $(LMOD)/%.lua: src/%.lua
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-$(LMOD)/%.lua: lua/%.lua
-	@mkdir -p $(dir $@)
-	cp $< $@
 
 test: all
 	$(BUSTED) $(BUSTED_ARGS)
@@ -84,7 +79,7 @@ fuzz: deps
 	sh tools/fuzz.sh
 
 lint: deps
-	luacheck -q lua spec examples bench
+	luacheck -q src spec examples bench tools
 	$(MAKE) --no-print-directory BUILD=build/lint-gcc CC=gcc OPT="-O2" EXTRA_CFLAGS=-Werror \
 	  SO=build/lint-gcc/core.so build/lint-gcc/core.so
 	$(MAKE) --no-print-directory BUILD=build/lint-clang CC=clang OPT="-O2" EXTRA_CFLAGS=-Werror \

@@ -10,7 +10,7 @@
 -- request (process CPU: the Lua side and the engine thread); then the 100 KB
 -- case in MB/s. Each figure is the best of BENCH_ROUNDS (3) interleaved
 -- rounds (Python runs once: it is the slow one).
--- Run: tools/lua bench/50_fetch.lua [pages]
+-- Run: ./lua bench/50_fetch.lua [pages]
 local concur = require "concur"
 local fetch = require "concur.fetch"
 

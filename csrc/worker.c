@@ -13,8 +13,8 @@
 ** itself. So nothing is paid while no interrupt is pending. Tasks blocked
 ** in concur waits notice through the interrupt check (core/clock.h).
 **
-** NOTE: a tight loop inside a coroutine created by the task is not hooked
-** (hooks are per coroutine); it stops when control returns to the task.
+** Hooks are per coroutine: see "coroutines inside tasks" below for how a
+** loop inside a coroutine the task made is stopped too.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -102,6 +102,94 @@ static void arm_timer (concur_worker *w, double timeout) {
   timer_settime(w->timer, 0, &its, NULL);
 }
 
+/* ---- coroutines inside tasks -----------------------------------------------
+** Hooks belong to one coroutine, so a worker replaces coroutine.resume and
+** coroutine.wrap with versions that record the running coroutine (the
+** signal handler hooks that one) and, when an interrupt is pending after a
+** resume returns, hook the caller too: the interrupt climbs out of nested
+** coroutines to the task. Otherwise they behave as the standard ones.
+*/
+
+/* As lcorolib's auxresume: returns the number of results, or -1 with an
+** error value on top. */
+static int auxresume (lua_State *L, lua_State *co, int narg) {
+  concur_worker *w = self_worker;
+  lua_State *prev = w ? w->hooked : NULL;
+  double tdl;
+  int status, nres;
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  if (w) w->hooked = co;
+  status = lua_resume(co, L, narg, &nres);
+  if (w) {
+    w->hooked = prev;
+    if (w->in_lua && check_interrupt(w, &tdl) != CONCUR_OK)
+      lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 1);
+  }
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);
+  return -1;
+}
+
+static int co_resume (lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  int r;
+  luaL_argexpected(L, co, 1, "coroutine");
+  r = auxresume(L, co, lua_gettop(L) - 1);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+static int co_wrapped (lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int r = auxresume(L, co, lua_gettop(L));
+  if (r < 0) {
+    int st = lua_status(co);
+    if (st != LUA_OK && st != LUA_YIELD) {   /* error in the coroutine */
+#if LUA_VERSION_RELEASE_NUM >= 50406
+      st = lua_closethread(co, L);
+#else
+      st = lua_resetthread(co);
+#endif
+      lua_xmove(co, L, 1);
+    }
+    if (st != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+    return lua_error(L);
+  }
+  return r;
+}
+
+static int co_wrap (lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, co_wrapped, 1);
+  return 1;
+}
+
 /* ---- states --------------------------------------------------------------- */
 
 /* Called in protected mode: opens the libraries, sets the paths, loads concur. */
@@ -109,6 +197,12 @@ static int init_state (lua_State *L) {
   const char *path = lua_touserdata(L, 1);
   const char *cpath = lua_touserdata(L, 2);
   luaL_openlibs(L);
+  lua_getglobal(L, "coroutine");
+  lua_pushcfunction(L, co_resume);
+  lua_setfield(L, -2, "resume");
+  lua_pushcfunction(L, co_wrap);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
   lua_getglobal(L, "package");
   if (path) { lua_pushstring(L, path); lua_setfield(L, -2, "path"); }
   if (cpath) { lua_pushstring(L, cpath); lua_setfield(L, -2, "cpath"); }

@@ -138,6 +138,20 @@ describe("ThreadPool", function()
       helpers.raises("cancelled", nil, f.result, f, 5)
     end)
 
+    it("stops a loop inside a coroutine the task made #notsan", function()
+      local p1 <close> = concur.ThreadPool(1)
+      local f = p1:submit(function()
+        local co = coroutine.wrap(function() while true do end end)
+        while true do pcall(co) end
+      end)
+      while not f:running() do end
+      f:cancel()
+      helpers.raises("cancelled", nil, f.result, f, 5)
+      assert.equal("ok", p1:submit(function()
+        return coroutine.wrap(function() coroutine.yield("ok") end)()
+      end):result())
+    end)
+
     it("wakes a task blocked in a concur wait", function()
       local p1 <close> = concur.ThreadPool(1)
       local f = p1:submit(function() concur.sleep(60) end)

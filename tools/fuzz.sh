@@ -11,7 +11,7 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
   $(pkg-config --cflags libcurl 2>/dev/null) \
   -o "$out/fuzz_decode" tools/fuzz_decode.c $srcs \
   /usr/lib/x86_64-linux-gnu/liblua5.4.a -lcurl -lgmp -ldl -lm -pthread
-CONCUR_NO_BUILD=1 tools/lua tools/fuzz_seeds.lua "$out/corpus"
+CONCUR_NO_BUILD=1 ./lua tools/fuzz_seeds.lua "$out/corpus"
 status=0
 ASAN_OPTIONS=detect_leaks=1 "$out/fuzz_decode" -max_total_time="$secs" \
   -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

@@ -1,15 +1,15 @@
 -- Writes concur-scm-1.rockspec from the tree (every csrc/*.c and
 -- src/concur/*.lua), so the rock never misses a file. `make rockspec`.
+-- the tracked files matching a shell pattern (work in progress stays out)
 local function ls(pattern)
-  local p = io.popen("ls " .. pattern .. " 2>/dev/null | sort")
+  local p = io.popen("git ls-files -- " .. pattern .. " 2>/dev/null | sort")
   local t = {}
   for l in p:lines() do t[#t + 1] = l end
   p:close()
   return t
 end
 local csrc = {}
-for _, f in ipairs(ls("csrc/*.c")) do csrc[#csrc + 1] = f end
-for _, f in ipairs(ls("csrc/core/*.c")) do csrc[#csrc + 1] = f end
+for _, f in ipairs(ls("'csrc/*.c'")) do csrc[#csrc + 1] = f end
 local out = {}
 local function w(s) out[#out + 1] = s end
 w([[rockspec_format = "3.0"
@@ -35,7 +35,7 @@ external_dependencies = {
 build = {
   type = "builtin",
   modules = {]])
-for _, f in ipairs(ls("src/concur/*.lua")) do
+for _, f in ipairs(ls("'src/concur/*.lua'")) do
   local name = f:match("src/(.*)%.lua$"):gsub("/", ".")
   if name == "concur.init" then name = "concur" end
   w(("    [%q] = %q,"):format(name, f))

@@ -2,7 +2,7 @@
 # ./lua FILE [ARGS]: runs lua5.4 with this checkout's ./lua_modules first on
 # the module paths, building it first when it is missing or stale.
 here=$(cd "$(dirname "$0")" && pwd)
-[ -f "$here/Makefile" ] || here=$(dirname "$here")
+
 if [ -z "$CONCUR_NO_BUILD" ]; then
   make -s -C "$here" all >&2 || exit 1
 fi
