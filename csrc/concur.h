@@ -108,5 +108,6 @@ void concur_thread_open (lua_State *L);
 void concur_sync_open (lua_State *L);      /* sync.c, queue.c, ratelimit */
 void concur_bigint_open (lua_State *L);    /* bigint.c */
 void concur_fetch_open (lua_State *L);     /* fetch.c */
+void concur_proc_open (lua_State *L);      /* proc.c, proc_worker.c */
 
 #endif

@@ -181,6 +181,7 @@ CONCUR_API int luaopen_concur_core (lua_State *L) {
   concur_sync_open(L);
   concur_bigint_open(L);
   concur_fetch_open(L);
+  concur_proc_open(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, core_log, 1);
   lua_setfield(L, -2, "log");

@@ -362,6 +362,10 @@ end
 local P = core.methods("concur.ThreadPool")
 P.map, P.imap, P.imap_unordered = map, imap, imap_unordered
 concur._executor = { map = map, imap = imap, imap_unordered = imap_unordered }
+if core.ProcessPool then
+  local PP = core.methods("concur.ProcessPool")
+  PP.map, PP.imap, PP.imap_unordered = map, imap, imap_unordered
+end
 
 ---------------------------------------------------------------------------
 -- Synchronisation objects, process pools and the rest come from the core.
