@@ -1,0 +1,160 @@
+-- ProcessPool against Python's multiprocessing.Pool and ProcessPoolExecutor,
+-- all on 2 worker processes, measured in this run on this machine.
+local concur = require "concur"
+local now = concur.monotonic
+
+local N = tonumber(os.getenv("BENCH_N")) or 20000
+local RT = tonumber(os.getenv("BENCH_RT")) or 5000
+local WORKERS = 2
+
+local function best(times, fn)
+  local b = math.huge
+  for _ = 1, times do b = math.min(b, fn()) end
+  return b
+end
+
+local function sh(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+-- concur --------------------------------------------------------------------
+local pool <close> = concur.ProcessPool(WORKERS)
+local function noop(x) return x end
+pool:map(noop, { 1, 2, 3, 4 })   -- warm: workers started, function loaded
+
+local rt_s = best(3, function()
+  local t0 = now()
+  for i = 1, RT do pool:submit(noop, i):result() end
+  return (now() - t0) / RT
+end)
+
+local submit_s = best(3, function()
+  local fs = {}
+  local t0 = now()
+  for i = 1, N do fs[i] = pool:submit(noop, i) end
+  for i = 1, N do fs[i]:result() end
+  return now() - t0
+end)
+
+local items = {}
+for i = 1, N do items[i] = i end
+local map_s = best(3, function()
+  local t0 = now()
+  local out = pool:map(noop, items)
+  assert(#out == N)
+  return now() - t0
+end)
+
+local function count_primes(lo, hi)
+  local count = 0
+  for n = math.max(lo, 2), hi do
+    local prime = true
+    for d = 2, math.floor(math.sqrt(n)) do
+      if n % d == 0 then prime = false; break end
+    end
+    if prime then count = count + 1 end
+  end
+  return count
+end
+local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
+local chunks = {}
+for k = 0, 7 do chunks[#chunks + 1] = { k * LIMIT // 8 + 1, (k + 1) * LIMIT // 8 } end
+local function cpu(workers)
+  local p <close> = concur.ProcessPool(workers)
+  return best(2, function()
+    local t0 = now()
+    local fs = {}
+    for i, c in ipairs(chunks) do fs[i] = p:submit(count_primes, c[1], c[2]) end
+    local total = 0
+    for _, f in ipairs(fs) do total = total + f:result() end
+    assert(total > 0)
+    return now() - t0
+  end)
+end
+local cpu1, cpu2 = cpu(1), cpu(2)
+
+-- Python ----------------------------------------------------------------------
+local py = sh(([[python3 - <<'PY' 2>&1
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import Pool
+N, RT, LIMIT = %d, %d, %d // 4
+def noop(x): return x
+def best(k, fn): return min(fn() for _ in range(k))
+def count_primes(c):
+    lo, hi = c
+    n_ = 0
+    for n in range(max(lo, 2), hi + 1):
+        p = True
+        d = 2
+        while d * d <= n:
+            if n %% d == 0: p = False; break
+            d += 1
+        if p: n_ += 1
+    return n_
+chunks = [(k * LIMIT // 8 + 1, (k + 1) * LIMIT // 8) for k in range(8)]
+if __name__ == "__main__":
+    with ProcessPoolExecutor(2) as ex:
+        list(ex.map(noop, range(4)))
+        def rt():
+            t0 = time.perf_counter()
+            for i in range(RT): ex.submit(noop, i).result()
+            return (time.perf_counter() - t0) / RT
+        def sub():
+            t0 = time.perf_counter(); fs = [ex.submit(noop, i) for i in range(N)]
+            for f in fs: f.result()
+            return time.perf_counter() - t0
+        def mp():
+            t0 = time.perf_counter(); list(ex.map(noop, range(N))); return time.perf_counter() - t0
+        print("ppe_rt", best(3, rt)); print("ppe_submit", best(3, sub)); print("ppe_map", best(3, mp))
+    with Pool(2) as pool:
+        pool.map(noop, range(4))
+        def rt():
+            t0 = time.perf_counter()
+            for i in range(RT): pool.apply_async(noop, (i,)).get()
+            return (time.perf_counter() - t0) / RT
+        def sub():
+            t0 = time.perf_counter(); fs = [pool.apply_async(noop, (i,)) for i in range(N)]
+            for f in fs: f.get()
+            return time.perf_counter() - t0
+        def mp():
+            t0 = time.perf_counter(); pool.map(noop, range(N)); return time.perf_counter() - t0
+        print("mp_rt", best(3, rt)); print("mp_submit", best(3, sub)); print("mp_map", best(3, mp))
+    for w in (1, 2):
+        with Pool(w) as pool:
+            t0 = time.perf_counter(); sum(pool.map(count_primes, chunks, chunksize=1))
+            print("cpu%%d" %% w, time.perf_counter() - t0)
+PY]]):format(N, RT, LIMIT))
+local pyv = {}
+for k, v in py:gmatch("([%w_]+) ([%d%.e%-]+)") do pyv[k] = tonumber(v) end
+
+-- report ------------------------------------------------------------------------
+local function rate(s) return s and N / s end
+local function fmt(x) return x and ("%12.0f"):format(x) or "         n/a" end
+local function us(x) return x and ("%12.1f"):format(x * 1e6) or "         n/a" end
+local function ratio(a, b) return (a and b) and ("%8.2fx"):format(a / b) or "      n/a" end
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  local l = f and f:read("n")
+  if f then f:close() end
+  return l or 0/0
+end
+print(("ProcessPool, %d workers, %d tasks, %d CPUs (load average %.2f: other processes"
+  .. " share the CPUs, which caps the speed-ups)"):format(WORKERS, N, concur.cpu_count(), loadavg()))
+print(("%-34s %12s %12s %12s %9s %9s"):format("", "concur", "mp.Pool", "PPExecutor",
+  "vs Pool", "vs PPE"))
+print(("%-34s %s %s %s %s %s"):format("round trip of one task (us)", us(rt_s),
+  us(pyv.mp_rt), us(pyv.ppe_rt), ratio(pyv.mp_rt, rt_s), ratio(pyv.ppe_rt, rt_s)))
+print(("%-34s %s %s %s %s %s"):format("submit+result (tasks/s)", fmt(rate(submit_s)),
+  fmt(rate(pyv.mp_submit)), fmt(rate(pyv.ppe_submit)),
+  ratio(rate(submit_s), rate(pyv.mp_submit)), ratio(rate(submit_s), rate(pyv.ppe_submit))))
+print(("%-34s %s %s %s %s %s"):format("map, default chunks (items/s)", fmt(rate(map_s)),
+  fmt(rate(pyv.mp_map)), fmt(rate(pyv.ppe_map)),
+  ratio(rate(map_s), rate(pyv.mp_map)), ratio(rate(map_s), rate(pyv.ppe_map))))
+print(("%-34s %11.2fx %11.2fx"):format("CPU-bound speed-up, 1 -> 2 workers", cpu1 / cpu2,
+  (pyv.cpu1 and pyv.cpu2) and pyv.cpu1 / pyv.cpu2 or 0/0))
+print(("(concur: primes to %d in 8 chunks, %.2f s on 1 worker, %.2f s on 2;"
+  .. " Python's multiprocessing.Pool: primes to %d)"):format(LIMIT, cpu1, cpu2, LIMIT // 4))
