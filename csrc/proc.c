@@ -10,7 +10,9 @@
 **
 ** A Process is a supervisor with one worker, one task and max_tasks 1,
 ** closed at once, so its worker exits when the task is done: join waits
-** for that exit, then returns the task's results.
+** for that exit, then returns the task's results. When the state closes
+** (interpreter exit) a running Process is joined, like a non-daemon thread;
+** a pool's running tasks are killed and its queue cancelled.
 **
 ** Shared objects (Queue, Lock, ...) cannot cross to another process yet:
 ** a task, initializer or result holding one fails with kind "transfer".
@@ -47,6 +49,15 @@ static void track_release (void *ud) {
 }
 
 static const concur_trackops proc_track = { track_reap, track_close, track_release };
+
+/* A Process is joined when its state closes, like a non-daemon thread. */
+static void track_join (void *ud) {
+  concur_procsup *ps = ud;
+  concur_procsup_stop(ps, 0, 0);
+  concur_procsup_wait(ps, CONCUR_NODEADLINE);
+}
+
+static const concur_trackops process_track = { track_reap, track_join, track_release };
 
 /* ---- encoding what goes to a process ------------------------------------------- */
 
@@ -163,6 +174,7 @@ static int pool_new (lua_State *L) {
     concur_argerror(L, 1, "number of workers must be between 1 and 1024");
   }
   o.workers = (int)n;
+  o.start_retries = 3;
   ps = start(L, &o, NULL);
   concur_pushobj(L, (concur_obj *)ps);        /* the proxy's reference */
   concur_track(L, ps, &proc_track);           /* the creation reference */
@@ -369,6 +381,7 @@ static int process_new (lua_State *L) {
   memset(&o, 0, sizeof o);
   o.workers = 1;
   o.max_tasks = 1;
+  o.start_retries = 1;   /* its one worker is not replaced */
   o.task_timeout = -1;
   if (lua_type(L, 1) != LUA_TFUNCTION) concur_typeerror(L, 1, "function");
   p = lua_newuserdatauv(L, sizeof *p, 0);   /* closed until it runs */
@@ -377,7 +390,7 @@ static int process_new (lua_State *L) {
   lua_insert(L, 1);
   encode_task(L, 2, &task, &timeout);
   ps = start(L, &o, &task);
-  concur_track(L, ps, &proc_track);         /* the creation reference */
+  concur_track(L, ps, &process_track);      /* the creation reference */
   p->ps = (concur_procsup *)concur_obj_ref((concur_obj *)ps);
   p->pid = concur_procsup_pid(ps, 0);
   f = newtask(L, ps, &task, timeout);

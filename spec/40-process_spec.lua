@@ -278,6 +278,13 @@ describe("ProcessPool", function()
       raises("broken", "no database", pool.submit, pool, function() end)
     end)
 
+    it("marks the pool broken when workers die while starting", function()
+      local pool <close> = concur.ProcessPool{ workers = 1, initializer = function() os.exit(5) end }
+      local f = pool:submit(function() return 1 end)
+      raises("broken", "exited with status 5", f.result, f, 20)
+      raises("broken", "could not start", pool.submit, pool, function() end)
+    end)
+
     it("refuses shared objects in initargs", function()
       raises("transfer", "cannot be sent to another process yet", concur.ProcessPool,
         { workers = 1, initializer = function() end, initargs = { concur.Event() } })
@@ -308,6 +315,17 @@ describe("ProcessPool", function()
       pool:shutdown{ cancel_pending = true }
       assert.equal(1, first:result(20))
       for i = 1, 5 do assert.is_true(rest[i]:cancelled()) end
+    end)
+
+    it("ends when the last queued task is cancelled after shutdown", function()
+      local pool = concur.ProcessPool(1)
+      local first = pool:submit(function() concur.sleep(0.1) return 1 end)
+      local last = pool:submit(function() return 2 end)
+      pool:shutdown{ wait = false }
+      assert.is_true(last:cancel())
+      pool:shutdown{ wait = true }
+      assert.equal(1, first:result(0))
+      assert.is_true(last:cancelled())
     end)
 
     it("leaves no zombie or orphan after close", function()
@@ -431,6 +449,25 @@ describe("Process", function()
     assert.is_false(ok)
     assert.truthy(err.message:find("status 7", 1, true))
     assert.equal(7, p.exitcode)
+  end)
+
+  it("is joined when the interpreter exits", function()
+    local tmp = os.tmpname()
+    local ok, _, out = helpers.run_lua(([[
+      local concur = require "concur"
+      concur.Process(function(path)
+        concur.sleep(0.2)
+        local f = io.open(path, "w")
+        f:write("done")
+        f:close()
+      end, %q)
+    ]]):format(tmp), 30)
+    assert.is_true(ok, out)
+    local f = io.open(tmp)
+    local s = f:read("a")
+    f:close()
+    os.remove(tmp)
+    assert.equal("done", s)
   end)
 
   it("refuses a Queue with kind 'transfer'", function()

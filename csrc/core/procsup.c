@@ -57,7 +57,7 @@ typedef struct slot {
   uint64_t id;
   long ntasks;
   double deadline, kill_at;
-  int unready;
+  int never_ready;           /* it died before its hello */
   atomic_int cancel;         /* the running future was cancelled */
   char *rbuf;
   size_t rlen, rcap;
@@ -83,6 +83,7 @@ struct concur_procsup {
   char **envp;
   const char *lua;
   uint64_t nextid;
+  int start_failures, max_start_failures;   /* in a row; then broken */
   atomic_long running, completed, failed, cancelled;
 };
 
@@ -226,7 +227,10 @@ static void op_dropped (concur_future *f) {
     }
   pthread_mutex_unlock(&ps->mu);
   atomic_fetch_add(&ps->cancelled, 1);
-  if (found) concur_obj_unref(&f->obj);
+  if (found) {
+    concur_obj_unref(&f->obj);
+    wake(ps);     /* a closing pool may be waiting for its queue to empty */
+  }
 }
 
 /* A running future was cancelled (f->mu held): the supervisor kills its
@@ -343,6 +347,11 @@ static int spawn (concur_procsup *ps, slot *s, char *err, size_t errsize) {
     return -1;
   }
   sv[1] = high_fd(sv[1]);
+  if (sv[1] < 0) {
+    close(sv[0]);
+    snprintf(err, errsize, "out of file descriptors");
+    return -1;
+  }
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
   posix_spawn_file_actions_adddup2(&fa, ps->scriptfd, 4);
@@ -375,14 +384,14 @@ static int spawn (concur_procsup *ps, slot *s, char *err, size_t errsize) {
   s->reason = R_NONE;
   s->ntasks = 0;
   s->rlen = 0;
-  s->unready = 0;
+  s->never_ready = 0;
   atomic_store(&s->cancel, 0);
   /* the child reads the init frame when it is ready; a small one fits the
   ** socket buffer, and a big one blocks only until the child reads it */
   if (concur_frame_write(s->fd, 'I', 0, ps->init.data, ps->init.len) != 0) {
     s->state = S_EXITING;      /* it died at once: reaped as a failed start */
     s->reason = R_CRASH;
-    s->unready = -1;
+    s->never_ready = 1;
     s->kill_at = concur_now() + TERM_GRACE;
     close(s->fd);
     s->fd = -1;
@@ -394,7 +403,7 @@ static int spawn (concur_procsup *ps, slot *s, char *err, size_t errsize) {
 static void begin_exit (slot *s, int reason, double grace) {
   if (s->fd >= 0) close(s->fd);
   s->fd = -1;
-  if (s->state == S_STARTING && reason == R_CRASH) s->unready = -1;  /* never ready */
+  if (s->state == S_STARTING && reason == R_CRASH) s->never_ready = 1;  /* never ready */
   s->state = S_EXITING;
   s->reason = reason;
   s->kill_at = concur_now() + grace;
@@ -420,9 +429,9 @@ static void settle (concur_procsup *ps, slot *s, int status) {
   s->pid = 0;
   pthread_mutex_unlock(&ps->mu);
   concur_procsup_describe(status, what, sizeof what);
-  if (s->unready == -1) {    /* died before it was ready: do not loop */
+  if (s->never_ready && ++ps->start_failures >= ps->max_start_failures) {
     snprintf(msg, sizeof msg, "a worker process could not start (%s)", what);
-    set_broken(ps, msg);
+    set_broken(ps, msg);         /* rather than respawning for ever */
   }
   if (f) {
     if (s->reason == R_TIMEOUT)
@@ -489,6 +498,7 @@ static void on_frame (concur_procsup *ps, slot *s, const concur_frame *h,
   if (h->type == 'H' && s->state == S_STARTING) {
     if (h->id == 0) {
       s->state = S_IDLE;
+      ps->start_failures = 0;
       return;
     }
     char msg[512];
@@ -669,6 +679,7 @@ concur_procsup *concur_procsup_new (concur_procopts *o, char **err) {
   ps->max_tasks = o->max_tasks;
   ps->task_timeout = o->task_timeout;
   ps->memory_limit = o->memory_limit;
+  ps->max_start_failures = o->start_retries > 0 ? o->start_retries : 1;
   ps->lua = lua && *lua ? lua : "lua5.4";
   ps->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   ps->scriptfd = memfd_create("concur-worker", MFD_CLOEXEC);

@@ -51,6 +51,8 @@ typedef struct concur_procopts {
   long max_tasks;            /* per child; 0: no limit */
   double task_timeout;       /* seconds; < 0: none */
   size_t memory_limit;       /* bytes; 0: none */
+  int start_retries;         /* workers that die before they are ready, in
+                             ** a row, before the pool is marked broken */
   const char *path, *cpath;  /* the workers' package.path and cpath */
   concur_buf init;           /* initializer and initargs, or empty (moved) */
 } concur_procopts;
