@@ -121,7 +121,17 @@ local luvs = tonumber(luv:match("submit%s+([%d%.e%-]+)"))
 local function rate(s) return s and N / s end
 local function fmt(x) return x and ("%12.0f"):format(x) or "         n/a" end
 local function ratio(a, b) return (a and b) and ("%8.2fx"):format(a / b) or "      n/a" end
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  local v = f and tonumber(f:read("a"):match("^(%S+)"))
+  if f then f:close() end
+  return v
+end
 print(("ThreadPool, %d workers, %d tasks, %d CPUs"):format(WORKERS, N, concur.cpu_count()))
+local la = loadavg()
+if la and la > 0.5 then
+  print(("note: load average %.2f: other work shares the CPUs, so speed-ups are understated"):format(la))
+end
 print(("%-34s %12s %12s %12s %9s %9s"):format("", "concur", "Python", "luv", "vs Py", "vs luv"))
 print(("%-34s %s %s %s %s %s"):format("submit+result (tasks/s)", fmt(rate(submit_s)),
   fmt(rate(pyv.submit)), fmt(rate(luvs)), ratio(rate(submit_s), rate(pyv.submit)),
