@@ -19,6 +19,14 @@ local function sh(cmd)
   return out
 end
 
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  local v = f and tonumber(f:read("a"):match("^(%S+)"))
+  if f then f:close() end
+  return v
+end
+local la = loadavg()   -- before this benchmark adds its own load
+
 -- concur --------------------------------------------------------------------
 local pool <close> = concur.ThreadPool(WORKERS)
 local function noop(x) return x end
@@ -121,14 +129,7 @@ local luvs = tonumber(luv:match("submit%s+([%d%.e%-]+)"))
 local function rate(s) return s and N / s end
 local function fmt(x) return x and ("%12.0f"):format(x) or "         n/a" end
 local function ratio(a, b) return (a and b) and ("%8.2fx"):format(a / b) or "      n/a" end
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  local v = f and tonumber(f:read("a"):match("^(%S+)"))
-  if f then f:close() end
-  return v
-end
 print(("ThreadPool, %d workers, %d tasks, %d CPUs"):format(WORKERS, N, concur.cpu_count()))
-local la = loadavg()
 if la and la > 0.5 then
   print(("note: load average %.2f: other work shares the CPUs, so speed-ups are understated"):format(la))
 end
