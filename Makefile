@@ -28,7 +28,7 @@ SO       := $(CMOD)/concur/core.so
 
 BUSTED   ?= busted --lua=$(LUA)
 
-.PHONY: all deps test demo check check-asan check-tsan check-valgrind fuzz lint bench clean rock docs
+.PHONY: all deps test demo check check-asan check-tsan check-valgrind fuzz lint bench clean rock rockspec
 
 all: deps $(SO) $(LUADST)
 
@@ -80,6 +80,8 @@ fuzz: deps
 
 lint: deps
 	luacheck -q src spec examples bench tools
+	@lua5.4 tools/rockspec.lua build/rockspec.check && cmp -s build/rockspec.check concur-scm-1.rockspec \
+	  || { echo "concur-scm-1.rockspec is stale: run make rockspec"; exit 1; }
 	$(MAKE) --no-print-directory BUILD=build/lint-gcc CC=gcc OPT="-O2" EXTRA_CFLAGS=-Werror \
 	  SO=build/lint-gcc/core.so build/lint-gcc/core.so
 	$(MAKE) --no-print-directory BUILD=build/lint-clang CC=clang OPT="-O2" EXTRA_CFLAGS=-Werror \
@@ -87,6 +89,9 @@ lint: deps
 
 bench: all
 	./lua bench/run.lua
+
+rockspec:
+	lua5.4 tools/rockspec.lua
 
 rock: deps
 	luarocks --lua-version=5.4 make --tree=build/rocktree concur-scm-1.rockspec

@@ -1,5 +1,6 @@
 -- Writes concur-scm-1.rockspec from the tree (every csrc/*.c and
--- src/concur/*.lua), so the rock never misses a file. `make rockspec`.
+-- src/concur/*.lua), so the rock never misses a file: `make rockspec`
+-- writes it, `make lint` checks it is current.
 -- the tracked files matching a shell pattern (work in progress stays out)
 local function ls(pattern)
   local p = io.popen("git ls-files -- " .. pattern .. " 2>/dev/null | sort")
@@ -51,6 +52,6 @@ w([[      },
   },
 }
 test = { type = "busted" }]])
-local f = assert(io.open("concur-scm-1.rockspec", "w"))
+local f = assert(io.open(arg[1] or "concur-scm-1.rockspec", "w"))
 f:write(table.concat(out, "\n"), "\n")
 f:close()
