@@ -80,7 +80,7 @@ fuzz: deps
 
 lint: deps
 	luacheck -q src spec examples bench tools
-	@lua5.4 tools/rockspec.lua build/rockspec.check && cmp -s build/rockspec.check concur-scm-1.rockspec \
+	@mkdir -p build && lua5.4 tools/rockspec.lua build/rockspec.check && cmp -s build/rockspec.check concur-scm-1.rockspec \
 	  || { echo "concur-scm-1.rockspec is stale: run make rockspec"; exit 1; }
 	$(MAKE) --no-print-directory BUILD=build/lint-gcc CC=gcc OPT="-O2" EXTRA_CFLAGS=-Werror \
 	  SO=build/lint-gcc/core.so build/lint-gcc/core.so
