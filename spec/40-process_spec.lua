@@ -51,6 +51,23 @@ describe("ProcessPool", function()
       assert.equal(package.path, pool:submit(function() return package.path end):result(10))
     end)
 
+    it("sends bigints both ways as values", function()
+      local bigint = require "concur.bigint"
+      local pool <close> = concur.ProcessPool(1)
+      local r = pool:submit(function(b) return b * 2 end, bigint(10) ^ 30):result(10)
+      assert.equal("2" .. ("0"):rep(30), tostring(r))
+    end)
+
+    it("can be used from a ThreadPool task", function()
+      local tp <close> = concur.ThreadPool(1)
+      local f = tp:submit(function()
+        local c = require "concur"
+        local pool <close> = c.ProcessPool(1)
+        return pool:submit(function(x) return x + 1 end, 41):result(10)
+      end)
+      assert.equal(42, f:result(30))
+    end)
+
     it("accepts submit{ fn, args = {...} }", function()
       local pool <close> = concur.ProcessPool(1)
       assert.equal(6, pool:submit{ function(a, b, c) return a * b * c end, args = { 1, 2, 3 } }
