@@ -60,8 +60,11 @@ local function count_primes(lo, hi)
   return count
 end
 local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
+local CHUNKS = 32   -- enough that the last, heaviest chunks balance on 2 workers
 local chunks = {}
-for k = 0, 7 do chunks[#chunks + 1] = { k * LIMIT // 8 + 1, (k + 1) * LIMIT // 8 } end
+for k = 0, CHUNKS - 1 do
+  chunks[#chunks + 1] = { k * LIMIT // CHUNKS + 1, (k + 1) * LIMIT // CHUNKS }
+end
 local function cpu(workers)
   local p <close> = concur.ProcessPool(workers)
   return best(2, function()
@@ -81,7 +84,7 @@ local py = sh(([[python3 - <<'PY' 2>&1
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import Pool
-N, RT, LIMIT = %d, %d, %d // 4
+N, RT, LIMIT, CHUNKS = %d, %d, %d // 4, %d
 def noop(x): return x
 def best(k, fn): return min(fn() for _ in range(k))
 def count_primes(c):
@@ -95,7 +98,7 @@ def count_primes(c):
             d += 1
         if p: n_ += 1
     return n_
-chunks = [(k * LIMIT // 8 + 1, (k + 1) * LIMIT // 8) for k in range(8)]
+chunks = [(k * LIMIT // CHUNKS + 1, (k + 1) * LIMIT // CHUNKS) for k in range(CHUNKS)]
 if __name__ == "__main__":
     with ProcessPoolExecutor(2) as ex:
         list(ex.map(noop, range(4)))
@@ -127,7 +130,7 @@ if __name__ == "__main__":
         with Pool(w) as pool:
             t0 = time.perf_counter(); sum(pool.map(count_primes, chunks, chunksize=1))
             print("cpu%%d" %% w, time.perf_counter() - t0)
-PY]]):format(N, RT, LIMIT))
+PY]]):format(N, RT, LIMIT, CHUNKS))
 local pyv = {}
 for k, v in py:gmatch("([%w_]+) ([%d%.e%-]+)") do pyv[k] = tonumber(v) end
 
@@ -156,5 +159,5 @@ print(("%-34s %s %s %s %s %s"):format("map, default chunks (items/s)", fmt(rate(
   ratio(rate(map_s), rate(pyv.mp_map)), ratio(rate(map_s), rate(pyv.ppe_map))))
 print(("%-34s %11.2fx %11.2fx"):format("CPU-bound speed-up, 1 -> 2 workers", cpu1 / cpu2,
   (pyv.cpu1 and pyv.cpu2) and pyv.cpu1 / pyv.cpu2 or 0/0))
-print(("(concur: primes to %d in 8 chunks, %.2f s on 1 worker, %.2f s on 2;"
-  .. " Python's multiprocessing.Pool: primes to %d)"):format(LIMIT, cpu1, cpu2, LIMIT // 4))
+print(("(concur: primes to %d in %d chunks, %.2f s on 1 worker, %.2f s on 2;"
+  .. " Python's multiprocessing.Pool: primes to %d)"):format(LIMIT, CHUNKS, cpu1, cpu2, LIMIT // 4))
