@@ -110,14 +110,15 @@ static concur_procsup *checkpool (lua_State *L) {
 static const char *const POOL_OPTIONS[] = { "workers", "initializer", "initargs",
   "max_tasks_per_child", "task_timeout", "memory_limit", NULL };
 
-/* Reads a positive integer option at the top; pops it. */
+/* Reads a positive integer option at the top (an integral float such as
+** 2^30 counts); pops it. */
 static lua_Integer posint (lua_State *L, const char *name) {
-  lua_Integer v;
-  if (!lua_isinteger(L, -1) || (v = lua_tointeger(L, -1)) < 1) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (!isint || lua_type(L, -1) != LUA_TNUMBER || v < 1) {
     lua_pushfstring(L, "option '%s' must be a positive integer", name);
     concur_argerror(L, 1, lua_tostring(L, -1));
   }
-  v = lua_tointeger(L, -1);
   lua_pop(L, 1);
   return v;
 }

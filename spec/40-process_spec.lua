@@ -247,7 +247,7 @@ describe("ProcessPool", function()
     end)
 
     it("fails a task over memory_limit with kind 'limit', and goes on", function()
-      local pool <close> = concur.ProcessPool{ workers = 1, memory_limit = 64 * 1024 * 1024 }
+      local pool <close> = concur.ProcessPool{ workers = 1, memory_limit = 2^26 }
       local f = pool:submit(function()
         local t = {}
         for i = 1, 1e9 do t[i] = ("x"):rep(64) .. i end
