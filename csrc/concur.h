@@ -86,6 +86,22 @@ typedef struct concur_valtype {
 void concur_register_valtype (const concur_valtype *vt);
 void concur_codec_open (lua_State *L);
 
+/* ---- tasks (task.c) --------------------------------------------------------
+** A task is `fn, ...` (the values from 'arg' to the top) or a table
+** `{ fn, args = {...}, ... }` whose fields must be in 'options'; it is
+** encoded into 'task' (empty). Read any other option before: this one may
+** leave the stack as it was at the call.
+*/
+void concur_checktask (lua_State *L, int arg, const char *const options[],
+                       concur_buf *task);
+/* the 'timeout' option of a task table at 'arg' (seconds), or -1 */
+double concur_tasktimeout (lua_State *L, int arg);
+/* 'initializer' and 'initargs' of the options table at 'arg', encoded into
+** 'init' (left empty without an initializer) */
+void concur_checkinit (lua_State *L, int arg, concur_buf *init);
+/* shutdown{ wait = true, cancel_pending = false } at 'arg' */
+void concur_checkshutdown (lua_State *L, int arg, int *wait, int *cancel);
+
 /* ---- states (state.c) ----------------------------------------------------- */
 /* A new state for a worker: standard libraries, the creator's package.path
 ** and cpath (given), concur loaded. Returns NULL when out of memory. */

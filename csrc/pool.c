@@ -317,7 +317,6 @@ static int pool_new (lua_State *L) {
   const char *name = "pool";
   pool *p;
   concur_buf init = CONCUR_BUF_INIT;
-  int top;
   if (lua_type(L, 1) == LUA_TTABLE) {
     concur_checkoptions(L, 1, POOL_OPTIONS);
     if (lua_getfield(L, 1, "workers") != LUA_TNIL) {
@@ -335,22 +334,7 @@ static int pool_new (lua_State *L) {
         concur_argerror(L, 1, "option 'max_pending' must be a non-negative integer");
       maxp = lua_tointeger(L, -1);
     }
-    top = lua_gettop(L);
-    if (lua_getfield(L, 1, "initializer") != LUA_TNIL) {
-      int nargs = 0;
-      if (lua_type(L, -1) != LUA_TFUNCTION)
-        concur_argerror(L, 1, "option 'initializer' must be a function");
-      if (lua_getfield(L, 1, "initargs") != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TTABLE)
-          concur_argerror(L, 1, "option 'initargs' must be a table");
-        nargs = (int)lua_rawlen(L, -1);
-        luaL_checkstack(L, nargs, "too many initargs");
-        for (int i = 1; i <= nargs; i++) lua_rawgeti(L, top + 2, i);
-        lua_remove(L, top + 2);
-      }
-      else lua_pop(L, 1);
-      concur_encode(L, top + 1, nargs + 1, &init, "initializer[]");
-    }
+    concur_checkinit(L, 1, &init);
   }
   else if (!lua_isnoneornil(L, 1)) {
     if (!lua_isinteger(L, 1)) concur_typeerror(L, 1, "integer or table");
@@ -419,33 +403,8 @@ static int pool_submit (lua_State *L) {
   double timeout = -1;
   concur_future *f;
   int rc = CONCUR_OK;
-  if (lua_type(L, 2) == LUA_TTABLE) {
-    int nargs = 0, top;
-    concur_checkoptions(L, 2, SUBMIT_OPTIONS);
-    if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
-      if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) >= 0))
-        concur_argerror(L, 2, "option 'timeout' must be a non-negative number");
-      timeout = lua_tonumber(L, -1);
-    }
-    lua_settop(L, 2);
-    top = 2;
-    if (lua_rawgeti(L, 2, 1) != LUA_TFUNCTION)
-      concur_argerror(L, 2, "field [1] must be the task function");
-    if (lua_getfield(L, 2, "args") != LUA_TNIL) {
-      if (lua_type(L, -1) != LUA_TTABLE)
-        concur_argerror(L, 2, "option 'args' must be a table");
-      nargs = (int)lua_rawlen(L, -1);
-      luaL_checkstack(L, nargs, "too many arguments");
-      for (int i = 1; i <= nargs; i++) lua_rawgeti(L, top + 2, i);
-      lua_remove(L, top + 2);
-    }
-    else lua_pop(L, 1);
-    concur_encode(L, top + 1, nargs + 1, &task, "task");
-  }
-  else {
-    if (lua_type(L, 2) != LUA_TFUNCTION) concur_typeerror(L, 2, "function");
-    concur_encode(L, 2, lua_gettop(L) - 1, &task, "task");
-  }
+  timeout = concur_tasktimeout(L, 2);
+  concur_checktask(L, 2, SUBMIT_OPTIONS, &task);
   f = concur_future_new(&pool_ops, p);
   if (f == NULL) {
     concur_buf_free(&task);
@@ -482,19 +441,11 @@ static int pool_submit (lua_State *L) {
   return 1;
 }
 
-static const char *const SHUTDOWN_OPTIONS[] = { "wait", "cancel_pending", NULL };
-
 /*** pool:shutdown{ wait = true, cancel_pending = false } */
 static int pool_shutdown (lua_State *L) {
   pool *p = checkpool(L);
-  int wait = 1, cancel = 0;
-  if (lua_type(L, 2) == LUA_TTABLE) {
-    concur_checkoptions(L, 2, SHUTDOWN_OPTIONS);
-    if (lua_getfield(L, 2, "wait") != LUA_TNIL) wait = lua_toboolean(L, -1);
-    if (lua_getfield(L, 2, "cancel_pending") != LUA_TNIL)
-      cancel = lua_toboolean(L, -1);
-  }
-  else if (!lua_isnoneornil(L, 2)) concur_typeerror(L, 2, "table");
+  int wait, cancel;
+  concur_checkshutdown(L, 2, &wait, &cancel);
   pool_stop(p, cancel, 0);
   if (wait && !in_own_worker(p)) pool_join(p, -1);
   return 0;

@@ -72,13 +72,6 @@ static void check_noobjs (lua_State *L, concur_buf *b, const char *what) {
   }
 }
 
-/* Encodes the values at first..first+n-1 for a process. */
-static void encode_for (lua_State *L, int first, int n, concur_buf *b,
-                        const char *root, const char *what) {
-  concur_encode(L, first, n, b, root);
-  check_noobjs(L, b, what);
-}
-
 /* Starts a supervisor from the options, tracked by L; pushes nothing.
 ** Takes 'init'; frees 'drop' (may be NULL) when it raises. */
 static concur_procsup *start (lua_State *L, concur_procopts *o, concur_buf *drop) {
@@ -148,23 +141,8 @@ static int pool_new (lua_State *L) {
       o.task_timeout = lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, 1, "initializer") != LUA_TNIL) {
-      int top = lua_gettop(L), nargs = 0;
-      if (lua_type(L, -1) != LUA_TFUNCTION)
-        concur_argerror(L, 1, "option 'initializer' must be a function");
-      if (lua_getfield(L, 1, "initargs") != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TTABLE)
-          concur_argerror(L, 1, "option 'initargs' must be a table");
-        nargs = (int)lua_rawlen(L, -1);
-        luaL_checkstack(L, nargs, "too many initargs");
-        for (int i = 1; i <= nargs; i++) lua_rawgeti(L, top + 1, i);
-        lua_remove(L, top + 1);
-      }
-      else lua_pop(L, 1);
-      encode_for(L, top, nargs + 1, &o.init, "initializer[]", "initializer");
-    }
-    else if (lua_getfield(L, 1, "initargs") != LUA_TNIL)
-      concur_argerror(L, 1, "option 'initargs' needs an 'initializer'");
+    concur_checkinit(L, 1, &o.init);
+    check_noobjs(L, &o.init, "initializer");
   }
   else if (!lua_isnoneornil(L, 1)) {
     if (!lua_isinteger(L, 1)) concur_typeerror(L, 1, "integer or table");
@@ -187,34 +165,9 @@ static const char *const SUBMIT_OPTIONS[] = { "args", "timeout", NULL };
 /* Encodes a task from the arguments at 'arg' (fn, ... or {fn, args =,
 ** timeout =}). */
 static void encode_task (lua_State *L, int arg, concur_buf *task, double *timeout) {
-  *timeout = -1;
-  if (lua_type(L, arg) == LUA_TTABLE) {
-    int nargs = 0, top;
-    concur_checkoptions(L, arg, SUBMIT_OPTIONS);
-    if (lua_getfield(L, arg, "timeout") != LUA_TNIL) {
-      if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) >= 0))
-        concur_argerror(L, arg, "option 'timeout' must be a non-negative number");
-      *timeout = lua_tonumber(L, -1);
-    }
-    lua_settop(L, arg);
-    top = arg;
-    if (lua_rawgeti(L, arg, 1) != LUA_TFUNCTION)
-      concur_argerror(L, arg, "field [1] must be the task function");
-    if (lua_getfield(L, arg, "args") != LUA_TNIL) {
-      if (lua_type(L, -1) != LUA_TTABLE)
-        concur_argerror(L, arg, "option 'args' must be a table");
-      nargs = (int)lua_rawlen(L, -1);
-      luaL_checkstack(L, nargs, "too many arguments");
-      for (int i = 1; i <= nargs; i++) lua_rawgeti(L, top + 2, i);
-      lua_remove(L, top + 2);
-    }
-    else lua_pop(L, 1);
-    encode_for(L, top + 1, nargs + 1, task, "task", "task");
-  }
-  else {
-    if (lua_type(L, arg) != LUA_TFUNCTION) concur_typeerror(L, arg, "function");
-    encode_for(L, arg, lua_gettop(L) - arg + 1, task, "task", "task");
-  }
+  *timeout = concur_tasktimeout(L, arg);
+  concur_checktask(L, arg, SUBMIT_OPTIONS, task);
+  check_noobjs(L, task, "task");
 }
 
 /* A new future of ps for the encoded task (taken). */
@@ -257,19 +210,11 @@ static int pool_submit (lua_State *L) {
   return 1;
 }
 
-static const char *const SHUTDOWN_OPTIONS[] = { "wait", "cancel_pending", NULL };
-
 /*** pool:shutdown{ wait = true, cancel_pending = false } */
 static int pool_shutdown (lua_State *L) {
   concur_procsup *ps = checkpool(L);
-  int wait = 1, cancel = 0;
-  if (lua_type(L, 2) == LUA_TTABLE) {
-    concur_checkoptions(L, 2, SHUTDOWN_OPTIONS);
-    if (lua_getfield(L, 2, "wait") != LUA_TNIL) wait = lua_toboolean(L, -1);
-    if (lua_getfield(L, 2, "cancel_pending") != LUA_TNIL)
-      cancel = lua_toboolean(L, -1);
-  }
-  else if (!lua_isnoneornil(L, 2)) concur_typeerror(L, 2, "table");
+  int wait, cancel;
+  concur_checkshutdown(L, 2, &wait, &cancel);
   concur_procsup_stop(ps, cancel, 0);
   if (wait) {
     int rc = concur_procsup_wait(ps, CONCUR_NODEADLINE);

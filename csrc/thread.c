@@ -105,32 +105,16 @@ static int thread_spawn (lua_State *L) {
   int daemon = 0;
   cthread *t;
   if (lua_type(L, 1) == LUA_TTABLE) {
-    int nargs = 0;
     concur_checkoptions(L, 1, SPAWN_OPTIONS);
     if (lua_getfield(L, 1, "name") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TSTRING)
         concur_argerror(L, 1, "option 'name' must be a string");
-      name = lua_tostring(L, -1);
+      name = lua_tostring(L, -1);   /* kept alive by the table */
     }
     daemon = lua_getfield(L, 1, "daemon") != LUA_TNIL && lua_toboolean(L, -1);
-    lua_settop(L, 2);   /* keep the name alive at 2 */
-    if (lua_rawgeti(L, 1, 1) != LUA_TFUNCTION)
-      concur_argerror(L, 1, "field [1] must be the thread's function");
-    if (lua_getfield(L, 1, "args") != LUA_TNIL) {
-      if (lua_type(L, -1) != LUA_TTABLE)
-        concur_argerror(L, 1, "option 'args' must be a table");
-      nargs = (int)lua_rawlen(L, -1);
-      luaL_checkstack(L, nargs, "too many arguments");
-      for (int i = 1; i <= nargs; i++) lua_rawgeti(L, 4, i);
-      lua_remove(L, 4);
-    }
-    else lua_pop(L, 1);
-    concur_encode(L, 3, nargs + 1, &task, "task");
+    lua_settop(L, 1);
   }
-  else {
-    if (lua_type(L, 1) != LUA_TFUNCTION) concur_typeerror(L, 1, "function");
-    concur_encode(L, 1, lua_gettop(L), &task, "task");
-  }
+  concur_checktask(L, 1, SPAWN_OPTIONS, &task);
   t = calloc(1, sizeof *t);
   if (t) t->f = concur_future_new(&thread_ops, t);
   if (t == NULL || t->f == NULL) {
