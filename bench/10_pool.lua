@@ -1,31 +1,17 @@
 -- ThreadPool against Python's ThreadPoolExecutor and luv's work queue, all
 -- on 2 workers, measured in this run on this machine.
 local concur = require "concur"
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
+local benchlib = require "benchlib"
+local best, sh, count_primes = benchlib.best, benchlib.sh, benchlib.count_primes
 local now = concur.monotonic
 
 local N = tonumber(os.getenv("BENCH_N")) or 100000
 local WORKERS = 2
 
-local function best(times, fn)
-  local b = math.huge
-  for _ = 1, times do b = math.min(b, fn()) end
-  return b
-end
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return out
-end
 
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  local v = f and tonumber(f:read("a"):match("^(%S+)"))
-  if f then f:close() end
-  return v
-end
-local la = loadavg()   -- before this benchmark adds its own load
+local la = benchlib.loadavg()   -- before this benchmark adds its own load
 
 -- concur --------------------------------------------------------------------
 local pool <close> = concur.ThreadPool(WORKERS)
@@ -47,17 +33,6 @@ local map_s = best(3, function()
   return now() - t0
 end)
 
-local function count_primes(lo, hi)
-  local count = 0
-  for n = math.max(lo, 2), hi do
-    local prime = true
-    for d = 2, math.floor(math.sqrt(n)) do
-      if n % d == 0 then prime = false; break end
-    end
-    if prime then count = count + 1 end
-  end
-  return count
-end
 local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
 local chunks = {}
 for k = 0, 7 do chunks[#chunks + 1] = { k * LIMIT // 8 + 1, (k + 1) * LIMIT // 8 } end

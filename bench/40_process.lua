@@ -1,24 +1,16 @@
 -- ProcessPool against Python's multiprocessing.Pool and ProcessPoolExecutor,
 -- all on 2 worker processes, measured in this run on this machine.
 local concur = require "concur"
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
+local benchlib = require "benchlib"
+local best, sh, count_primes = benchlib.best, benchlib.sh, benchlib.count_primes
 local now = concur.monotonic
 
 local N = tonumber(os.getenv("BENCH_N")) or 20000
 local RT = tonumber(os.getenv("BENCH_RT")) or 5000
 local WORKERS = 2
 
-local function best(times, fn)
-  local b = math.huge
-  for _ = 1, times do b = math.min(b, fn()) end
-  return b
-end
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return out
-end
 
 -- concur --------------------------------------------------------------------
 local pool <close> = concur.ProcessPool(WORKERS)
@@ -48,17 +40,6 @@ local map_s = best(3, function()
   return now() - t0
 end)
 
-local function count_primes(lo, hi)
-  local count = 0
-  for n = math.max(lo, 2), hi do
-    local prime = true
-    for d = 2, math.floor(math.sqrt(n)) do
-      if n % d == 0 then prime = false; break end
-    end
-    if prime then count = count + 1 end
-  end
-  return count
-end
 local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
 local CHUNKS = 32   -- enough that the last, heaviest chunks balance on 2 workers
 local chunks = {}
@@ -139,14 +120,8 @@ local function rate(s) return s and N / s end
 local function fmt(x) return x and ("%12.0f"):format(x) or "         n/a" end
 local function us(x) return x and ("%12.1f"):format(x * 1e6) or "         n/a" end
 local function ratio(a, b) return (a and b) and ("%8.2fx"):format(a / b) or "      n/a" end
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  local l = f and f:read("n")
-  if f then f:close() end
-  return l or 0/0
-end
 print(("ProcessPool, %d workers, %d tasks, %d CPUs (load average %.2f: other processes"
-  .. " share the CPUs, which caps the speed-ups)"):format(WORKERS, N, concur.cpu_count(), loadavg()))
+  .. " share the CPUs, which caps the speed-ups)"):format(WORKERS, N, concur.cpu_count(), benchlib.loadavg()))
 print(("%-34s %12s %12s %12s %9s %9s"):format("", "concur", "mp.Pool", "PPExecutor",
   "vs Pool", "vs PPE"))
 print(("%-34s %s %s %s %s %s"):format("round trip of one task (us)", us(rt_s),

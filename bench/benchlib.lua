@@ -1,0 +1,40 @@
+--- Helpers shared by the benchmarks (bench/NN_*.lua).
+local M = {}
+
+--- The best (smallest) of 'times' measurements fn() returns.
+function M.best(times, fn)
+  local b = math.huge
+  for _ = 1, times do b = math.min(b, fn()) end
+  return b
+end
+
+--- The output of a shell command.
+function M.sh(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+--- The 1-minute load average, or nil.
+function M.loadavg()
+  local f = io.open("/proc/loadavg")
+  local v = f and tonumber(f:read("a"):match("^(%S+)"))
+  if f then f:close() end
+  return v
+end
+
+--- CPU-bound work: the number of primes in lo..hi.
+function M.count_primes(lo, hi)
+  local count = 0
+  for n = math.max(lo, 2), hi do
+    local prime = true
+    for d = 2, math.floor(math.sqrt(n)) do
+      if n % d == 0 then prime = false; break end
+    end
+    if prime then count = count + 1 end
+  end
+  return count
+end
+
+return M
