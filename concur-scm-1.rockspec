@@ -52,6 +52,7 @@ build = {
         "csrc/signal.c",
         "csrc/state.c",
         "csrc/sync.c",
+        "csrc/task.c",
         "csrc/thread.c",
         "csrc/value.c",
         "csrc/worker.c",
