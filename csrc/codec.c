@@ -8,7 +8,9 @@
 ** (unstripped) bytecode plus their upvalues, with _ENV rebound to the
 ** receiver's globals and shared upvalues re-joined; C functions travel by
 ** name; concur's shared objects by reference (an index into the buffer's
-** object list); value userdata (bigints) through their registered valtype.
+** object list); value userdata (bigints) through their registered valtype;
+** tables whose metatable opted in (field __concur_restore = true, as the
+** Response's) carry its registry name, and arrive with that metatable.
 **
 ** Speed: each state keeps a scratch area in its registry (an encode buffer,
 ** a pointer map for identity, a table for decoded references), so a small
@@ -327,12 +329,33 @@ static int enc_module (enc *e, int idx) {
   return 0;
 }
 
+/* A table whose metatable travels by name ('N' and the name, before 'T'):
+** one whose metatable opted in with __concur_restore = true (raw reads, so
+** no metamethod runs). */
+static void enc_mtname (enc *e, int idx) {
+  lua_State *L = e->L;
+  int top = lua_gettop(L);
+  if (!lua_getmetatable(L, idx)) return;
+  lua_pushliteral(L, "__concur_restore");
+  if (lua_rawget(L, -2) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+    lua_pushliteral(L, "__name");
+    if (lua_rawget(L, -3) == LUA_TSTRING) {
+      size_t len;
+      const char *name = lua_tolstring(L, -1, &len);
+      enc_tag(e, 'N');
+      enc_str(e, name, len);
+    }
+  }
+  lua_settop(L, top);
+}
+
 static void enc_table (enc *e, int idx) {
   lua_State *L = e->L;
   lua_Integer narr, i;
   if (enc_module(e, idx)) return;
   if (enc_ref(e, lua_topointer(L, idx))) return;
   enc_enter(e);
+  enc_mtname(e, idx);
   narr = (lua_Integer)lua_rawlen(L, idx);
   enc_tag(e, 'T');
   enc_varint(e, (uint64_t)narr);
@@ -901,6 +924,29 @@ static void dec_value (dec *d) {
       uint64_t i = dec_varint(d);
       if (i >= d->nobjs) dec_fail(d, "bad object index");
       concur_pushobj(L, d->objs[i]);
+      break;
+    }
+    case 'N': {   /* a table with its metatable, by name */
+      size_t len;
+      const char *name = dec_name(d, &len, "bad metatable name");
+      if (d->r.p >= d->r.end || *d->r.p != 'T') dec_fail(d, "bad named table");
+      dec_value(d);
+      if (!lua_checkstack(L, 3)) dec_fail(d, "stack overflow");
+      /* NOTE: only a metatable that opted in is ever set (raw reads: no
+      ** metamethod runs): the name comes from the bytes, and the registry
+      ** holds other tables too */
+      lua_pushlstring(L, name, len);
+      if (lua_rawget(L, LUA_REGISTRYINDEX) == LUA_TTABLE) {
+        int ok;
+        lua_pushliteral(L, "__concur_restore");
+        ok = lua_rawget(L, -2) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (ok) {
+          lua_setmetatable(L, -2);
+          break;
+        }
+      }
+      lua_pop(L, 1);
       break;
     }
     case 'v': {

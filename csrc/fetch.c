@@ -10,22 +10,28 @@
 ** Lua call. The last reference closes the engine (its thread is joined; it
 ** only ever waits for the engine loop to notice, never for the network).
 **
-** Responses come back through futures as a 'v' value of tag 'R' wrapping a
-** plain table; decoding it (in whatever state asks for the result) sets the
-** concur.fetch.Response metatable, whose methods live here in C so that a
-** state that never required concur.fetch still gets working Responses.
+** Responses come back through futures as tables named by their metatable
+** (the codec's 'N': the concur.fetch.Response metatable opts in with
+** __concur_restore), so decoding one in whatever state asks for the result,
+** and in any state a Response is sent on to (a queue, a thread, a pool
+** task's result), sets that metatable again. Its methods live here in C so
+** that a state that never required concur.fetch still gets working
+** Responses.
 */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <curl/curl.h>
 #include "concur.h"
 #include "core/fetch_engine.h"
 #include "core/fetch_robots.h"
 #include "core/future.h"
 
 #define CLIENT "concur.fetch.Client"
-#define RESPONSE "concur.fetch.Response"
-#define UA_DEFAULT "concur/%s (+https://luarocks.org/modules/concur/concur)"
+#define RESPONSE CONCUR_FETCH_RESPONSE_MT
+/* "concur/0.1.0 (Lua 5.4.6; libcurl/7.88.1)": who is asking, with nothing
+** that reads like a contact address (there is none to give) */
+#define UA_DEFAULT "concur/%s (%s; libcurl/%s)"
 
 typedef struct client {
   concur_obj obj;
@@ -233,7 +239,8 @@ static int fetch_client (lua_State *L) {
   if (lua_getfield(L, 1, "user_agent") == LUA_TNIL) {
     const char *v = strchr(CONCUR_VERSION, ' ');
     lua_pop(L, 1);
-    lua_pushfstring(L, UA_DEFAULT, v ? v + 1 : CONCUR_VERSION);
+    lua_pushfstring(L, UA_DEFAULT, v ? v + 1 : CONCUR_VERSION, LUA_RELEASE,
+                    curl_version_info(CURLVERSION_NOW)->version);
   }
   else if (lua_type(L, -1) != LUA_TSTRING ||
            concur_fetch_checkheader("User-Agent", 10, lua_tostring(L, -1),
@@ -588,35 +595,15 @@ static void pushresponsemt (lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, response_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 1);   /* the codec carries it by name */
+    lua_setfield(L, -2, "__concur_restore");
   }
 }
-
-static int response_encode (lua_State *L, int idx, concur_buf *b) {
-  (void)L; (void)idx; (void)b;
-  return -1;   /* Responses are tables: the codec never asks */
-}
-
-/* Decodes the table inside a Response value and gives it its metatable. */
-static int response_decode (lua_State *L, const char *p, size_t n) {
-  int top = lua_gettop(L);
-  if (concur_decode(L, p, n, NULL, 0) != 1 || !lua_istable(L, -1)) {
-    lua_settop(L, top);
-    return -1;
-  }
-  pushresponsemt(L);
-  lua_setmetatable(L, -2);
-  return 0;
-}
-
-static const concur_valtype response_valtype = {
-  CONCUR_FETCH_RESPONSE_TAG, response_encode, response_decode
-};
 
 /* ---- helpers for the Lua layer and the specs ----------------------------- */
 
-/*** core.fetch.response(t) --> t, a Response: gives a plain table (say, a
-** Response that crossed to another state as a value, which loses its
-** metatable) the Response methods again. */
+/*** core.fetch.response(t) --> t, a Response: gives a plain table (say, one
+** rebuilt by hand, or read back from a file) the Response methods. */
 static int fetch_response (lua_State *L) {
   concur_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -692,7 +679,6 @@ static const luaL_Reg fetch_funcs[] = {
 
 void concur_fetch_open (lua_State *L) {
   concur_fetch_global_init();
-  concur_register_valtype(&response_valtype);
   concur_newclass(L, &client_type, client_methods, client_metamethods);
   if (luaL_newmetatable(L, BATCH)) {
     luaL_newlib(L, batch_methods);

@@ -91,7 +91,9 @@ describe("concur.fetch", function()
 
     it("sends a descriptive default User-Agent", function()
       local body = client:get(srv:url("/echo")):result().body
-      assert.matches("header user%-agent: concur/%d+%.%d+%.%d+ %(%+http", body)
+      local ua = body:match("header user%-agent: ([^\n]*)")
+      assert.matches("^concur/%d+%.%d+%.%d+ %(Lua 5%.4[%.%d]*; libcurl/[%d%.]+%)$", ua)
+      assert.not_matches("http", ua)   -- no made-up address
     end)
 
     it("sends the client's headers, overridden by the request's", function()
@@ -383,14 +385,63 @@ describe("concur.fetch", function()
       assert.equal(r, r:raise_for_status())
     end)
 
-    it("regains its methods with fetch.response after crossing as a value", function()
+    it("keeps its methods as a pool task's result", function()
       local pool <close> = concur.ThreadPool(1)
-      local t = pool:submit(function(c, u) return c:get(u):result() end,
+      local r = pool:submit(function(c, u) return c:get(u):result() end,
         client, srv:url("/status/404")):result()
-      assert.is_false(fetch.is_response(t))
-      local r = fetch.response(t)
       assert.is_true(fetch.is_response(r))
+      assert.equal(404, r.status)
       raises("http", "HTTP 404", function() r:raise_for_status() end)
+    end)
+
+    it("keeps its methods through a queue and a thread, both ways", function()
+      local q, back = concur.Queue(), concur.Queue()
+      local t = concur.spawn(function(qin, qout)
+        local resp = qin:get()
+        local ok = pcall(resp.raise_for_status, resp)
+        qout:put({ resp = resp, raised = not ok,
+                   named = tostring(resp):match("^concur%.fetch%.Response") ~= nil })
+      end, q, back)
+      q:put(client:get(srv:url("/status/503"), { retries = 0 }):result())
+      local got = back:get(10)
+      assert.is_true(t:join(10))
+      assert.is_true(got.raised)
+      assert.is_true(got.named)
+      assert.is_true(fetch.is_response(got.resp))
+      assert.equal(503, got.resp.status)
+      assert.equal(srv:url("/status/503"), got.resp.url)
+      raises("http", "HTTP 503", function() got.resp:raise_for_status() end)
+    end)
+
+    it("is sent as a value: the receiver's copy is its own", function()
+      local r = client:get(srv:url("/bytes/3")):result()
+      local q = concur.Queue()
+      q:put({ r, r })
+      local pair = q:get()
+      assert.are_not.equal(r, pair[1])
+      assert.equal(pair[1], pair[2])   -- one copy, shared within the message
+      assert.equal("xxx", pair[1].body)
+      assert.equal(pair[1], pair[1]:raise_for_status())
+    end)
+
+    it("gives a plain table the methods with fetch.response", function()
+      local r = fetch.response({ status = 418, url = "http://127.0.0.1/t" })
+      assert.is_true(fetch.is_response(r))
+      raises("http", "HTTP 418", function() r:raise_for_status() end)
+    end)
+
+    it("never takes a metatable from the bytes that did not opt in", function()
+      local core = require "concur.core"
+      -- a hand-made 'N' naming a registry table that is no Response metatable
+      local name = "_LOADED"
+      local bytes = "N" .. "s" .. string.char(#name) .. name .. core.encode({ 1 })
+      local t = core.decode(bytes)
+      assert.equal("table", type(t))
+      assert.is_nil(getmetatable(t))
+      assert.equal(1, t[1])
+      raises("transfer", "bad named table", function()
+        core.decode("N" .. "s" .. string.char(#name) .. name .. core.encode(5))
+      end)
     end)
 
     it("works in a state that never required concur.fetch", function()

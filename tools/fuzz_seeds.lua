@@ -12,6 +12,9 @@ local seeds = {
   { string.format, math.max, print },
   { function(x) return x + 1 end },
   { string },
+  -- a table whose metatable travels by name (a Response)
+  { setmetatable({ status = 200, body = "x" },
+      { __name = "concur.fetch.Response", __concur_restore = true }) },
 }
 for i, values in ipairs(seeds) do
   local f = assert(io.open(("%s/seed%02d"):format(dir, i), "wb"))

@@ -475,6 +475,24 @@ static int wanted (req *r) {
          (st == CONCUR_F_RUNNING && !atomic_load(&r->f->cancel_req));
 }
 
+/* r takes one of h's transfer slots (and the engine's) and reserves its
+** start on h's limiter: it starts now (returns 0), or is armed for its slot
+** (returns the slot; h had no armed request). */
+static double take_slot (concur_fetch_engine *e, host *h, req *r,
+                         double now) {
+  double slot;
+  h->active++;
+  e->nactive++;
+  slot = reserve(h, now);
+  if (slot > now) {
+    h->armed = r;
+    h->armed_at = slot;
+    return slot;
+  }
+  launch(e, r, now);
+  return 0;
+}
+
 /* Starts what host h may start now; returns when it next needs the engine
 ** (an armed slot), or 0. */
 static double pump (concur_fetch_engine *e, host *h, double now) {
@@ -483,15 +501,7 @@ static double pump (concur_fetch_engine *e, host *h, double now) {
     req *r = h->robots_req;
     double slot;
     h->robots_req = NULL;
-    h->active++;
-    e->nactive++;
-    slot = reserve(h, now);
-    if (slot > now) {
-      h->armed = r;
-      h->armed_at = slot;
-      return slot;
-    }
-    launch(e, r, now);
+    if ((slot = take_slot(e, h, r, now)) > 0) return slot;
   }
   if (h->armed) {
     req *r = h->armed;
@@ -533,15 +543,7 @@ static double pump (concur_fetch_engine *e, host *h, double now) {
       }
     }
     q_pop(h);
-    h->active++;
-    e->nactive++;
-    slot = reserve(h, now);
-    if (slot > now) {
-      h->armed = r;
-      h->armed_at = slot;
-      return slot;
-    }
-    launch(e, r, now);
+    if ((slot = take_slot(e, h, r, now)) > 0) return slot;
   }
   return 0;
 }

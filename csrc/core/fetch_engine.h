@@ -6,8 +6,8 @@
 ** threads hand it requests through an inbox (a mutex and a list) and wake it
 ** (an eventfd in the engine's epoll set, the socket-API equivalent of
 ** curl_multi_wakeup); each request is a future (future.h) that the engine
-** completes with an encoded Response (a 'v' value of tag
-** CONCUR_FETCH_RESPONSE_TAG wrapping a table) or an encoded error object.
+** completes with an encoded Response (a table named by its metatable,
+** CONCUR_FETCH_RESPONSE_MT: wire.h's 'N') or an encoded error object.
 **
 ** Politeness lives here, not in libcurl: requests wait in per-host queues
 ** (host = scheme://host:port) until the host has fewer than 'per_host' and
@@ -23,7 +23,8 @@
 #include <stddef.h>
 #include "future.h"
 
-#define CONCUR_FETCH_RESPONSE_TAG 'R'   /* wire 'v' tag of a Response */
+/* the Response metatable's registry name (21 bytes: see bodyopen) */
+#define CONCUR_FETCH_RESPONSE_MT "concur.fetch.Response"
 #define CONCUR_FETCH_MAXRETRYON 64
 
 /* Client configuration; strings are copied by concur_fetch_new. */

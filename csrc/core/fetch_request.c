@@ -524,9 +524,10 @@ static int wire_headers (concur_buf *b, const strbuf *h) {
 /*
 ** The Response is built in place, so the body is copied once, from
 ** libcurl's buffer into the bytes the future hands to Lua:
-**   'v' 'R' len5 | 'T' 0 | "body" 's' len5 <body> | other pairs | 'e'
-** where len5 are varints padded to 5 bytes (the decoder takes non-minimal
-** varints), patched when the lengths are known.
+**   'N' "concur.fetch.Response" | 'T' 0 | "body" 's' len5 <body> | pairs | 'e'
+** (a table that arrives with the Response metatable, see wire.h), where
+** len5 is a varint padded to 5 bytes (the decoder takes non-minimal
+** varints), patched when the length is known.
 */
 #define PAD5 5
 
@@ -536,10 +537,13 @@ static void put_pad5 (char *p, uint64_t v) {
   p[PAD5 - 1] = (char)((v >> (7 * (PAD5 - 1))) & 0x7f);
 }
 
+_Static_assert(sizeof CONCUR_FETCH_RESPONSE_MT - 1 == 0x15,
+               "the Response head below spells the name's length");
+
 /* Starts (or restarts, for another attempt) the Response in r->out. */
 int concur_fetch_bodyopen (req *r) {
-  static const char head[] = { 'v', CONCUR_FETCH_RESPONSE_TAG,
-    0, 0, 0, 0, 0, 'T', 0, 's', 4, 'b', 'o', 'd', 'y', 's', 0, 0, 0, 0, 0 };
+  static const char head[] = "N" "s\x15" CONCUR_FETCH_RESPONSE_MT
+    "T\0" "s\4body" "s\0\0\0\0";   /* + the terminating 0: 5 bytes */
   r->out.len = 0;
   if (concur_buf_write(&r->out, head, sizeof head)) return -1;
   r->body0 = r->out.len;
@@ -580,7 +584,6 @@ void concur_fetch_respond (concur_fetch_engine *e, req *r, long status,
          "for %s", r->url);
     return;
   }
-  put_pad5(b->data + 2, b->len - 2 - PAD5);
   if (atomic_load(&r->f->cancel_req)) count(e, cancelled, 1);
   else count(e, completed, 1);
   concur_future_finish(r->f, 0, b);   /* takes r->out */

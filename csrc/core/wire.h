@@ -23,6 +23,10 @@
 **   'C' module-name:str field-name:str   (C function found by name)
 **   'o' index:varint     (shared object objs[index], by reference)
 **   'v' tag:u8 len:varint bytes   (value userdata, e.g. a bigint)
+**   'N' name:str then a 'T' table: a table whose metatable travels by name
+**       (a Response): the receiver sets the metatable registered under that
+**       name, and only one that opted in (a true '__concur_restore' field);
+**       any other name leaves the table plain
 */
 #ifndef CONCUR_CORE_WIRE_H
 #define CONCUR_CORE_WIRE_H

@@ -8,9 +8,9 @@
 --
 -- A Response is a table { status, ok, url, headers, body, elapsed,
 -- attempts, redirects } whose metatable gives it `raise_for_status`;
--- `future:result()` returns one in any state. A Response sent on to another
--- state as a value arrives as a plain table: `fetch.response(t)` gives it
--- its methods back.
+-- `future:result()` returns one in any state, and a Response sent on to
+-- another state (a queue, a thread, a pool task's result) arrives with its
+-- methods too. `fetch.response(t)` gives a plain table the methods.
 --
 --     local fetch = require "concur.fetch"
 --     local client <close> = fetch.Client{ rate = 2, per_host = 2 }
