@@ -735,12 +735,13 @@ static void dec_enter (dec *d) {
   d->depth++;
 }
 
-static void dec_table (dec *d) {
+/* A table ('T' read); nhash: how many pairs to make room for. */
+static void dec_table (dec *d, uint64_t nhash) {
   lua_State *L = d->L;
   uint64_t narr = dec_varint(d);
   if (narr > remaining(d)) dec_fail(d, "bad array size");
   dec_enter(d);
-  lua_createtable(L, (int)narr, 0);
+  lua_createtable(L, (int)narr, (int)nhash);
   dec_addref(d);
   for (uint64_t i = 1; i <= narr; i++) {
     dec_value(d);
@@ -916,7 +917,16 @@ static void dec_value (dec *d) {
       lua_pushlstring(L, dec_bytes(d, len), len);
       break;
     }
-    case 'T': dec_table(d); break;
+    case 'T': dec_table(d, 0); break;
+    case 'H': {   /* a size hint, then a table */
+      uint64_t nhash = dec_varint(d);
+      /* NOTE: a pair takes at least 2 bytes: the hint never asks for more
+      ** room than the bytes could fill */
+      if (nhash > remaining(d) / 2 || nhash > (1u << 26) || dec_byte(d) != 'T')
+        dec_fail(d, "bad table size");
+      dec_table(d, nhash);
+      break;
+    }
     case 'r': dec_getref(d, dec_varint(d)); break;
     case 'F': dec_function(d); break;
     case 'C': dec_cfunction(d); break;
@@ -929,7 +939,8 @@ static void dec_value (dec *d) {
     case 'N': {   /* a table with its metatable, by name */
       size_t len;
       const char *name = dec_name(d, &len, "bad metatable name");
-      if (d->r.p >= d->r.end || *d->r.p != 'T') dec_fail(d, "bad named table");
+      if (d->r.p >= d->r.end || (*d->r.p != 'T' && *d->r.p != 'H'))
+        dec_fail(d, "bad named table");
       dec_value(d);
       if (!lua_checkstack(L, 3)) dec_fail(d, "stack overflow");
       /* NOTE: only a metatable that opted in is ever set (raw reads: no

@@ -471,7 +471,7 @@ static int batch_wait (lua_State *L) {
   concur_fetch_batch *b = checkbatch(L);
   double deadline = concur_optdeadline(L, 2);
   int rc;
-  long left = concur_fetch_batch_wait(b, deadline, &rc);
+  long left = concur_fetch_batch_wait(b, 0, deadline, &rc);
   if (rc == CONCUR_CANCELLED || rc == CONCUR_TASKTIMEOUT)
     return concur_raisewait(L, rc, "get_all");
   lua_pushinteger(L, left);
@@ -491,6 +491,10 @@ static int batch_failed (lua_State *L) {
   return 1;
 }
 
+/* results() decodes while the engine works, waking once per this many
+** finished requests rather than once per future */
+#define RESULTS_CHUNK 32
+
 /*** batch:results() --> array of Responses and error objects, in order
 ** (waits for each) */
 static int batch_results (lua_State *L) {
@@ -500,9 +504,15 @@ static int batch_results (lua_State *L) {
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     concur_future *f = concur_fetch_batch_future(b, i);
-    int rc = concur_future_wait(f, CONCUR_NODEADLINE), st, k;
-    if (rc != CONCUR_OK) return concur_raisewait(L, rc, "get_all");
-    st = concur_future_state(f);
+    int st, k;
+    while ((st = concur_future_state(f)) < CONCUR_F_FINISHED) {
+      /* NOTE: f is done before the count drops past it, and every request
+      ** ends, so each round makes progress */
+      int rc;
+      concur_fetch_batch_wait(b, concur_fetch_batch_left(b) - RESULTS_CHUNK,
+                              CONCUR_NODEADLINE, &rc);
+      if (rc != CONCUR_OK) return concur_raisewait(L, rc, "get_all");
+    }
     if (st == CONCUR_F_CANCELLED)
       concur_pusherror(L, "cancelled", "the request was cancelled");
     else {

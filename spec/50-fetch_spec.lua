@@ -424,6 +424,18 @@ describe("concur.fetch", function()
       assert.equal(pair[1], pair[1]:raise_for_status())
     end)
 
+    it("arrives presized, and a size hint never outgrows its bytes", function()
+      local core = require "concur.core"
+      local t = core.decode("H\2" .. core.encode({ a = 1, b = 2 }))
+      assert.same({ a = 1, b = 2 }, t)
+      raises("transfer", "bad table size", function()
+        core.decode("H\255\255\255\127" .. core.encode({ a = 1 }))
+      end)
+      raises("transfer", "bad table size", function()
+        core.decode("H\1" .. core.encode(5))
+      end)
+    end)
+
     it("gives a plain table the methods with fetch.response", function()
       local r = fetch.response({ status = 418, url = "http://127.0.0.1/t" })
       assert.is_true(fetch.is_response(r))

@@ -103,11 +103,15 @@ int concur_fetch_submit_batch (concur_fetch_engine *e,
 size_t concur_fetch_batch_size (concur_fetch_batch *b);
 /* The i-th future (borrowed: valid while the batch is). */
 concur_future *concur_fetch_batch_future (concur_fetch_batch *b, size_t i);
-/* Waits until all are done or the deadline passes (an interrupt of the
-** calling task also ends it, rc says which: a concur_cond_wait result);
-** returns how many are not done yet. */
-long concur_fetch_batch_wait (concur_fetch_batch *b, double deadline,
-                              int *rc);
+/* Waits until at most 'left' requests are not done (0: all done), or the
+** deadline passes (an interrupt of the calling task also ends it, rc says
+** which: a concur_cond_wait result); returns how many are not done yet.
+** The engine wakes the waiter once, when the count reaches 'left', not at
+** every request. One waiter at a time (the batch's owner). */
+long concur_fetch_batch_wait (concur_fetch_batch *b, long left,
+                              double deadline, int *rc);
+/* How many requests are not done yet (no wait). */
+long concur_fetch_batch_left (concur_fetch_batch *b);
 void concur_fetch_batch_free (concur_fetch_batch *b);
 
 /* Checks a URL as submit would (http/https, well formed); 0 or EARG. */

@@ -338,10 +338,20 @@ int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
 
 /* ---- batches ------------------------------------------------------------- */
 
+/*
+** A batch counts its requests down as they are freed (each after its
+** future is done). Its owner waits for the count to reach a threshold
+** 'wake_at' (-1: nobody waits), so a get_all of thousands of requests wakes
+** its caller a few times instead of once per future. NOTE: the waiter
+** stores wake_at and then reads left; the engine decrements left and then
+** reads wake_at (all sequentially consistent): one of them sees the other,
+** so a wake-up is never lost.
+*/
 struct concur_fetch_batch {
   pthread_mutex_t mu;
-  pthread_cond_t cv;           /* broadcast when 'left' reaches 0 */
+  pthread_cond_t cv;           /* broadcast when 'left' reaches wake_at */
   atomic_long left;            /* requests not yet done */
+  atomic_long wake_at;
   atomic_long refs;            /* the caller's and one per request */
   size_t n;
   concur_future **fs;          /* one reference each */
@@ -360,7 +370,8 @@ static void batch_unref (concur_fetch_batch *b) {
 
 /* A request of the batch is done (its future is, or it was dropped). */
 static void batch_done (concur_fetch_batch *b) {
-  if (atomic_fetch_sub_explicit(&b->left, 1, memory_order_acq_rel) == 1) {
+  long left = atomic_fetch_sub(&b->left, 1) - 1;
+  if (left <= atomic_load(&b->wake_at)) {
     pthread_mutex_lock(&b->mu);
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
@@ -383,6 +394,7 @@ int concur_fetch_submit_batch (concur_fetch_engine *e,
   concur_cond_init(&b->cv, 0);
   b->n = n;
   atomic_init(&b->left, (long)n);
+  atomic_init(&b->wake_at, -1);
   atomic_init(&b->refs, 1);
   for (size_t i = 0; i < n; i++) {   /* all or nothing */
     req *r;
@@ -425,21 +437,28 @@ concur_future *concur_fetch_batch_future (concur_fetch_batch *b, size_t i) {
   return i < b->n ? b->fs[i] : NULL;
 }
 
-long concur_fetch_batch_wait (concur_fetch_batch *b, double deadline,
-                              int *rc) {
+long concur_fetch_batch_wait (concur_fetch_batch *b, long target,
+                              double deadline, int *rc) {
   long left;
   *rc = CONCUR_OK;
+  if (target < 0) target = 0;
   pthread_mutex_lock(&b->mu);
-  while ((left = atomic_load(&b->left)) > 0) {
+  atomic_store(&b->wake_at, target);
+  while ((left = atomic_load(&b->left)) > target) {
     *rc = concur_cond_wait(&b->cv, &b->mu, deadline);
     if (*rc != CONCUR_OK) {
       left = atomic_load(&b->left);
-      if (left == 0) *rc = CONCUR_OK;
+      if (left <= target) *rc = CONCUR_OK;
       break;
     }
   }
+  atomic_store(&b->wake_at, -1);
   pthread_mutex_unlock(&b->mu);
   return left;
+}
+
+long concur_fetch_batch_left (concur_fetch_batch *b) {
+  return atomic_load(&b->left);
 }
 
 void concur_fetch_batch_free (concur_fetch_batch *b) {
@@ -485,23 +504,34 @@ void concur_fetch_cancelreq (concur_fetch_engine *e, req *r) {
   concur_fetch_reqfree(r);
 }
 
+/* The next "name\0value\0" pair after the one at n. */
+static const char *hnext (const char *n) {
+  const char *v = n + strlen(n) + 1;
+  return v + strlen(v) + 1;
+}
+
+/* Was the name at n seen in an earlier pair of h? */
+static int hseen (const strbuf *h, const char *n) {
+  for (const char *m = h->p; m < n; m = hnext(m))
+    if (strcmp(m, n) == 0) return 1;
+  return 0;
+}
+
 /* Writes the headers as a table: lower-case names, repeated ones joined
 ** with ", ". */
 static int wire_headers (concur_buf *b, const strbuf *h) {
   const char *end = h->p + h->len;
-  int rc = concur_wire_table(b, 0);
-  for (const char *n = h->p; n && n < end; ) {
-    const char *v = n + strlen(n) + 1, *next = v + strlen(v) + 1;
-    int seen = 0;
-    for (const char *m = h->p; m < n && !seen; ) {   /* named before? */
-      const char *mv = m + strlen(m) + 1;
-      seen = strcmp(m, n) == 0;
-      m = mv + strlen(mv) + 1;
-    }
-    if (!seen) {
+  size_t nnames = 0;
+  int rc;
+  for (const char *n = h->p; n && n < end; n = hnext(n))
+    nnames += !hseen(h, n);
+  rc = concur_wire_hint(b, nnames) | concur_wire_table(b, 0);
+  for (const char *n = h->p; n && n < end; n = hnext(n)) {
+    const char *v = n + strlen(n) + 1;
+    if (!hseen(h, n)) {
       strbuf joined = {NULL, 0, 0};
       int more = 0;
-      for (const char *m = next; m < end; ) {
+      for (const char *m = hnext(n); m < end; m = hnext(m)) {
         const char *mv = m + strlen(m) + 1;
         if (strcmp(m, n) == 0) {
           if (!more) rc |= concur_fetch_sbadd(&joined, v, strlen(v));
@@ -509,14 +539,12 @@ static int wire_headers (concur_buf *b, const strbuf *h) {
           rc |= concur_fetch_sbadd(&joined, mv, strlen(mv));
           more = 1;
         }
-        m = mv + strlen(mv) + 1;
       }
       rc |= concur_wire_cstr(b, n);
       if (more) rc |= concur_wire_str(b, joined.p, joined.len);
       else rc |= concur_wire_cstr(b, v);
       concur_fetch_sbfree(&joined);
     }
-    n = next;
   }
   return rc | concur_wire_end(b);
 }
@@ -524,8 +552,9 @@ static int wire_headers (concur_buf *b, const strbuf *h) {
 /*
 ** The Response is built in place, so the body is copied once, from
 ** libcurl's buffer into the bytes the future hands to Lua:
-**   'N' "concur.fetch.Response" | 'T' 0 | "body" 's' len5 <body> | pairs | 'e'
-** (a table that arrives with the Response metatable, see wire.h), where
+**   'N' "concur.fetch.Response" 'H' 8 'T' 0 | "body" 's' len5 <body> |
+**   the 7 other pairs | 'e'
+** (a table of 8 pairs that arrives with the Response metatable, wire.h), where
 ** len5 is a varint padded to 5 bytes (the decoder takes non-minimal
 ** varints), patched when the length is known.
 */
@@ -543,7 +572,7 @@ _Static_assert(sizeof CONCUR_FETCH_RESPONSE_MT - 1 == 0x15,
 /* Starts (or restarts, for another attempt) the Response in r->out. */
 int concur_fetch_bodyopen (req *r) {
   static const char head[] = "N" "s\x15" CONCUR_FETCH_RESPONSE_MT
-    "T\0" "s\4body" "s\0\0\0\0";   /* + the terminating 0: 5 bytes */
+    "H\x08" "T\0" "s\4body" "s\0\0\0\0";   /* + the final 0: 5 bytes */
   r->out.len = 0;
   if (concur_buf_write(&r->out, head, sizeof head)) return -1;
   r->body0 = r->out.len;

@@ -100,6 +100,11 @@ int concur_wire_table (concur_buf *b, size_t narr) {
   return concur_wire_varint(b, narr);
 }
 
+int concur_wire_hint (concur_buf *b, size_t nhash) {
+  if (put1(b, 'H')) return -1;
+  return concur_wire_varint(b, nhash);
+}
+
 /* ---- readers -------------------------------------------------------------- */
 
 int concur_rd_varint (concur_rd *r, uint64_t *v) {

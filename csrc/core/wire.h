@@ -16,6 +16,8 @@
 **   'i' int64            'd' double (8 bytes)
 **   's' len:varint bytes
 **   'T' narr:varint then narr values, then key/value pairs, then 'e'
+**   'H' nhash:varint then a 'T' table: room for nhash pairs (a hint, from
+**       writers that know the count, as the fetch engine)
 **   'r' index:varint     (back reference to the index-th table or function)
 **   'F' hash:u64 len:varint bytecode nups:varint, then per upvalue one of
 **       'E' (_ENV: the receiver's globals), 'j' fn:varint up:varint (joined
@@ -23,7 +25,7 @@
 **   'C' module-name:str field-name:str   (C function found by name)
 **   'o' index:varint     (shared object objs[index], by reference)
 **   'v' tag:u8 len:varint bytes   (value userdata, e.g. a bigint)
-**   'N' name:str then a 'T' table: a table whose metatable travels by name
+**   'N' name:str then a table ('T' or 'H'): one whose metatable travels by name
 **       (a Response): the receiver sets the metatable registered under that
 **       name, and only one that opted in (a true '__concur_restore' field);
 **       any other name leaves the table plain
@@ -62,6 +64,7 @@ int concur_wire_num (concur_buf *b, double v);
 int concur_wire_str (concur_buf *b, const char *s, size_t len);
 int concur_wire_cstr (concur_buf *b, const char *s);
 int concur_wire_table (concur_buf *b, size_t narr);  /* then values, pairs */
+int concur_wire_hint (concur_buf *b, size_t nhash);  /* before a table */
 int concur_wire_end (concur_buf *b);                 /* closes a table */
 int concur_wire_varint (concur_buf *b, uint64_t v);
 
