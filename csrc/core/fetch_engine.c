@@ -38,6 +38,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "clock.h"
 #include "fetch_internal.h"
@@ -312,6 +313,122 @@ static size_t on_header (char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* ---- sockets (engine thread) ---------------------------------------------
+**
+** A keep-alive connection is handed from transfer to transfer: libcurl
+** tells sock_cb to stop watching its socket when a transfer ends
+** (CURL_POLL_REMOVE) and to watch it again when the next one starts. Doing
+** both in epoll costs two system calls per request, so the sockets libcurl
+** opens through open_cb are "parked" instead: left in the epoll set with
+** their events, re-armed for free when libcurl wants the same events back,
+** and dropped from the set only if an event comes while parked (the server
+** closed an idle connection). This is safe because libcurl closes those
+** sockets through close_cb (close also drops them from the epoll set), so a
+** socket number we track is never reused behind our back; sockets libcurl
+** makes otherwise (a resolver's) are added and removed every time.
+*/
+
+#define FD_OURS 1u     /* opened by open_cb, closed by close_cb */
+#define FD_IN 2u       /* in the epoll set for reading */
+#define FD_OUT 4u      /* ... for writing */
+#define FD_ADDED 8u    /* in the epoll set */
+#define FD_PARKED 16u  /* in the set, but libcurl does not watch it */
+
+/* The state of socket s, the table grown as needed; NULL: out of memory. */
+static unsigned char *fdstate (concur_fetch_engine *e, curl_socket_t s) {
+  if (s < 0) return NULL;
+  if ((size_t)s >= e->nfdst) {
+    size_t n = e->nfdst ? e->nfdst : 64;
+    unsigned char *t;
+    while (n <= (size_t)s) n *= 2;
+    if ((t = realloc(e->fdst, n)) == NULL) return NULL;
+    memset(t + e->nfdst, 0, n - e->nfdst);
+    e->fdst = t;
+    e->nfdst = n;
+  }
+  return &e->fdst[s];
+}
+
+static curl_socket_t open_cb (void *ud, curlsocktype purpose,
+                              struct curl_sockaddr *a) {
+  concur_fetch_engine *e = ud;
+  curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC,
+                           a->protocol);
+  unsigned char *st;
+  (void)purpose;
+  if (s != CURL_SOCKET_BAD && (st = fdstate(e, s)) != NULL) *st = FD_OURS;
+  return s;
+}
+
+/* NOTE: also called by curl_multi_cleanup, on the thread that closes the
+** engine (after the engine thread was joined). */
+static int close_cb (void *ud, curl_socket_t s) {
+  concur_fetch_engine *e = ud;
+  if (s >= 0 && (size_t)s < e->nfdst) e->fdst[s] = 0;
+  return close(s);
+}
+
+static int epoll_set (concur_fetch_engine *e, int op, curl_socket_t s,
+                      unsigned events) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = events;
+  ev.data.fd = s;
+  return epoll_ctl(e->epfd, op, s, &ev);
+}
+
+/* libcurl: watch socket s for 'what' (or stop watching it). */
+static int sock_cb (CURL *easy, curl_socket_t s, int what, void *ud,
+                    void *sockp) {
+  concur_fetch_engine *e = ud;
+  unsigned want = (what & CURL_POLL_IN ? FD_IN : 0u) |
+                  (what & CURL_POLL_OUT ? FD_OUT : 0u);
+  unsigned events = (want & FD_IN ? EPOLLIN : 0u) |
+                    (want & FD_OUT ? EPOLLOUT : 0u);
+  unsigned char *st = (s >= 0 && (size_t)s < e->nfdst &&
+                       (e->fdst[s] & FD_OURS)) ? &e->fdst[s] : NULL;
+  (void)easy;
+  if (st) {   /* a socket we opened: see above */
+    if (what == CURL_POLL_REMOVE) {
+      if (*st & FD_ADDED) *st |= FD_PARKED;
+      return 0;
+    }
+    if ((*st & FD_ADDED) && (*st & (FD_IN | FD_OUT)) == want) {
+      *st &= (unsigned char)~FD_PARKED;
+      return 0;
+    }
+    if (epoll_set(e, *st & FD_ADDED ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s,
+                  events) != 0 &&
+        epoll_set(e, errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s,
+                  events) != 0)
+      return 0;   /* cannot watch it: the transfer times out */
+    *st = (unsigned char)(FD_OURS | FD_ADDED | want);
+    return 0;
+  }
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(e->epfd, EPOLL_CTL_DEL, s, NULL);   /* may be closed: fine */
+    return 0;
+  }
+  if (sockp == NULL || epoll_set(e, EPOLL_CTL_MOD, s, events) != 0) {
+    if (epoll_set(e, EPOLL_CTL_ADD, s, events) != 0 && errno == EEXIST)
+      epoll_set(e, EPOLL_CTL_MOD, s, events);
+    curl_multi_assign(e->multi, s, (void *)1);
+  }
+  return 0;
+}
+
+/* An event on a parked socket: nobody wants it, drop it from the set.
+** Returns 1 if s was parked. */
+static int unpark (concur_fetch_engine *e, int s) {
+  unsigned char *st;
+  if (s < 0 || (size_t)s >= e->nfdst) return 0;
+  st = &e->fdst[s];
+  if ((*st & (FD_OURS | FD_PARKED)) != (FD_OURS | FD_PARKED)) return 0;
+  epoll_ctl(e->epfd, EPOLL_CTL_DEL, s, NULL);
+  *st = FD_OURS;
+  return 1;
+}
+
 /* An easy handle with the options that never change set. */
 static CURL *easy_get (concur_fetch_engine *e) {
   CURL *c;
@@ -329,6 +446,10 @@ static CURL *easy_get (concur_fetch_engine *e) {
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, e);
+  curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+  curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, e);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_USERAGENT, e->cfg.user_agent);
@@ -846,29 +967,6 @@ static void fail_all (concur_fetch_engine *e, req *list) {
   atomic_store(&e->st.active, 0);
 }
 
-/* libcurl: watch socket s for 'what' (or stop watching it). */
-static int sock_cb (CURL *easy, curl_socket_t s, int what, void *ud,
-                    void *sockp) {
-  concur_fetch_engine *e = ud;
-  struct epoll_event ev;
-  (void)easy;
-  if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(e->epfd, EPOLL_CTL_DEL, s, NULL);   /* may be closed: fine */
-    return 0;
-  }
-  memset(&ev, 0, sizeof ev);
-  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
-              (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-  ev.data.fd = s;
-  if (sockp == NULL ||
-      epoll_ctl(e->epfd, EPOLL_CTL_MOD, s, &ev) != 0) {
-    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
-      epoll_ctl(e->epfd, EPOLL_CTL_MOD, s, &ev);
-    curl_multi_assign(e->multi, s, (void *)1);
-  }
-  return 0;
-}
-
 /* libcurl: call back in timeout_ms (< 0: no timer). */
 static int timer_cb (CURLM *multi, long timeout_ms, void *ud) {
   concur_fetch_engine *e = ud;
@@ -941,6 +1039,7 @@ static void *engine_main (void *ud) {
         (void)rd;
         continue;
       }
+      if (unpark(e, fd)) continue;
       if (evs[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
       if (evs[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
       if (evs[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
@@ -1079,5 +1178,6 @@ void concur_fetch_free (concur_fetch_engine *e) {
   free(e->ua);
   free(e->heap);
   free(e->pool);
+  free(e->fdst);   /* after curl_multi_cleanup: close_cb uses it */
   free(e);
 }

@@ -104,6 +104,8 @@ struct concur_fetch_engine {
   size_t nheap, heapcap;
   CURL **pool;               /* idle easy handles */
   size_t npool, poolcap;
+  unsigned char *fdst;       /* per socket we opened: FD_* bits (fetch_engine.c) */
+  size_t nfdst;
   uint64_t rng;
 };
 
