@@ -5,11 +5,14 @@
 --   wrk (the ceiling: a C load generator that does no real client work),
 --   concur.fetch at concurrency 16 and 64,
 --   Python requests + ThreadPoolExecutor(16),
+--   Python aiohttp (64 connections; Debian's python3-aiohttp, so it runs
+--   under /usr/bin/python3 when the default python3 lacks it),
 --   curl --parallel (64),
 -- and prints pages/s, ratios to wrk and to Python, and concur's CPU time per
 -- request (process CPU: the Lua side and the engine thread); then the 100 KB
 -- case in MB/s. Each figure is the best of BENCH_ROUNDS (3) interleaved
--- rounds (Python runs once: it is the slow one).
+-- rounds (Python requests runs once: it is the slow one). A peer that is
+-- not installed is skipped with a line saying so.
 -- Run: ./lua bench/50_fetch.lua [pages]
 local concur = require "concur"
 local fetch = require "concur.fetch"
@@ -104,9 +107,17 @@ end
 -- the runners -------------------------------------------------------------------
 
 local results = {}
+local skipped = {}   -- lines saying which peers were not measured, and why
+local aio_missing
 
 local function wrk(conns, kind)
-  if not have("wrk") then return nil end
+  if not have("wrk") then
+    if not skipped.wrk then
+      skipped.wrk = true
+      skipped[#skipped + 1] = "wrk: not installed (apt-get install wrk)"
+    end
+    return nil
+  end
   local out = sh(("wrk -t1 -c%d -d2s %s/%s/1 2>&1"):format(conns, base, kind))
   local rps = tonumber(out:match("Requests/sec:%s*([%d%.]+)"))
   local tr, unit = out:match("Transfer/sec:%s*([%d%.]+)(%a+)")
@@ -130,7 +141,7 @@ local function concur_run(conc, kind, n)
   return n / (t1 - t0), (c1 - c0) / n * 1e6, bytes / (t1 - t0) / 1048576
 end
 
-local function python_requests(n)
+local function python_requests_run(python, n)
   local py = ([[
 import time, requests
 from concurrent.futures import ThreadPoolExecutor
@@ -146,10 +157,65 @@ with ThreadPoolExecutor(16) as ex:
 print(len(urls) / (time.perf_counter() - t0))
 ]]):format(base, n)
   writefile(dir .. "/req.py", py)
-  return tonumber(sh("python3 " .. dir .. "/req.py 2>/dev/null"))
+  return tonumber(sh(python .. " " .. dir .. "/req.py 2>/dev/null"))
+end
+
+-- the first of these interpreters that can import 'module', or nil
+local function python_with(module)
+  for _, py in ipairs{ "python3", "/usr/bin/python3" } do
+    if os.execute(("%s -c 'import %s' >/dev/null 2>&1"):format(py, module)) then
+      return py
+    end
+  end
+end
+
+
+local function python_requests(n)
+  local py = python_with("requests")
+  if not py then
+    skipped[#skipped + 1] = "Python requests: no python3 with the requests module"
+    return nil
+  end
+  return python_requests_run(py, n)
+end
+
+-- aiohttp with 64 connections, all requests gathered at once; returns
+-- pages/s and CPU microseconds per request
+local function python_aiohttp(n)
+  local py = python_with("aiohttp")
+  if not py then
+    skipped[#skipped + 1] = "Python aiohttp: no python3 with the aiohttp module " ..
+      "(apt-get install python3-aiohttp)"
+    return nil
+  end
+  writefile(dir .. "/aio.py", ([[
+import asyncio, time, aiohttp
+urls = ["%s/p2k/%%d" %% i for i in range(%d)]
+async def main():
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
+        async def get(u):
+            async with s.get(u) as r:
+                assert r.status == 200
+                return len(await r.read())
+        await asyncio.gather(*(get(u) for u in urls[:64]))   # warm the connections
+        t0, c0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(get(u) for u in urls))
+        t1, c1 = time.perf_counter(), time.process_time()
+        print(len(urls) / (t1 - t0), (c1 - c0) / len(urls) * 1e6)
+asyncio.run(main())
+]]):format(base, n))
+  local rps, cpu = sh(py .. " " .. dir .. "/aio.py 2>/dev/null"):match("(%S+) (%S+)")
+  return tonumber(rps), tonumber(cpu)
 end
 
 local function curl_parallel(n, conns)
+  if not have("curl") then
+    if not skipped.curl then
+      skipped.curl = true
+      skipped[#skipped + 1] = "curl --parallel: curl is not installed"
+    end
+    return nil
+  end
   local lines = {}
   for i = 1, n do lines[i] = ('url = "%s/p2k/%d"\noutput = "/dev/null"'):format(base, i) end
   writefile(dir .. "/curl.cfg", table.concat(lines, "\n") .. "\n")
@@ -247,6 +313,10 @@ local ok, err = pcall(function()
     a, b = concur_run(16, "p2k", PAGES); best("c16", a); best("cpu16", b, true)
     a, b = concur_run(64, "p2k", PAGES); best("c64", a); best("cpu64", b, true)
     best("curl", curl_parallel(PAGES, 64))
+    if not aio_missing then
+      a, b = python_aiohttp(PAGES); best("aio", a); best("aiocpu", b, true)
+      aio_missing = a == nil
+    end
     a, b = plain_curl(PAGES); best("plain", a); best("plaincpu", b, true)
     best("wrkmb64", select(2, wrk(64, "p100k")))
     a, _, c = concur_run(16, "p100k", BIG_PAGES); best("b16", a); best("mb16", c)
@@ -275,10 +345,14 @@ row("concur.fetch concurrency 64", results.c64,
   ("%s, %s, %.1f us CPU/request"):format(ratio(results.c64, results.wrk64, "of wrk"),
     ratio(results.c64, results.py, "Python"), results.cpu64))
 row("Python requests + ThreadPoolExecutor(16)", results.py)
+row("Python aiohttp (64 connections)", results.aio, results.aio and
+  ("%s, %.1f us CPU/request"):format(ratio(results.c64, results.aio, "concur/aiohttp"),
+    results.aiocpu) or "")
 row("curl --parallel (64)", results.curl, ratio(results.c64, results.curl, "concur/curl"))
 row("plain C on libcurl multi (64, discards)", results.plain, results.plain and
   ("%s, %.1f us CPU/request"):format(ratio(results.plain, results.wrk64, "of wrk"),
     results.plaincpu) or "")
+for _, line in ipairs(skipped) do io.write(("skipped %s\n"):format(line)) end
 io.write(("\n100 KB pages (%d): concur.fetch %.0f MB/s at 16, %.0f MB/s at 64 " ..
   "(%.0f / %.0f pages/s); wrk -c64 %s MB/s\n"):format(BIG_PAGES, results.mb16, results.mb64,
   results.b16, results.b64, results.wrkmb64 and ("%.0f"):format(results.wrkmb64) or "n/a"))
