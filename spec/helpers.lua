@@ -53,17 +53,9 @@ function helpers.run_lua(code, limit)
   return code_ == 0, code_, out:gsub("exit=%d+%s*$", "")
 end
 
---- A CPU-bound function: counts primes below n (used as real work).
-function helpers.count_primes(lo, hi)
-  local count = 0
-  for n = math.max(lo, 2), hi do
-    local prime = true
-    for d = 2, math.floor(math.sqrt(n)) do
-      if n % d == 0 then prime = false; break end
-    end
-    if prime then count = count + 1 end
-  end
-  return count
-end
+--- A CPU-bound function: counts the primes in lo..hi (used as real work).
+-- The benchmarks' own (bench/benchlib.lua), so both measure the same work.
+helpers.count_primes = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "")
+  .. "../bench/benchlib.lua").count_primes
 
 return helpers
