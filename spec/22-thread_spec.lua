@@ -37,8 +37,10 @@ describe("concur.spawn", function()
   end)
 
   it("cancels a running thread #notsan", function()
-    local t = concur.spawn(function() while true do end end)
-    while not t:alive() do end
+    local started = concur.Event()
+    local t = concur.spawn(function(ev) ev:set() while true do end end, started)
+    started:wait()
+    assert.is_true(t:alive())
     assert.is_true(t:cancel())
     local ok, err = t:join(5)
     assert.is_false(ok)

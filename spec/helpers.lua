@@ -58,4 +58,16 @@ end
 helpers.count_primes = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "")
   .. "../bench/benchlib.lua").count_primes
 
+--- True when the suite runs under valgrind (tools/valgrind.sh sets
+-- CONCUR_VALGRIND=1), which runs one thread at a time, 20-50 times slower.
+helpers.valgrind = os.getenv("CONCUR_VALGRIND") == "1"
+
+--- 'full', or 'small' under valgrind: for specs whose size only adds time
+-- there. 'small' must still take every path that 'full' takes (the same
+-- thresholds crossed), so valgrind checks the same code on less data.
+function helpers.size(full, small)
+  if helpers.valgrind then return small end
+  return full
+end
+
 return helpers
