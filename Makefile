@@ -5,6 +5,7 @@
 #   make check    the suite under ASan+UBSan and under TSan, valgrind, fuzz smoke
 #   make lint     luacheck, and -Werror builds under gcc and clang
 #   make bench    benchmarks against the peers, measured in the same run
+#   make docs     the HTML reference from the LDoc comments, in build/docs
 
 LUA      ?= lua5.4
 LUA_INC  ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
@@ -28,7 +29,7 @@ SO       := $(CMOD)/concur/core.so
 
 BUSTED   ?= busted --lua=$(LUA)
 
-.PHONY: all deps test demo check check-asan check-tsan check-valgrind fuzz lint bench clean rock rockspec
+.PHONY: all deps test demo check check-asan check-tsan check-valgrind fuzz lint bench docs clean rock rockspec
 
 all: deps $(SO) $(LUADST)
 
@@ -89,6 +90,15 @@ lint: deps
 
 bench: all
 	./lua bench/run.lua
+
+# LDoc reads build/docs-src: the Lua modules, and stubs made from the C
+# bindings' /*** */ comments (tools/docsrc.lua); config.ld says the rest.
+docs:
+	@sh tools/deps.sh docs
+	@rm -rf build/docs build/docs-src && mkdir -p build/docs-src
+	lua5.4 tools/docsrc.lua build/docs-src $(LUASRC) $(wildcard csrc/*.c)
+	ldoc -q .
+	@echo "concur: docs in build/docs/index.html"
 
 rockspec:
 	lua5.4 tools/rockspec.lua
