@@ -38,6 +38,7 @@ build = {
         "csrc/core/procsup.c",
         "csrc/core/queue.c",
         "csrc/core/ratelimit.c",
+        "csrc/core/shm.c",
         "csrc/core/sync.c",
         "csrc/core/wire.c",
         "csrc/errors.c",

@@ -46,13 +46,6 @@ static void client_destroy (concur_obj *o) {
 
 static const concur_objtype client_type = { CLIENT, client_destroy };
 
-/* What sending a Client to another process says (kind "transfer"): its
-** engine, connections and per-host limits live in this process. NOTE: for
-** the process code to report, once concur_objtype can carry it. */
-#define CLIENT_NOPROCESS "a fetch Client cannot be sent to another process " \
-  "(its connections and per-host limits live in this one): create a client " \
-  "in the process, e.g. fetch.Client{...} inside the task"
-
 static client *checkclient (lua_State *L, int arg) {
   client *c = (client *)concur_checkobj(L, arg, &client_type);
   if (concur_fetch_closed(c->e))

@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include "concur.h"
 #include "core/procsup.h"
+#include "core/shm.h"
 #include "state.h"
 #include "proc.h"
 
@@ -61,14 +62,39 @@ static const concur_trackops process_track = { track_reap, track_join, track_rel
 
 /* ---- encoding what goes to a process ------------------------------------------- */
 
-/* Refuses a buffer holding shared objects (kind "transfer"); frees it. */
+int concur_proc_sendable (const concur_buf *b, const char *what, char *msg,
+                          size_t size) {
+  for (size_t i = 0; i < b->nobjs; i++) {
+    const concur_objtype *t = b->objs[i]->type;
+    char err[200];
+    if (concur_shclass_of(t) == NULL) {
+      if (strcmp(t->name, "concur.fetch.Client") == 0)
+        snprintf(msg, size, "a fetch Client (in the %s) cannot be sent to "
+                 "another process (its connections and per-host limits live "
+                 "in this one): create a client in the process, e.g. "
+                 "fetch.Client{...} inside the task", what);
+      else
+        snprintf(msg, size, "a %s (in the %s) cannot be sent to another "
+                 "process: only Lock, RLock, Event, Semaphore, "
+                 "BoundedSemaphore, Barrier, Value, Queue and RateLimiter "
+                 "objects can", t->name, what);
+      return 0;
+    }
+    if (concur_shobj_share(b->objs[i], err, sizeof err) != 0) {
+      snprintf(msg, size, "%s (in the %s)", err, what);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Refuses (kind "transfer") a buffer holding an object that cannot cross
+** to another process; frees it then. */
 static void check_noobjs (lua_State *L, concur_buf *b, const char *what) {
-  if (b->nobjs > 0) {
-    char name[64];
-    snprintf(name, sizeof name, "%s", b->objs[0]->type->name);
+  char msg[400];
+  if (!concur_proc_sendable(b, what, msg, sizeof msg)) {
     concur_buf_free(b);
-    concur_error(L, "transfer", "a %s (in the %s) cannot be sent to another process "
-                 "yet: shared objects work with threads and ThreadPool only", name, what);
+    concur_error(L, "transfer", "%s", msg);
   }
 }
 

@@ -10,4 +10,9 @@
 /* adds core.process_worker to the module table at the top */
 void concur_proc_worker_open (lua_State *L);
 
+/* Whether every object in b can cross to another process (core/shm.h);
+** if not, says why in msg, naming 'what' ("task", "results", ...). */
+int concur_proc_sendable (const concur_buf *b, const char *what, char *msg,
+                          size_t size);
+
 #endif

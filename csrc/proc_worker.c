@@ -29,6 +29,7 @@
 #include "concur.h"
 #include "worker.h"
 #include "core/procsup.h"
+#include "core/shm.h"
 #include "proc.h"
 
 #define WORKER_FD 3
@@ -81,17 +82,17 @@ static void apply_limit (lua_State *L, memcap *m, size_t limit) {
 
 /* Sends the reply to task 'id': its results, or its error object. */
 static int reply (concur_future *f, uint64_t id, int st) {
-  if (st == CONCUR_F_FINISHED && f->out.nobjs == 0)
-    return concur_frame_write(WORKER_FD, 'R', id, f->out.data, f->out.len);
-  if (f->out.nobjs > 0) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "a %s cannot be sent to another process yet "
-             "(the task's results hold one)", f->out.objs[0]->type->name);
+  char msg[400];
+  if (!concur_proc_sendable(&f->out, st == CONCUR_F_FINISHED ? "task's results"
+                            : "task's error", msg, sizeof msg)) {
     concur_errbuf(&f->out, "transfer", msg);
+    st = CONCUR_F_FAILED;
   }
-  else if (st == CONCUR_F_CANCELLED || f->out.len == 0)
+  if (st == CONCUR_F_FINISHED)
+    return concur_frame_writebuf(WORKER_FD, 'R', id, &f->out);
+  if (st == CONCUR_F_CANCELLED || f->out.len == 0)
     concur_errbuf(&f->out, "cancelled", "the task was cancelled");
-  return concur_frame_write(WORKER_FD, 'E', id, f->out.data, f->out.len);
+  return concur_frame_writebuf(WORKER_FD, 'E', id, &f->out);
 }
 
 /*** core.process_worker(): the main loop of a worker process (see above). */
@@ -102,6 +103,7 @@ static int proc_worker (lua_State *L) {
   concur_frame h;
   char *body, *err = NULL;
   concur_buf init = CONCUR_BUF_INIT;
+  int rc;
   (void)L;
   close(SCRIPT_FD);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -115,14 +117,19 @@ static int proc_worker (lua_State *L) {
     concur_worker_end(&w);
     return 0;
   }
+  concur_shm_init();   /* mapped before RLIMIT_AS is measured */
   if (lim && atoll(lim) > 0) apply_limit(w.L, &cap, (size_t)atoll(lim));
   if (concur_frame_read(WORKER_FD, &h, &body) != 0 || h.type != 'I') {
     free(body);
     concur_worker_end(&w);
     return 0;
   }
-  init.data = body;
-  init.len = init.cap = h.len;
+  rc = concur_frame_tobuf(body, h.len, &init);
+  free(body);
+  if (rc != 0) {
+    concur_worker_end(&w);
+    return 0;
+  }
   if (concur_worker_init(&w, &init, &err) != 0) {
     const char *m = err ? err : "initializer failed";
     concur_frame_write(WORKER_FD, 'H', 1, m, strlen(m));
@@ -143,8 +150,12 @@ static int proc_worker (lua_State *L) {
       free(body);
       break;
     }
-    f->task.data = body;
-    f->task.len = f->task.cap = h.len;
+    rc = concur_frame_tobuf(body, h.len, &f->task);
+    free(body);
+    if (rc != 0) {
+      concur_obj_unref(&f->obj);
+      break;
+    }
     st = concur_worker_run(&w, f);
     st = reply(f, h.id, st);
     concur_obj_unref(&f->obj);

@@ -23,20 +23,20 @@
 #include "core/queue.h"
 
 typedef struct cqueue {
-  concur_obj obj;
   int order;
   concur_queue q;
 } cqueue;
 
-static void queue_destroy (concur_obj *o) {
-  cqueue *c = (cqueue *)o;
-  concur_queue_destroy(&c->q);
-  free(c);
+static void queue_release (void *state) {
+  concur_queue_destroy(&((cqueue *)state)->q);
 }
 
-static const concur_objtype queue_type = { "concur.Queue", queue_destroy };
+static const concur_objtype queue_type = { "concur.Queue",
+                                           concur_shobj_destroy };
+static const concur_shclass queue_class = { &queue_type, CONCUR_SH_QUEUE,
+                                            queue_release, NULL };
 
-#define checkqueue(L) ((cqueue *)concur_sync_self(L, &queue_type))
+#define checkqueue(L) ((cqueue *)concur_sync_selfstate(L, &queue_type))
 
 /* ---- the decode slot --------------------------------------------------- */
 
@@ -70,6 +70,7 @@ static int queue_new (lua_State *L) {
   static const char *const opts[] = { "maxsize", "order", NULL };
   lua_Integer maxsize = 0;
   int order = CONCUR_FIFO;
+  concur_shobj *o;
   cqueue *c;
   if (lua_type(L, 1) == LUA_TTABLE) {
     concur_checkoptions(L, 1, opts);
@@ -91,10 +92,11 @@ static int queue_new (lua_State *L) {
   else if (!lua_isnoneornil(L, 1))
     maxsize = concur_checkinteger(L, 1);
   if (maxsize < 0) return concur_argerror(L, 1, "maxsize must be >= 0");
-  c = concur_sync_alloc(L, sizeof *c);
+  o = concur_sync_new(L, &queue_class, sizeof *c);
+  c = o->state;
   c->order = order;
-  return concur_sync_made(L, c, concur_queue_init(&c->q, order,
-                          (size_t)maxsize), &queue_type);
+  return concur_sync_shmade(L, o, concur_queue_init(&c->q, order,
+                            (size_t)maxsize));
 }
 
 /* ---- put --------------------------------------------------------------- */
@@ -132,7 +134,9 @@ static int q_put (lua_State *L, cqueue *c, double deadline, int try) {
   concur_buf_free(&b);
   switch (rc) {
     case CONCUR_QCLOSED: return concur_error(L, "closed", "queue is closed");
-    case CONCUR_QNOMEM: return concur_error(L, "limit", "not enough memory");
+    case CONCUR_QNOMEM:
+      return concur_error(L, "limit", "not enough memory (the queue's shared "
+                          "memory is full: see CONCUR_SHMSIZE)");
     case CONCUR_TIMEDOUT:
       if (try) {
         lua_pushboolean(L, 0);
@@ -174,6 +178,12 @@ static int q_get (lua_State *L, cqueue *c, double deadline, int mode) {
   rc = concur_queue_get(&c->q, &s->buf, deadline);
   if (rc != CONCUR_OK) {
     s->busy = 0;
+    if (rc == CONCUR_QFOREIGN)
+      return concur_error(L, "transfer", "the item taken held an object that "
+                          "cannot leave the process that put it (it was "
+                          "dropped)");
+    if (rc == CONCUR_QNOMEM)
+      return concur_error(L, "limit", "not enough memory for the item");
     if (rc == CONCUR_QCLOSED) {
       if (mode == ITER) return 0;
       return concur_error(L, "closed", "queue is closed");
@@ -292,6 +302,7 @@ void concur_queue_open (lua_State *L) {
   }
   lua_pop(L, 1);
   newslot(L);   /* this state's slot: upvalue 2 of every method */
+  concur_shclass_register(&queue_class);
   concur_sync_class(L, &queue_type, queue_methods, NULL, 1);
   lua_pushcfunction(L, queue_new);
   lua_setfield(L, -2, "Queue");

@@ -14,20 +14,20 @@
 #include "core/ratelimit.h"
 
 typedef struct crl {
-  concur_obj obj;
   double rate, per, burst;
   concur_ratelimit rl;
 } crl;
 
-static void rl_destroy (concur_obj *o) {
-  crl *c = (crl *)o;
-  concur_ratelimit_destroy(&c->rl);
-  free(c);
+static void rl_release (void *state) {
+  concur_ratelimit_destroy(&((crl *)state)->rl);
 }
 
-static const concur_objtype rl_type = { "concur.RateLimiter", rl_destroy };
+static const concur_objtype rl_type = { "concur.RateLimiter",
+                                        concur_shobj_destroy };
+static const concur_shclass rl_class = { &rl_type, CONCUR_SH_RATELIMITER,
+                                         rl_release, NULL };
 
-#define checkrl(L) ((crl *)concur_sync_self(L, &rl_type))
+#define checkrl(L) ((crl *)concur_sync_selfstate(L, &rl_type))
 
 /* Reads option 'name' (from the table at 1, or else the positional
 ** argument 'pos'): a finite number > 0, or >= 1 when 'one'; 'def' when
@@ -59,6 +59,7 @@ static double getnum (lua_State *L, const char *name, int pos, double def,
 static int rl_new (lua_State *L) {
   static const char *const opts[] = { "rate", "per", "burst", NULL };
   double rate, per, burst;
+  concur_shobj *o;
   crl *c;
   if (lua_type(L, 1) == LUA_TTABLE) concur_checkoptions(L, 1, opts);
   else if (lua_type(L, 1) != LUA_TNUMBER)
@@ -68,12 +69,13 @@ static int rl_new (lua_State *L) {
   burst = getnum(L, "burst", 3, 1, 1);
   if (!(per / rate > 0) || !isfinite(per / rate))
     return concur_argerror(L, 1, "per / rate is out of range");
-  c = concur_sync_alloc(L, sizeof *c);
+  o = concur_sync_new(L, &rl_class, sizeof *c);
+  c = o->state;
   c->rate = rate;
   c->per = per;
   c->burst = burst;
-  return concur_sync_made(L, c, concur_ratelimit_init(&c->rl, rate, per,
-                          burst, 0), &rl_type);
+  return concur_sync_shmade(L, o, concur_ratelimit_init(&c->rl, rate, per,
+                            burst, 1));
 }
 
 /*** rl:acquire([timeout]) --> true when the caller's slot has come; false at
@@ -131,6 +133,7 @@ static const luaL_Reg rl_methods[] = {
 };
 
 void concur_ratelimiter_open (lua_State *L) {
+  concur_shclass_register(&rl_class);
   concur_sync_class(L, &rl_type, rl_methods, NULL, 0);
   lua_pushcfunction(L, rl_new);
   lua_setfield(L, -2, "RateLimiter");

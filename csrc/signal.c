@@ -12,25 +12,21 @@
 
 /* ---- Event ------------------------------------------------------------- */
 
-typedef struct cevent {
-  concur_obj obj;
-  concur_event e;
-} cevent;
-
-static void event_destroy (concur_obj *o) {
-  cevent *c = (cevent *)o;
-  concur_event_destroy(&c->e);
-  free(c);
+static void event_release (void *state) {
+  concur_event_destroy(state);
 }
 
-static const concur_objtype event_type = { "concur.Event", event_destroy };
+static const concur_objtype event_type = { "concur.Event",
+                                           concur_shobj_destroy };
+static const concur_shclass event_class = { &event_type, CONCUR_SH_EVENT,
+                                            event_release, NULL };
 
-#define checkevent(L) (&((cevent *)concur_sync_self(L, &event_type))->e)
+#define checkevent(L) ((concur_event *)concur_sync_selfstate(L, &event_type))
 
 /*** Event() --> a new event, not set */
 static int event_new (lua_State *L) {
-  cevent *c = concur_sync_alloc(L, sizeof *c);
-  return concur_sync_made(L, c, concur_event_init(&c->e, 0), &event_type);
+  concur_shobj *c = concur_sync_new(L, &event_class, sizeof(concur_event));
+  return concur_sync_shmade(L, c, concur_event_init(c->state, 1));
 }
 
 /*** ev:set(): sets the flag and wakes every waiter */
@@ -72,33 +68,32 @@ static const luaL_Reg event_methods[] = {
 ** the methods' self check (sync_lua.h) accepts both.
 */
 
-typedef struct csem {
-  concur_obj obj;
-  concur_sem s;
-} csem;
-
-static void sem_destroy (concur_obj *o) {
-  csem *c = (csem *)o;
-  concur_sem_destroy(&c->s);
-  free(c);
+static void sem_release_state (void *state) {
+  concur_sem_destroy(state);
 }
 
-static const concur_objtype sem_type = { "concur.Semaphore", sem_destroy };
+static const concur_objtype sem_type = { "concur.Semaphore",
+                                         concur_shobj_destroy };
 static const concur_objtype bsem_type = { "concur.BoundedSemaphore",
-                                          sem_destroy };
+                                          concur_shobj_destroy };
+static const concur_shclass sem_class = { &sem_type, CONCUR_SH_SEM,
+                                          sem_release_state, NULL };
+static const concur_shclass bsem_class = { &bsem_type, CONCUR_SH_BSEM,
+                                           sem_release_state, NULL };
 
-#define checksem(L) (&((csem *)concur_sync_self(L, &sem_type))->s)
+#define checksem(L) ((concur_sem *)concur_sync_selfstate(L, &sem_type))
+#define SEMOF(o) ((concur_sem *)concur_sync_state(o))
 
 static int sem_make (lua_State *L, int bounded) {
   lua_Integer n = lua_isnoneornil(L, 1) ? 1 : concur_checkinteger(L, 1);
-  csem *c;
+  concur_shobj *c;
   if (n < 0) return concur_argerror(L, 1, "initial value must be >= 0");
   if (n > 0x7fffffffffffL)
     return concur_argerror(L, 1, "initial value too large");
-  c = concur_sync_alloc(L, sizeof *c);
-  return concur_sync_made(L, c, concur_sem_init(&c->s, (long)n,
-                          bounded ? (long)n : -1, 0),
-                          bounded ? &bsem_type : &sem_type);
+  c = concur_sync_new(L, bounded ? &bsem_class : &sem_class,
+                      sizeof(concur_sem));
+  return concur_sync_shmade(L, c, concur_sem_init(c->state, (long)n,
+                            bounded ? (long)n : -1, 1));
 }
 
 /*** Semaphore([n]) --> a semaphore holding n tokens (default 1) */
@@ -148,11 +143,11 @@ static int sem_isbounded (lua_State *L) {
 }
 
 static int sem_take (concur_obj *o, double deadline) {
-  return concur_sem_acquire(&((csem *)o)->s, deadline);
+  return concur_sem_acquire(SEMOF(o), deadline);
 }
 
 static int sem_untake (concur_obj *o) {
-  concur_sem_release(&((csem *)o)->s, 1);
+  concur_sem_release(SEMOF(o), 1);
   return 0;   /* a guard never over-releases: it took its token */
 }
 
@@ -173,31 +168,27 @@ static const luaL_Reg sem_methods[] = {
 
 /* ---- Barrier ----------------------------------------------------------- */
 
-typedef struct cbarrier {
-  concur_obj obj;
-  concur_barrier b;
-} cbarrier;
-
-static void barrier_destroy (concur_obj *o) {
-  cbarrier *c = (cbarrier *)o;
-  concur_barrier_destroy(&c->b);
-  free(c);
+static void barrier_release (void *state) {
+  concur_barrier_destroy(state);
 }
 
 static const concur_objtype barrier_type = { "concur.Barrier",
-                                             barrier_destroy };
+                                             concur_shobj_destroy };
+static const concur_shclass barrier_class = { &barrier_type,
+                                              CONCUR_SH_BARRIER,
+                                              barrier_release, NULL };
 
-#define checkbarrier(L) (&((cbarrier *)concur_sync_self(L, &barrier_type))->b)
+#define checkbarrier(L) \
+  ((concur_barrier *)concur_sync_selfstate(L, &barrier_type))
 
 /*** Barrier(n) --> a barrier for n parties */
 static int barrier_new (lua_State *L) {
   lua_Integer n = concur_checkinteger(L, 1);
-  cbarrier *c;
+  concur_shobj *c;
   if (n < 1) return concur_argerror(L, 1, "parties must be at least 1");
   if (n > 0x7fffffff) return concur_argerror(L, 1, "too many parties");
-  c = concur_sync_alloc(L, sizeof *c);
-  return concur_sync_made(L, c, concur_barrier_init(&c->b, (int)n, 0),
-                          &barrier_type);
+  c = concur_sync_new(L, &barrier_class, sizeof(concur_barrier));
+  return concur_sync_shmade(L, c, concur_barrier_init(c->state, (int)n, 1));
 }
 
 /*** barrier:wait([timeout]) --> index in 0..n-1 (arrival order). Raises
@@ -266,6 +257,10 @@ void concur_signal_open (lua_State *L) {
     {"Barrier", barrier_new},
     {NULL, NULL}
   };
+  concur_shclass_register(&event_class);
+  concur_shclass_register(&sem_class);
+  concur_shclass_register(&bsem_class);
+  concur_shclass_register(&barrier_class);
   concur_sync_class(L, &event_type, event_methods, NULL, 0);
   concur_sync_class(L, &sem_type, sem_methods, NULL, 0);
   concur_sync_class(L, &bsem_type, sem_methods, NULL, 0);

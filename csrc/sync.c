@@ -17,12 +17,18 @@
 
 /* ---- shared helpers ---------------------------------------------------- */
 
-/* __eq: two proxies of one class are equal when they share the object */
+/* __eq: two proxies of one class are equal when they share the object
+** (a shared object that came back from another process has a proxy of its
+** own, over the same state) */
 static int sync_eq (lua_State *L) {
   int same = lua_getmetatable(L, 1) && lua_getmetatable(L, 2)
              && lua_rawequal(L, -1, -2);
   concur_proxy *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
-  lua_pushboolean(L, same && a->o && a->o == b->o);
+  same = same && a->o && b->o;
+  if (same && a->o != b->o)
+    same = concur_shclass_of(a->o->type) != NULL
+           && ((concur_shobj *)a->o)->off == ((concur_shobj *)b->o)->off;
+  lua_pushboolean(L, same);
   return 1;
 }
 
@@ -39,6 +45,27 @@ void concur_sync_class (lua_State *L, const concur_objtype *t,
   lua_rotate(L, -(nup + 1), 1);
   luaL_setfuncs(L, methods, nup + 1);    /* pops the upvalues */
   lua_pop(L, 2);
+}
+
+concur_shobj *concur_sync_new (lua_State *L, const concur_shclass *c,
+                               size_t size) {
+  concur_shobj *o = concur_shobj_new(c, size);
+  if (o == NULL)
+    concur_error(L, "limit", "cannot create a %s: %s", c->type->name,
+                 concur_shm_init() != 0 ? "no shared memory"
+                 : "shared memory is full (see CONCUR_SHMSIZE)");
+  return o;
+}
+
+int concur_sync_shmade (lua_State *L, concur_shobj *c, int rc) {
+  if (rc != 0) {
+    const char *name = c->cls->type->name;
+    concur_obj_unref(&c->obj);
+    return concur_error(L, "limit", "cannot create a %s", name);
+  }
+  concur_pushobj(L, &c->obj);
+  concur_obj_unref(&c->obj);
+  return 1;
 }
 
 void *concur_sync_alloc (lua_State *L, size_t size) {
@@ -144,36 +171,43 @@ static void guard_open (lua_State *L) {
 
 /* ---- Lock -------------------------------------------------------------- */
 
-typedef struct clock_ {
-  concur_obj obj;
-  concur_lock l;
-} clock_;
-
-static void lock_destroy (concur_obj *o) {
-  clock_ *c = (clock_ *)o;
-  concur_lock_destroy(&c->l);
-  free(c);
+static void lock_release_state (void *state) {
+  concur_lock_destroy(state);
 }
 
-static const concur_objtype lock_type = { "concur.Lock", lock_destroy };
+static const concur_objtype lock_type = { "concur.Lock",
+                                          concur_shobj_destroy };
+static const concur_shclass lock_class = { &lock_type, CONCUR_SH_LOCK,
+                                           lock_release_state, NULL };
 
-#define checklock(L) (&((clock_ *)concur_sync_self(L, &lock_type))->l)
+#define checklock(L) ((concur_lock *)concur_sync_selfstate(L, &lock_type))
+#define LOCKOF(o) ((concur_lock *)concur_sync_state(o))
 
 /*** Lock() --> a new, unlocked Lock */
 static int lock_new (lua_State *L) {
-  clock_ *c = concur_sync_alloc(L, sizeof *c);
-  return concur_sync_made(L, c, concur_lock_init(&c->l, 0), &lock_type);
+  concur_shobj *c = concur_sync_new(L, &lock_class, sizeof(concur_lock));
+  return concur_sync_shmade(L, c, concur_lock_init(c->state, 1));
 }
 
-/*** lock:acquire([timeout]) --> true, or false when the timeout passed */
+/* Pushes the result of an acquire: true, and "owner died" when the lock
+** was taken over from a process that died holding it. */
+static int acquired (lua_State *L, int rc) {
+  if (rc != CONCUR_OWNERDEAD) return concur_sync_result(L, rc, "acquire");
+  lua_pushboolean(L, 1);
+  lua_pushliteral(L, "owner died");
+  return 2;
+}
+
+/*** lock:acquire([timeout]) --> true, or false when the timeout passed;
+** true, "owner died" when it was taken over from a process that died
+** holding it */
 static int lock_acquire (lua_State *L) {
   concur_lock *l = checklock(L);
   if (lua_gettop(L) == 1 && concur_lock_tryacquire(l)) {   /* fast path */
     lua_pushboolean(L, 1);
     return 1;
   }
-  return concur_sync_result(L, concur_lock_acquire(l,
-                              concur_sync_deadline(L, 2)), "acquire");
+  return acquired(L, concur_lock_acquire(l, concur_sync_deadline(L, 2)));
 }
 
 /*** lock:release(): any thread may release; raises "argument" if unlocked */
@@ -190,11 +224,12 @@ static int lock_locked (lua_State *L) {
 }
 
 static int lock_take (concur_obj *o, double deadline) {
-  return concur_lock_acquire(&((clock_ *)o)->l, deadline);
+  int rc = concur_lock_acquire(LOCKOF(o), deadline);
+  return rc == CONCUR_OWNERDEAD ? CONCUR_OK : rc;
 }
 
 static int lock_untake (concur_obj *o) {
-  return concur_lock_release(&((clock_ *)o)->l);
+  return concur_lock_release(LOCKOF(o));
 }
 
 /*** lock:guard() --> to-be-closed: acquires now, releases when closed */
@@ -213,32 +248,29 @@ static const luaL_Reg lock_methods[] = {
 
 /* ---- RLock ------------------------------------------------------------- */
 
-typedef struct crlock {
-  concur_obj obj;
-  concur_rlock r;
-} crlock;
-
-static void rlock_destroy (concur_obj *o) {
-  crlock *c = (crlock *)o;
-  concur_rlock_destroy(&c->r);
-  free(c);
+static void rlock_release_state (void *state) {
+  concur_rlock_destroy(state);
 }
 
-static const concur_objtype rlock_type = { "concur.RLock", rlock_destroy };
+static const concur_objtype rlock_type = { "concur.RLock",
+                                           concur_shobj_destroy };
+static const concur_shclass rlock_class = { &rlock_type, CONCUR_SH_RLOCK,
+                                            rlock_release_state, NULL };
 
-#define checkrlock(L) (&((crlock *)concur_sync_self(L, &rlock_type))->r)
+#define checkrlock(L) ((concur_rlock *)concur_sync_selfstate(L, &rlock_type))
+#define RLOCKOF(o) ((concur_rlock *)concur_sync_state(o))
 
 /*** RLock() --> a new reentrant lock, owned by the thread that takes it */
 static int rlock_new (lua_State *L) {
-  crlock *c = concur_sync_alloc(L, sizeof *c);
-  return concur_sync_made(L, c, concur_rlock_init(&c->r, 0), &rlock_type);
+  concur_shobj *c = concur_sync_new(L, &rlock_class, sizeof(concur_rlock));
+  return concur_sync_shmade(L, c, concur_rlock_init(c->state, 1));
 }
 
-/*** rlock:acquire([timeout]) --> boolean; the owner may take it again */
+/*** rlock:acquire([timeout]) --> boolean; the owner may take it again;
+** true, "owner died" as Lock's */
 static int rlock_acquire (lua_State *L) {
   concur_rlock *r = checkrlock(L);
-  return concur_sync_result(L, concur_rlock_acquire(r,
-                              concur_sync_deadline(L, 2)), "acquire");
+  return acquired(L, concur_rlock_acquire(r, concur_sync_deadline(L, 2)));
 }
 
 /*** rlock:release(): one level; raises "argument" unless the caller owns it */
@@ -256,11 +288,12 @@ static int rlock_locked (lua_State *L) {
 }
 
 static int rlock_take (concur_obj *o, double deadline) {
-  return concur_rlock_acquire(&((crlock *)o)->r, deadline);
+  int rc = concur_rlock_acquire(RLOCKOF(o), deadline);
+  return rc == CONCUR_OWNERDEAD ? CONCUR_OK : rc;
 }
 
 static int rlock_untake (concur_obj *o) {
-  return concur_rlock_release(&((crlock *)o)->r);
+  return concur_rlock_release(RLOCKOF(o));
 }
 
 /*** rlock:guard() --> to-be-closed */
@@ -286,7 +319,7 @@ static const luaL_Reg rlock_methods[] = {
 
 typedef struct ccond {
   concur_obj obj;
-  concur_obj *lock;        /* one reference: a clock_ or a crlock */
+  concur_obj *lock;        /* one reference: a Lock or an RLock */
   int reentrant;           /* lock is an RLock */
   concur_condvar cv;
 } ccond;
@@ -335,8 +368,8 @@ static int anylock_untake (concur_obj *o) {
 }
 
 static int cond_owned (ccond *c) {
-  if (c->reentrant) return concur_rlock_owned(&((crlock *)c->lock)->r);
-  return concur_lock_locked(&((clock_ *)c->lock)->l);
+  if (c->reentrant) return concur_rlock_owned(RLOCKOF(c->lock));
+  return concur_lock_locked(LOCKOF(c->lock));
 }
 
 /* One wait; returns a wait result, or -1 when the lock is not held. Raises
@@ -348,11 +381,11 @@ static int cond_wait1 (lua_State *L, ccond *c, double deadline) {
   if (!cond_owned(c)) return -1;
   if (concur_condvar_enter(&c->cv, &w) != 0)
     return concur_error(L, "limit", "cannot wait (out of resources)");
-  if (c->reentrant) levels = concur_rlock_releaseall(&((crlock *)c->lock)->r);
-  else concur_lock_release(&((clock_ *)c->lock)->l);
+  if (c->reentrant) levels = concur_rlock_releaseall(RLOCKOF(c->lock));
+  else concur_lock_release(LOCKOF(c->lock));
   rc = concur_condvar_sleep(&c->cv, &w, deadline);
-  if (c->reentrant) concur_rlock_restore(&((crlock *)c->lock)->r, levels);
-  else concur_lock_reacquire(&((clock_ *)c->lock)->l);
+  if (c->reentrant) concur_rlock_restore(RLOCKOF(c->lock), levels);
+  else concur_lock_reacquire(LOCKOF(c->lock));
   return rc;
 }
 
@@ -444,14 +477,23 @@ static const luaL_Reg cond_methods[] = {
 
 /* ---- open -------------------------------------------------------------- */
 
+/* core._shm_used() --> bytes of the shared arena in use (for specs) */
+static int shm_used (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)concur_shm_used());
+  return 1;
+}
+
 void concur_sync_open (lua_State *L) {
   static const luaL_Reg ctors[] = {
     {"Lock", lock_new},
     {"RLock", rlock_new},
     {"Condition", cond_new},
+    {"_shm_used", shm_used},
     {NULL, NULL}
   };
   guard_open(L);
+  concur_shclass_register(&lock_class);
+  concur_shclass_register(&rlock_class);
   concur_sync_class(L, &lock_type, lock_methods, NULL, 0);
   concur_sync_class(L, &rlock_type, rlock_methods, NULL, 0);
   concur_sync_class(L, &cond_type, cond_methods, NULL, 0);

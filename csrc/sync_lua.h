@@ -12,6 +12,7 @@
 #define CONCUR_SYNC_LUA_H
 
 #include "concur.h"
+#include "core/shm.h"
 
 /* Makes the class t (concur_newclass) whose methods get the metatable as
 ** upvalue 1, then the 'nup' values on top of the stack (popped), and adds
@@ -33,6 +34,21 @@ static inline concur_obj *concur_sync_self (lua_State *L,
   }
   return concur_checkobj(L, 1, t);
 }
+
+/* A new shared object of class c (core/shm.h) with 'size' bytes of zeroed
+** state, or raises kind "limit". */
+concur_shobj *concur_sync_new (lua_State *L, const concur_shclass *c,
+                               size_t size);
+/* Ends the constructor of a shared object: 'rc' is the result of
+** initialising its state (0: done). On failure drops it and raises
+** "limit", else pushes its first proxy; returns 1. */
+int concur_sync_shmade (lua_State *L, concur_shobj *c, int rc);
+/* The state of a shared object, from a concur_obj of a shared class. */
+static inline void *concur_sync_state (concur_obj *o) {
+  return ((concur_shobj *)o)->state;
+}
+/* 'self' of a method of a shared class, as its state. */
+#define concur_sync_selfstate(L, t) concur_sync_state(concur_sync_self(L, t))
 
 /* calloc, or raise kind "limit" */
 void *concur_sync_alloc (lua_State *L, size_t size);

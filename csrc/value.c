@@ -11,20 +11,16 @@
 #include "sync_lua.h"
 #include "core/sync.h"
 
-typedef struct cvalue {
-  concur_obj obj;
-  concur_value v;
-} cvalue;
-
-static void value_destroy (concur_obj *o) {
-  cvalue *c = (cvalue *)o;
-  concur_value_destroy(&c->v);
-  free(c);
+static void value_release (void *state) {
+  concur_value_destroy(state);
 }
 
-static const concur_objtype value_type = { "concur.Value", value_destroy };
+static const concur_objtype value_type = { "concur.Value",
+                                           concur_shobj_destroy };
+static const concur_shclass value_class = { &value_type, CONCUR_SH_VALUE,
+                                            value_release, NULL };
 
-#define checkvalue(L) (&((cvalue *)concur_sync_self(L, &value_type))->v)
+#define checkvalue(L) ((concur_value *)concur_sync_selfstate(L, &value_type))
 
 static concur_num checknum (lua_State *L, int arg) {
   concur_num x;
@@ -44,10 +40,10 @@ static int pushnum (lua_State *L, concur_num x) {
 /*** Value([x]) --> a shared number, initially x (default 0) */
 static int value_new (lua_State *L) {
   concur_num x = { 1, { 0 } };
-  cvalue *c;
+  concur_shobj *c;
   if (!lua_isnoneornil(L, 1)) x = checknum(L, 1);
-  c = concur_sync_alloc(L, sizeof *c);
-  return concur_sync_made(L, c, concur_value_init(&c->v, x, 0), &value_type);
+  c = concur_sync_new(L, &value_class, sizeof(concur_value));
+  return concur_sync_shmade(L, c, concur_value_init(c->state, x, 1));
 }
 
 /*** v:get() --> the number */
@@ -85,6 +81,7 @@ static const luaL_Reg value_methods[] = {
 };
 
 void concur_value_open (lua_State *L) {
+  concur_shclass_register(&value_class);
   concur_sync_class(L, &value_type, value_methods, NULL, 0);
   lua_pushcfunction(L, value_new);
   lua_setfield(L, -2, "Value");

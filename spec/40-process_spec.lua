@@ -134,23 +134,24 @@ describe("ProcessPool", function()
       raises("task", "boom", f.result, f, 10)
     end)
 
-    it("refuses a Queue passed to a task with kind 'transfer'", function()
+    it("refuses a Condition passed to a task with kind 'transfer'", function()
       local pool <close> = concur.ProcessPool(1)
-      local q = concur.Queue()
-      raises("transfer", "cannot be sent to another process yet",
-        pool.submit, pool, function(x) return x end, q)
+      raises("transfer", "concur.Condition (in the task) cannot be sent to another process",
+        pool.submit, pool, function(x) return x end, concur.Condition())
     end)
 
-    it("refuses a Lock hidden in a table", function()
+    it("refuses an in-process object hidden in a table", function()
+      local tp <close> = concur.ThreadPool(1)
+      local fut = tp:submit(function() return 1 end)
       local pool <close> = concur.ProcessPool(1)
-      raises("transfer", "concur.Lock", pool.submit, pool, function(t) return t end,
-        { deep = { concur.Lock() } })
+      raises("transfer", "concur.Future", pool.submit, pool, function(t) return t end,
+        { deep = { concur.Lock(), fut } })
     end)
 
-    it("fails a task that returns a shared object with kind 'transfer'", function()
+    it("fails a task that returns an in-process object with kind 'transfer'", function()
       local pool <close> = concur.ProcessPool(1)
-      local f = pool:submit(function() return require("concur").Queue() end)
-      raises("transfer", "cannot be sent to another process yet", f.result, f, 10)
+      local f = pool:submit(function() return require("concur").Condition() end)
+      raises("transfer", "concur.Condition (in the task's results)", f.result, f, 10)
     end)
 
     it("checks its options", function()
@@ -302,9 +303,9 @@ describe("ProcessPool", function()
       raises("broken", "could not start", pool.submit, pool, function() end)
     end)
 
-    it("refuses shared objects in initargs", function()
-      raises("transfer", "cannot be sent to another process yet", concur.ProcessPool,
-        { workers = 1, initializer = function() end, initargs = { concur.Event() } })
+    it("refuses in-process objects in initargs", function()
+      raises("transfer", "concur.Condition (in the initializer)", concur.ProcessPool,
+        { workers = 1, initializer = function() end, initargs = { concur.Condition() } })
     end)
   end)
 
@@ -487,8 +488,8 @@ describe("Process", function()
     assert.equal("done", s)
   end)
 
-  it("refuses a Queue with kind 'transfer'", function()
-    raises("transfer", "cannot be sent to another process yet", concur.Process,
-      function(q) return q end, concur.Queue())
+  it("refuses a Condition with kind 'transfer'", function()
+    raises("transfer", "cannot be sent to another process", concur.Process,
+      function(c) return c end, concur.Condition())
   end)
 end)

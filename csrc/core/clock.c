@@ -10,9 +10,13 @@
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include "clock.h"
 
 #define CONCUR_SLICE 0.01
@@ -108,6 +112,71 @@ int concur_cond_wait (pthread_cond_t *c, pthread_mutex_t *m, double deadline) {
     return concur_check_interrupt(&tdl);
   }
   return CONCUR_OK;
+}
+
+/* ---- futex condition variable ---------------------------------------------
+** A wait reads the sequence number with the mutex held, drops the mutex and
+** sleeps while the number is unchanged; signal and broadcast bump it (with
+** the mutex held) and wake one or all sleepers. A waiter that read the
+** number before a signal cannot miss it: the futex compares first. The
+** futex is not private, since the word may be mapped by other processes.
+*/
+
+void concur_fcond_init (concur_fcond *c) {
+  atomic_init(&c->seq, 0);
+}
+
+static void relock (pthread_mutex_t *m) {
+  if (pthread_mutex_lock(m) == EOWNERDEAD) pthread_mutex_consistent(m);
+}
+
+/* One sleep; 'until' < 0: none. Returns 0, or ETIMEDOUT. */
+static int fsleep (concur_fcond *c, pthread_mutex_t *m, double until) {
+  unsigned seq = atomic_load(&c->seq);
+  struct timespec ts;
+  long r;
+  if (until >= 0) ts = to_timespec(until);
+  pthread_mutex_unlock(m);
+  r = syscall(SYS_futex, &c->seq, FUTEX_WAIT_BITSET, seq,
+              until >= 0 ? &ts : NULL, NULL, FUTEX_BITSET_MATCH_ANY);
+  int err = r < 0 ? errno : 0;
+  relock(m);
+  return err == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+int concur_fcond_wait (concur_fcond *c, pthread_mutex_t *m, double deadline) {
+  double tdl, now, until;
+  int rc = concur_check_interrupt(&tdl);
+  if (rc != CONCUR_OK) return rc;
+  now = (deadline >= 0 || tdl >= 0 || intr_fn) ? concur_now() : 0;
+  if (deadline >= 0 && now >= deadline) return CONCUR_TIMEDOUT;
+  until = wake_time(deadline, tdl, now);
+  if (fsleep(c, m, until) == ETIMEDOUT) {
+    if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
+    return concur_check_interrupt(&tdl);
+  }
+  return CONCUR_OK;
+}
+
+int concur_fcond_wait_nointr (concur_fcond *c, pthread_mutex_t *m,
+                              double deadline) {
+  if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
+  if (fsleep(c, m, deadline) == ETIMEDOUT && concur_now() >= deadline)
+    return CONCUR_TIMEDOUT;
+  return CONCUR_OK;
+}
+
+static void fwake (concur_fcond *c, int n) {
+  atomic_fetch_add(&c->seq, 1);
+  syscall(SYS_futex, &c->seq, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+void concur_fcond_signal (concur_fcond *c) {
+  fwake(c, 1);
+}
+
+void concur_fcond_broadcast (concur_fcond *c) {
+  fwake(c, INT_MAX);
 }
 
 int concur_sleep_until (double deadline) {

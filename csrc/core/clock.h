@@ -35,6 +35,25 @@ int concur_mutex_init (pthread_mutex_t *m, int pshared);
 */
 int concur_cond_wait (pthread_cond_t *c, pthread_mutex_t *m, double deadline);
 
+/*
+** A condition variable on one futex word, for objects in memory shared
+** between processes: unlike a pthread_cond_t it keeps no record of its
+** waiters, so a process killed while waiting leaves nothing behind that
+** could swallow a wake-up or block a signaller. Same results and interrupt
+** rules as concur_cond_wait; 'm' is held around wait, signal and broadcast.
+*/
+typedef struct concur_fcond {
+  _Atomic unsigned seq;
+} concur_fcond;
+
+void concur_fcond_init (concur_fcond *c);
+int concur_fcond_wait (concur_fcond *c, pthread_mutex_t *m, double deadline);
+/* as concur_fcond_wait, deaf to task interrupts: CONCUR_OK or TIMEDOUT */
+int concur_fcond_wait_nointr (concur_fcond *c, pthread_mutex_t *m,
+                              double deadline);
+void concur_fcond_signal (concur_fcond *c);
+void concur_fcond_broadcast (concur_fcond *c);
+
 /* Sleeps until the deadline or an interrupt (same results as above). */
 int concur_sleep_until (double deadline);
 

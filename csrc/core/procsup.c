@@ -39,12 +39,14 @@
 #include <sys/wait.h>
 #include "procsup.h"
 #include "clock.h"
+#include "shm.h"
 
 extern char **environ;
 
 enum { S_EMPTY, S_STARTING, S_IDLE, S_BUSY, S_EXITING };
 enum { R_NONE, R_CRASH, R_TIMEOUT, R_CANCEL };
 
+#define SHM_FD 5           /* where a worker finds the shared arena */
 #define TERM_GRACE 0.1     /* SIGTERM, then SIGKILL after this */
 #define EXIT_GRACE 2.0     /* a worker told to exit gets this long */
 
@@ -105,21 +107,106 @@ static int write_all (int fd, const void *p, size_t n) {
   return 0;
 }
 
-int concur_frame_write (int fd, uint32_t type, uint64_t id,
-                        const void *body, size_t len) {
+/* A frame whose body is 'pre' and then 'body'. */
+static int frame_write2 (int fd, uint32_t type, uint64_t id, const void *pre,
+                         size_t prelen, const void *body, size_t len) {
   concur_frame h;
-  if (len > CONCUR_FRAME_MAX) return -1;
-  h.len = (uint32_t)len;
+  if (len > CONCUR_FRAME_MAX || prelen > CONCUR_FRAME_MAX - len) return -1;
+  h.len = (uint32_t)(prelen + len);
   h.type = type;
   h.id = id;
-  if (len > 0 && len <= 4096) {   /* one send for small frames */
+  if (h.len > 0 && h.len <= 4096) {   /* one send for small frames */
     char small[sizeof h + 4096];
     memcpy(small, &h, sizeof h);
-    memcpy(small + sizeof h, body, len);
-    return write_all(fd, small, sizeof h + len);
+    if (prelen) memcpy(small + sizeof h, pre, prelen);
+    if (len) memcpy(small + sizeof h + prelen, body, len);
+    return write_all(fd, small, sizeof h + h.len);
   }
   if (write_all(fd, &h, sizeof h)) return -1;
+  if (prelen && write_all(fd, pre, prelen)) return -1;
   return len ? write_all(fd, body, len) : 0;
+}
+
+int concur_frame_write (int fd, uint32_t type, uint64_t id,
+                        const void *body, size_t len) {
+  return frame_write2(fd, type, id, NULL, 0, body, len);
+}
+
+/* The references part of a body: a 32-bit count, then the references. */
+typedef struct wref {
+  uint32_t id, pad;
+  uint64_t off;
+} wref;
+
+int concur_frame_writebuf (int fd, uint32_t type, uint64_t id,
+                           const concur_buf *b) {
+  uint32_t n = (uint32_t)b->nobjs;
+  size_t prelen = sizeof n + (size_t)n * sizeof(wref);
+  char small[sizeof n + 8 * sizeof(wref)];
+  char *pre = n <= 8 ? small : malloc(prelen);
+  int rc;
+  if (pre == NULL) return -1;
+  memcpy(pre, &n, sizeof n);
+  for (uint32_t i = 0; i < n; i++) {
+    concur_shref r;
+    wref w;
+    concur_shobj_export(b->objs[i], &r);
+    w.id = r.id;
+    w.pad = 0;
+    w.off = r.off;
+    memcpy(pre + sizeof n + i * sizeof w, &w, sizeof w);
+  }
+  rc = frame_write2(fd, type, id, pre, prelen, b->data, b->len);
+  if (rc != 0)    /* not delivered: nobody will adopt them */
+    for (uint32_t i = 0; i < n; i++) {
+      wref w;
+      concur_shref r;
+      memcpy(&w, pre + sizeof n + i * sizeof w, sizeof w);
+      r.id = w.id;
+      r.off = w.off;
+      concur_shref_drop(&r);
+    }
+  if (pre != small) free(pre);
+  return rc;
+}
+
+int concur_frame_tobuf (const char *body, size_t len, concur_buf *out) {
+  uint32_t n = 0;
+  size_t i = 0, skip;
+  int rc = 0;
+  if (len >= sizeof n) memcpy(&n, body, sizeof n);
+  skip = sizeof n + (size_t)n * sizeof(wref);
+  if (len < sizeof n || n > (len - sizeof n) / sizeof(wref)) return -1;
+  for (; i < n; i++) {
+    wref w;
+    concur_shref r;
+    concur_obj *o;
+    memcpy(&w, body + sizeof n + i * sizeof w, sizeof w);
+    r.id = w.id;
+    r.off = w.off;
+    if ((o = concur_shobj_import(&r)) == NULL) {
+      rc = -1;
+      i++;
+      break;
+    }
+    rc = concur_buf_addobj(out, o);
+    concur_obj_unref(o);
+    if (rc != 0) {
+      i++;
+      break;
+    }
+  }
+  for (; i < n; i++) {   /* after a failure: drop the rest */
+    wref w;
+    concur_shref r;
+    memcpy(&w, body + sizeof n + i * sizeof w, sizeof w);
+    r.id = w.id;
+    r.off = w.off;
+    concur_shref_drop(&r);
+  }
+  if (rc == 0 && len > skip) rc = concur_buf_write(out, body + skip, len - skip);
+  if (rc != 0) concur_buf_free(out);
+  return rc;
 }
 
 static int read_all (int fd, void *p, size_t n) {
@@ -298,7 +385,8 @@ static void set_broken (concur_procsup *ps, const char *why) {
 ** we set, plus ours. */
 static char **make_env (const char *path, const char *cpath, size_t memlimit) {
   static const char *const ours[] = { "LUA_PATH=", "LUA_PATH_5_4=", "LUA_CPATH=",
-    "LUA_CPATH_5_4=", "CONCUR_HASHKEY=", "CONCUR_PPID=", "CONCUR_MEMLIMIT=", NULL };
+    "LUA_CPATH_5_4=", "CONCUR_HASHKEY=", "CONCUR_PPID=", "CONCUR_MEMLIMIT=",
+    "CONCUR_SHMFD=", NULL };
   size_t n = 0, k = 0;
   char **env;
   unsigned char key[16];
@@ -319,14 +407,16 @@ static char **make_env (const char *path, const char *cpath, size_t memlimit) {
   if (asprintf(&env[k], "CONCUR_HASHKEY=%s", hex) > 0) k++;
   if (asprintf(&env[k], "CONCUR_PPID=%ld", (long)getpid()) > 0) k++;
   if (memlimit && asprintf(&env[k], "CONCUR_MEMLIMIT=%zu", memlimit) > 0) k++;
+  if (concur_shm_fd() >= 0 && asprintf(&env[k], "CONCUR_SHMFD=%d", SHM_FD) > 0)
+    k++;
   env[k] = NULL;
   return env;
 }
 
-/* Moves fd above 4 if it is 3 or 4 (the slots dup2 fills in the child). */
+/* Moves fd above the slots dup2 fills in the child (3 to SHM_FD). */
 static int high_fd (int fd) {
   int nfd;
-  if (fd > 4) return fd;
+  if (fd > SHM_FD || fd < 0) return fd;
   nfd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
   close(fd);
   return nfd;
@@ -355,7 +445,9 @@ static int spawn (concur_procsup *ps, slot *s, char *err, size_t errsize) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
   posix_spawn_file_actions_adddup2(&fa, ps->scriptfd, 4);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+  if (concur_shm_fd() >= 0)
+    posix_spawn_file_actions_adddup2(&fa, concur_shm_fd(), SHM_FD);
+  posix_spawn_file_actions_addclosefrom_np(&fa, SHM_FD + 1);
   posix_spawnattr_init(&at);
   sigemptyset(&none);
   sigemptyset(&def);
@@ -388,7 +480,7 @@ static int spawn (concur_procsup *ps, slot *s, char *err, size_t errsize) {
   atomic_store(&s->cancel, 0);
   /* the child reads the init frame when it is ready; a small one fits the
   ** socket buffer, and a big one blocks only until the child reads it */
-  if (concur_frame_write(s->fd, 'I', 0, ps->init.data, ps->init.len) != 0) {
+  if (concur_frame_writebuf(s->fd, 'I', 0, &ps->init) != 0) {
     s->state = S_EXITING;      /* it died at once: reaped as a failed start */
     s->reason = R_CRASH;
     s->never_ready = 1;
@@ -486,7 +578,7 @@ static void dispatch (concur_procsup *ps, slot *s) {
     timeout = f->timeout >= 0 ? f->timeout : ps->task_timeout;
     s->deadline = timeout >= 0 ? concur_now() + timeout : CONCUR_NODEADLINE;
     s->state = S_BUSY;
-    if (concur_frame_write(s->fd, 'T', s->id, f->task.data, f->task.len) != 0)
+    if (concur_frame_writebuf(s->fd, 'T', s->id, &f->task) != 0)
       begin_exit(s, R_CRASH, TERM_GRACE);   /* it died: reaped and reported */
     return;
   }
@@ -514,8 +606,9 @@ static void on_frame (concur_procsup *ps, slot *s, const concur_frame *h,
     f = s->running;
     s->running = NULL;
     pthread_mutex_unlock(&ps->mu);
-    if (h->len && concur_buf_write(&out, body, h->len) != 0)
-      errbuf(&out, "limit", "not enough memory for the task's results");
+    if (concur_frame_tobuf(body, h->len, &out) != 0)
+      errbuf(&out, "transfer", "the task's results could not be received "
+             "(out of memory, or a malformed message)");
     concur_future_finish(f, h->type == 'E', &out);
     concur_obj_unref(&f->obj);
     s->state = S_IDLE;
@@ -682,7 +775,7 @@ concur_procsup *concur_procsup_new (concur_procopts *o, char **err) {
   ps->max_start_failures = o->start_retries > 0 ? o->start_retries : 1;
   ps->lua = lua && *lua ? lua : "lua5.4";
   ps->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  ps->scriptfd = memfd_create("concur-worker", MFD_CLOEXEC);
+  ps->scriptfd = high_fd(memfd_create("concur-worker", MFD_CLOEXEC));
   ps->envp = make_env(o->path, o->cpath, o->memory_limit);
   for (int i = 0; i < ps->nworkers; i++) {
     ps->slots[i].ps = ps;

@@ -9,7 +9,9 @@
 ** completes the futures, notices dead workers (EOF, waitpid), kills
 ** workers whose task overran its deadline or was cancelled, and starts
 ** replacements. Tasks and results cross a socketpair as frames: a 16-byte
-** header (length, type, task id) and codec bytes.
+** header (length, type, task id) and a body: for 'I', 'T', 'R' and 'E' a
+** buffer's shared objects (as exported references, core/shm.h) and then
+** its codec bytes. Workers inherit the shared arena (fd 5, CONCUR_SHMFD).
 */
 #ifndef CONCUR_CORE_PROCSUP_H
 #define CONCUR_CORE_PROCSUP_H
@@ -40,6 +42,14 @@ int concur_frame_write (int fd, uint32_t type, uint64_t id,
 /* Reads one frame (blocking); *body is malloc'd (NULL when empty). Returns
 ** 0, 1 at a clean end of file, -1 on errors or a malformed header. */
 int concur_frame_read (int fd, concur_frame *h, char **body);
+/* Writes buffer b as a frame. Every object of b must be of a shared class
+** (concur_shclass_of); each is exported, and the reader adopts it. */
+int concur_frame_writebuf (int fd, uint32_t type, uint64_t id,
+                           const concur_buf *b);
+/* Turns the body of a frame written by concur_frame_writebuf into *out
+** (empty): imports its objects, copies its bytes. Returns 0, or -1 when the
+** body is malformed or memory ran out (its references are then dropped). */
+int concur_frame_tobuf (const char *body, size_t len, concur_buf *out);
 
 /* ---- the supervisor ---------------------------------------------------------- */
 

@@ -9,16 +9,131 @@
 ** microseconds on the atomic item count, outside the mutex: a handover
 ** between two running threads is far cheaper than a futex sleep and wake.
 **
+** Items are packed into arena blocks (pack) before the mutex is taken and
+** unpacked after it is dropped, so the mutex covers only the array moves.
+**
 ** Invariants: count == store.n; unfinished >= count; a closed queue stays
-** closed; items are only ever moved (buffers are never copied), so each
-** object reference in an item is owned by exactly one holder.
+** closed; each object reference in an item is owned by exactly one holder.
 */
 #include <stdlib.h>
 #include <string.h>
 #include "queue.h"
+#include "shm.h"
 #include "sync.h"
 
 #define SPIN_SECONDS 50e-6   /* longest busy wait before sleeping */
+
+/* ---- items ----------------------------------------------------------------
+** An item block: this header, nobjs references, then len codec bytes. A
+** reference is an exported shared object (id > 0), or (id 0) a pointer to
+** an object of process 'pid' holding one in-process reference.
+*/
+
+typedef struct qblock {
+  uint64_t len;
+  uint32_t nobjs;
+  int32_t pid;               /* whose pointers the references hold, or 0 */
+} qblock;
+
+typedef struct qref {
+  uint32_t id;
+  uint32_t pad;
+  uint64_t off;              /* concur_shoff, or the pointer */
+} qref;
+
+static qref *block_refs (qblock *b) {
+  return (qref *)(b + 1);
+}
+
+/* Packs *item (emptied) into a new block; its offset, or 0 when the arena
+** is full (*item is then left as it was). */
+static concur_shoff pack (concur_buf *item) {
+  concur_shoff off;
+  qblock *b = concur_shm_alloc(sizeof *b + item->nobjs * sizeof(qref)
+                               + item->len, &off);
+  qref *r;
+  if (b == NULL) return 0;
+  b->len = item->len;
+  b->nobjs = (uint32_t)item->nobjs;
+  b->pid = 0;
+  r = block_refs(b);
+  for (size_t i = 0; i < item->nobjs; i++) {
+    concur_obj *o = item->objs[i];
+    if (concur_shclass_of(o->type)) {
+      concur_shref sr;
+      concur_shobj_export(o, &sr);
+      r[i].id = sr.id;
+      r[i].off = sr.off;
+      concur_obj_unref(o);
+    }
+    else {                   /* the block takes the item's reference */
+      r[i].id = 0;
+      r[i].off = (uint64_t)(uintptr_t)o;
+      b->pid = concur_sync_pid();
+    }
+    r[i].pad = 0;
+    item->objs[i] = NULL;
+  }
+  if (item->len) memcpy(r + b->nobjs, item->data, item->len);
+  concur_buf_free(item);
+  return off;
+}
+
+/* Drops what the block at off holds, and the block. */
+static void block_free (concur_shoff off) {
+  qblock *b = concur_shm_ptr(off);
+  qref *r = block_refs(b);
+  int mine = b->pid == concur_sync_pid();
+  for (uint32_t i = 0; i < b->nobjs; i++) {
+    if (r[i].id) {
+      concur_shref sr = { r[i].id, r[i].off };
+      concur_shref_drop(&sr);
+    }
+    else if (mine)
+      concur_obj_unref((concur_obj *)(uintptr_t)r[i].off);
+    /* NOTE: else it leaks: it lives in another process's memory */
+  }
+  concur_shm_free(off);
+}
+
+/* Unpacks the block at off into *out (empty) and frees the block. Returns
+** CONCUR_OK, CONCUR_QFOREIGN (another process's objects) or CONCUR_QNOMEM;
+** on failure the item is dropped. */
+static int unpack (concur_shoff off, concur_buf *out) {
+  qblock *b = concur_shm_ptr(off);
+  qref *r = block_refs(b);
+  if (b->pid != 0 && b->pid != concur_sync_pid()) {
+    block_free(off);
+    return CONCUR_QFOREIGN;
+  }
+  if (concur_buf_write(out, r + b->nobjs, b->len) != 0) goto nomem;
+  for (uint32_t i = 0; i < b->nobjs; i++) {
+    concur_obj *o;
+    if (r[i].id) {
+      concur_shref sr = { r[i].id, r[i].off };
+      o = concur_shobj_import(&sr);   /* adopts the block's reference */
+      r[i].id = 0;
+      r[i].off = 0;
+      if (o == NULL) goto nomem;
+    }
+    else {
+      o = (concur_obj *)(uintptr_t)r[i].off;
+      r[i].off = 0;
+    }
+    if (o && concur_buf_addobj(out, o) != 0) {
+      concur_obj_unref(o);
+      goto nomem;
+    }
+    if (o) concur_obj_unref(o);     /* addobj took its own */
+  }
+  concur_shm_free(off);
+  return CONCUR_OK;
+nomem:
+  b->pid = concur_sync_pid();       /* what is left is ours to drop */
+  block_free(off);
+  concur_buf_free(out);
+  return CONCUR_QNOMEM;
+}
 
 /* ---- the item store -------------------------------------------------------
 ** The one place that knows how items are kept: a growable array used as a
@@ -26,19 +141,24 @@
 */
 
 static void store_init (concur_qstore *s, int order) {
-  s->items = NULL;
+  s->items = 0;
   s->cap = s->head = s->n = 0;
   s->order = order;
 }
 
+static concur_qitem *store_items (concur_qstore *s) {
+  return concur_shm_ptr(s->items);
+}
+
 static concur_qitem *store_at (concur_qstore *s, size_t i) {
-  if (s->order == CONCUR_PRIORITY) return &s->items[i];
-  return &s->items[(s->head + i) & (s->cap - 1)];   /* cap: a power of 2 */
+  concur_qitem *items = store_items(s);
+  if (s->order == CONCUR_PRIORITY) return &items[i];
+  return &items[(s->head + i) & (s->cap - 1)];   /* cap: a power of 2 */
 }
 
 static void store_free (concur_qstore *s) {
-  for (size_t i = 0; i < s->n; i++) concur_buf_free(&store_at(s, i)->buf);
-  free(s->items);
+  for (size_t i = 0; i < s->n; i++) block_free(store_at(s, i)->block);
+  if (s->items) concur_shm_free(s->items);
   store_init(s, s->order);
 }
 
@@ -46,12 +166,13 @@ static void store_free (concur_qstore *s) {
 ** ring to start at 0; -1 when out of memory (nothing changed). */
 static int store_resize (concur_qstore *s, size_t ncap) {
   concur_qitem *ni;
+  concur_shoff noff;
   if (ncap > SIZE_MAX / sizeof *ni) return -1;
-  ni = malloc(ncap * sizeof *ni);
+  ni = concur_shm_alloc(ncap * sizeof *ni, &noff);
   if (ni == NULL) return -1;
   for (size_t i = 0; i < s->n; i++) ni[i] = *store_at(s, i);
-  free(s->items);
-  s->items = ni;
+  if (s->items) concur_shm_free(s->items);
+  s->items = noff;
   s->cap = ncap;
   s->head = 0;
   return 0;
@@ -90,26 +211,27 @@ static int store_push (concur_qstore *s, concur_qitem *it) {
   if (s->n == s->cap && store_resize(s, s->cap ? s->cap * 2 : 16)) return -1;
   *store_at(s, s->n) = *it;
   s->n++;
-  if (s->order == CONCUR_PRIORITY) heap_up(s->items, s->n - 1);
+  if (s->order == CONCUR_PRIORITY) heap_up(store_items(s), s->n - 1);
   return 0;
 }
 
 /* Moves the next item out into *it; the store is not empty. */
 static void store_pop (concur_qstore *s, concur_qitem *it) {
+  concur_qitem *items = store_items(s);
   s->n--;
   switch (s->order) {
     case CONCUR_FIFO:
-      *it = s->items[s->head];
+      *it = items[s->head];
       s->head = (s->head + 1) & (s->cap - 1);
       break;
     case CONCUR_LIFO:
       *it = *store_at(s, s->n);
       break;
     default:
-      *it = s->items[0];
+      *it = items[0];
       if (s->n) {
-        s->items[0] = s->items[s->n];
-        heap_down(s->items, s->n, 0);
+        items[0] = items[s->n];
+        heap_down(items, s->n, 0);
       }
   }
   /* give memory back after a burst: halve when a quarter full (a failed
@@ -121,27 +243,20 @@ static void store_pop (concur_qstore *s, concur_qitem *it) {
 
 int concur_queue_init (concur_queue *q, int order, size_t maxsize) {
   memset(q, 0, sizeof *q);
-  if (concur_mutex_init(&q->mu, 0)) return -1;
-  if (concur_cond_init(&q->notempty, 0)) goto e1;
-  if (concur_cond_init(&q->notfull, 0)) goto e2;
-  if (concur_cond_init(&q->alldone, 0)) goto e3;
+  if (concur_mutex_init(&q->mu, 1)) return -1;
+  concur_fcond_init(&q->notempty);
+  concur_fcond_init(&q->notfull);
+  concur_fcond_init(&q->alldone);
   q->maxsize = maxsize;
   atomic_init(&q->count, 0);
   atomic_init(&q->closed, 0);
   store_init(&q->store, order);
   return 0;
-e3: pthread_cond_destroy(&q->notfull);
-e2: pthread_cond_destroy(&q->notempty);
-e1: pthread_mutex_destroy(&q->mu);
-  return -1;
 }
 
+/* NOTE: the process-shared mutex is not destroyed (see core/sync.c) */
 void concur_queue_destroy (concur_queue *q) {
   store_free(&q->store);
-  pthread_cond_destroy(&q->alldone);
-  pthread_cond_destroy(&q->notfull);
-  pthread_cond_destroy(&q->notempty);
-  pthread_mutex_destroy(&q->mu);
 }
 
 static int isfull (concur_queue *q) {
@@ -173,6 +288,11 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
                       double deadline) {
   int rc = CONCUR_OK, spun = 0;
   concur_qitem it;
+  concur_shoff block = pack(item);
+  if (block == 0) {
+    concur_buf_free(item);
+    return CONCUR_QNOMEM;
+  }
   concur_sync_lockmu(&q->mu);
   while (!q->closed && isfull(q)) {
     if (deadline >= 0 && concur_now() >= deadline) {
@@ -185,26 +305,27 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
       continue;
     }
     q->putters++;
-    rc = concur_cond_wait(&q->notfull, &q->mu, deadline);
+    rc = concur_fcond_wait(&q->notfull, &q->mu, deadline);
     q->putters--;
     if (rc != CONCUR_OK) break;
   }
   if (q->closed) rc = CONCUR_QCLOSED;
   else if (rc != CONCUR_OK && !isfull(q)) rc = CONCUR_OK;  /* just in time */
   if (rc == CONCUR_OK) {
-    it.buf = *item;
+    it.block = block;
     it.prio = prio;
     it.seq = q->seq;
     if (store_push(&q->store, &it)) rc = CONCUR_QNOMEM;
     else {
-      memset(item, 0, sizeof *item);
+      block = 0;
       q->seq++;
       q->unfinished++;
       atomic_store_explicit(&q->count, q->store.n, memory_order_relaxed);
-      if (q->getters) pthread_cond_signal(&q->notempty);
+      if (q->getters) concur_fcond_signal(&q->notempty);
     }
   }
   pthread_mutex_unlock(&q->mu);
+  if (block) block_free(block);
   return rc;
 }
 
@@ -223,28 +344,29 @@ int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
       continue;
     }
     q->getters++;
-    rc = concur_cond_wait(&q->notempty, &q->mu, deadline);
+    rc = concur_fcond_wait(&q->notempty, &q->mu, deadline);
     q->getters--;
     if (rc != CONCUR_OK) break;
   }
+  it.block = 0;
   if (q->store.n > 0) {   /* drains a closed queue; takes a just-in-time item */
     store_pop(&q->store, &it);
-    *out = it.buf;
     atomic_store_explicit(&q->count, q->store.n, memory_order_relaxed);
-    if (q->putters) pthread_cond_signal(&q->notfull);
+    if (q->putters) concur_fcond_signal(&q->notfull);
     rc = CONCUR_OK;
   }
   else if (rc == CONCUR_OK)
     rc = CONCUR_QCLOSED;
   pthread_mutex_unlock(&q->mu);
+  if (it.block) rc = unpack(it.block, out);
   return rc;
 }
 
 void concur_queue_close (concur_queue *q) {
   concur_sync_lockmu(&q->mu);
   atomic_store(&q->closed, 1);
-  pthread_cond_broadcast(&q->notempty);
-  pthread_cond_broadcast(&q->notfull);
+  concur_fcond_broadcast(&q->notempty);
+  concur_fcond_broadcast(&q->notfull);
   pthread_mutex_unlock(&q->mu);
 }
 
@@ -265,7 +387,7 @@ int concur_queue_taskdone (concur_queue *q) {
   concur_sync_lockmu(&q->mu);
   if (q->unfinished == 0) rc = -1;
   else if (--q->unfinished == 0 && q->joiners)
-    pthread_cond_broadcast(&q->alldone);
+    concur_fcond_broadcast(&q->alldone);
   pthread_mutex_unlock(&q->mu);
   return rc;
 }
@@ -275,7 +397,7 @@ int concur_queue_join (concur_queue *q, double deadline) {
   concur_sync_lockmu(&q->mu);
   while (q->unfinished > 0) {
     q->joiners++;
-    rc = concur_cond_wait(&q->alldone, &q->mu, deadline);
+    rc = concur_fcond_wait(&q->alldone, &q->mu, deadline);
     q->joiners--;
     if (rc != CONCUR_OK) {
       if (q->unfinished == 0) rc = CONCUR_OK;

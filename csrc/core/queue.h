@@ -7,11 +7,12 @@
 ** unbounded. Blocking calls take an absolute deadline (clock.h) and return a
 ** wait result of clock.h or one of the codes below.
 **
-** The synchronisation part (mutex, conditions, counters) holds no pointers;
-** the items sit behind the small store interface of queue.c (push, pop,
-** count), which today is an array in this process's heap. For queues shared
-** between processes the store becomes a byte ring in the same shared
-** mapping: each item a header {len, priority, seq} and its codec bytes.
+** The whole queue lives in the shared arena (shm.h), so processes can
+** share it: its items are arena blocks holding the codec bytes and the
+** item's objects as exported references, and the array that orders them is
+** an arena block too. An item may also hold an object that cannot leave
+** its process (a fetch Client, a Future): that one is kept by pointer, and
+** only the process that put it can take the item.
 */
 #ifndef CONCUR_CORE_QUEUE_H
 #define CONCUR_CORE_QUEUE_H
@@ -25,25 +26,28 @@
 
 #define CONCUR_QCLOSED 32      /* put after close; get once closed and empty */
 #define CONCUR_QNOMEM 33       /* the store could not grow */
+#define CONCUR_QFOREIGN 34     /* the item taken held an object of another
+                               ** process's (and was dropped) */
 
 enum { CONCUR_FIFO, CONCUR_LIFO, CONCUR_PRIORITY };
 
 typedef struct concur_qitem {
-  concur_buf buf;
+  uint64_t block;            /* the item's arena block (concur_shoff) */
   double prio;               /* CONCUR_PRIORITY only */
   uint64_t seq;
 } concur_qitem;
 
-/* Items: a ring (FIFO, LIFO) or a binary min-heap on (prio, seq). */
+/* Items: a ring (FIFO, LIFO) or a binary min-heap on (prio, seq), in an
+** arena block. */
 typedef struct concur_qstore {
-  concur_qitem *items;
+  uint64_t items;            /* concur_shoff of the array; 0: none */
   size_t cap, head, n;
   int order;
 } concur_qstore;
 
 typedef struct concur_queue {
   pthread_mutex_t mu;
-  pthread_cond_t notempty, notfull, alldone;
+  concur_fcond notempty, notfull, alldone;
   size_t maxsize;            /* 0: unbounded */
   atomic_int closed;         /* written under mu, read anywhere */
   atomic_size_t count;       /* == store.n; written under mu, read anywhere */
@@ -56,11 +60,11 @@ typedef struct concur_queue {
 int concur_queue_init (concur_queue *q, int order, size_t maxsize);
 /* frees the items left (dropping their object references); never blocks */
 void concur_queue_destroy (concur_queue *q);
-/* On CONCUR_OK the queue took over *item (left empty); otherwise it is
-** still the caller's. */
+/* Takes *item (left empty) whatever the result; CONCUR_OK when queued. */
 int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
                       double deadline);
-/* On CONCUR_OK *out (empty on entry) holds the item, now the caller's. */
+/* On CONCUR_OK *out (empty on entry) holds the item, now the caller's. On
+** CONCUR_QFOREIGN the item was taken but could not be had here. */
 int concur_queue_get (concur_queue *q, concur_buf *out, double deadline);
 void concur_queue_close (concur_queue *q);
 int concur_queue_isclosed (concur_queue *q);

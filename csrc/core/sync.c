@@ -13,11 +13,49 @@
 ** variable keeps its waiters in arrival order, one cv each, so notify(n)
 ** wakes exactly the n oldest (as Python's threading.Condition).
 */
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "sync.h"
 
-#define SPINS 100    /* busy-wait rounds before sleeping */
+#define SPINS 100          /* busy-wait rounds before sleeping */
+#define OWNER_POLL 0.05    /* seconds between looks at a foreign holder */
+
+uintptr_t concur_sync_thread (void) {
+  static _Thread_local uintptr_t tid;
+  if (tid == 0) tid = (uintptr_t)gettid();
+  return tid;
+}
+
+int concur_sync_pid (void) {
+  static atomic_int pid;
+  int p = atomic_load_explicit(&pid, memory_order_relaxed);
+  if (p == 0) {
+    p = (int)getpid();
+    atomic_store_explicit(&pid, p, memory_order_relaxed);
+  }
+  return p;
+}
+
+/* Whether process 'pid' has ended (a zombie has: it holds nothing). */
+static int pid_dead (int pid) {
+  char path[48], buf[512], *st;
+  ssize_t n;
+  int fd;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return 1;
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return errno == ENOENT;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  st = strrchr(buf, ')');   /* the state follows the command name */
+  return st && st[1] == ' ' && (st[2] == 'Z' || st[2] == 'X');
+}
 
 int concur_sync_canspin (void) {
   static atomic_int ncpu;   /* 0: not known yet (a benign race to fill) */
@@ -31,37 +69,32 @@ int concur_sync_canspin (void) {
 
 /* One sleep on cv; the object's mutex is held. 'intr': whether a task
 ** interrupt may end it (Condition's re-acquire may not). */
-static int sleep_on (pthread_cond_t *cv, pthread_mutex_t *mu, double deadline,
+static int sleep_on (concur_fcond *cv, pthread_mutex_t *mu, double deadline,
                      int intr) {
-  int rc;
-  if (intr) return concur_cond_wait(cv, mu, deadline);
-  rc = pthread_cond_wait(cv, mu);
-  if (rc == EOWNERDEAD) pthread_mutex_consistent(mu);
-  return CONCUR_OK;
+  if (intr) return concur_fcond_wait(cv, mu, deadline);
+  return concur_fcond_wait_nointr(cv, mu, deadline);
 }
 
-static int init2 (pthread_mutex_t *mu, pthread_cond_t *cv, int pshared) {
-  if (concur_mutex_init(mu, pshared) != 0) return -1;
-  if (concur_cond_init(cv, pshared) != 0) {
-    pthread_mutex_destroy(mu);
-    return -1;
-  }
-  return 0;
+static int init2 (pthread_mutex_t *mu, concur_fcond *cv, int pshared) {
+  concur_fcond_init(cv);
+  return concur_mutex_init(mu, pshared) != 0 ? -1 : 0;
 }
 
-static void destroy2 (pthread_mutex_t *mu, pthread_cond_t *cv) {
-  pthread_cond_destroy(cv);
-  pthread_mutex_destroy(mu);
+/* NOTE: a process-shared mutex is not destroyed: a process that died
+** holding it would make that an error, and it owns no resources. */
+static void destroy2 (pthread_mutex_t *mu, concur_fcond *cv) {
+  (void)mu;
+  (void)cv;
 }
 
 /* Wakes one sleeper (or all) if 'waiters' says anyone sleeps. Called after
 ** the state word changed (seq_cst). */
-static void wake (atomic_int *waiters, pthread_mutex_t *mu, pthread_cond_t *cv,
+static void wake (atomic_int *waiters, pthread_mutex_t *mu, concur_fcond *cv,
                   int all) {
   if (atomic_load(waiters) == 0) return;
   concur_sync_lockmu(mu);
-  if (all) pthread_cond_broadcast(cv);
-  else pthread_cond_signal(cv);
+  if (all) concur_fcond_broadcast(cv);
+  else concur_fcond_signal(cv);
   pthread_mutex_unlock(mu);
 }
 
@@ -71,7 +104,7 @@ static void wake (atomic_int *waiters, pthread_mutex_t *mu, pthread_cond_t *cv,
 ** one last try and never sleeps.
 */
 static int wait_until (int (*try) (void *), void *obj, atomic_int *waiters,
-                       pthread_mutex_t *mu, pthread_cond_t *cv,
+                       pthread_mutex_t *mu, concur_fcond *cv,
                        double deadline, int intr) {
   int rc = CONCUR_OK;
   for (int i = concur_sync_canspin() ? 0 : SPINS; i < SPINS; i++) {
@@ -104,20 +137,56 @@ void concur_lock_destroy (concur_lock *l) {
   destroy2(&l->mu, &l->cv);
 }
 
-static int lock_try (void *l) {
-  /* test before test-and-set: spinners must not bounce the cache line */
-  return !concur_lock_locked(l) && concur_lock_tryacquire(l);
+/*
+** The slow path of Lock: as wait_until, but a holder in another process is
+** looked at every OWNER_POLL seconds, and the lock of a dead one is taken
+** over (its state word still names the dead pid, so one waiter wins).
+*/
+static int lock_wait (concur_lock *l, double deadline, int intr) {
+  int rc = CONCUR_OK, me = concur_sync_pid();
+  double look = 0;   /* when to look at a foreign holder next (0: now) */
+  for (int i = concur_sync_canspin() ? 0 : SPINS; i < SPINS; i++) {
+    concur_sync_pause();
+    if (!concur_lock_locked(l) && concur_lock_tryacquire(l)) return CONCUR_OK;
+  }
+  concur_sync_lockmu(&l->mu);
+  atomic_fetch_add(&l->waiters, 1);
+  for (;;) {
+    int holder = 0;
+    double until = deadline;
+    if (atomic_compare_exchange_strong(&l->state, &holder, me)) break;
+    if (holder != me && holder > 0) {
+      double now = concur_now();
+      if (now >= look) {
+        if (pid_dead(holder)) {
+          if (atomic_compare_exchange_strong(&l->state, &holder, me)) {
+            rc = CONCUR_OWNERDEAD;
+            break;
+          }
+          continue;
+        }
+        look = now + OWNER_POLL;
+      }
+      if (until < 0 || look < until) until = look;
+    }
+    if (rc != CONCUR_OK) break;   /* the deadline passed, or an interrupt */
+    rc = sleep_on(&l->cv, &l->mu, until, intr);
+    if (rc == CONCUR_TIMEDOUT && until != deadline) rc = CONCUR_OK;
+    /* else one last look at the state before giving up */
+  }
+  atomic_fetch_sub(&l->waiters, 1);
+  pthread_mutex_unlock(&l->mu);
+  return rc;
 }
 
 int concur_lock_acquire (concur_lock *l, double deadline) {
   if (concur_lock_tryacquire(l)) return CONCUR_OK;
   if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
-  return wait_until(lock_try, l, &l->waiters, &l->mu, &l->cv, deadline, 1);
+  return lock_wait(l, deadline, 1);
 }
 
 void concur_lock_reacquire (concur_lock *l) {
-  if (!concur_lock_tryacquire(l))
-    wait_until(lock_try, l, &l->waiters, &l->mu, &l->cv, CONCUR_NODEADLINE, 0);
+  if (!concur_lock_tryacquire(l)) lock_wait(l, CONCUR_NODEADLINE, 0);
 }
 
 int concur_lock_release (concur_lock *l) {
@@ -152,7 +221,7 @@ int concur_rlock_acquire (concur_rlock *r, double deadline) {
     return CONCUR_OK;
   }
   rc = concur_lock_acquire(&r->base, deadline);
-  if (rc == CONCUR_OK) {
+  if (rc == CONCUR_OK || rc == CONCUR_OWNERDEAD) {
     atomic_store_explicit(&r->owner, concur_sync_thread(),
                           memory_order_relaxed);
     r->count = 1;
@@ -241,7 +310,7 @@ void concur_event_set (concur_event *e) {
   if (!atomic_load(&e->flag)) {
     atomic_store(&e->flag, 1);
     e->gen++;
-    if (e->waiters) pthread_cond_broadcast(&e->cv);
+    if (e->waiters) concur_fcond_broadcast(&e->cv);
   }
   pthread_mutex_unlock(&e->mu);
 }
@@ -262,7 +331,7 @@ int concur_event_wait (concur_event *e, double deadline) {
   gen = e->gen;
   e->waiters++;
   while (!atomic_load(&e->flag) && e->gen == gen) {
-    rc = concur_cond_wait(&e->cv, &e->mu, deadline);
+    rc = concur_fcond_wait(&e->cv, &e->mu, deadline);
     if (rc != CONCUR_OK) {
       if (atomic_load(&e->flag) || e->gen != gen) rc = CONCUR_OK;
       break;
@@ -290,7 +359,7 @@ void concur_barrier_destroy (concur_barrier *b) {
 /* Breaks the barrier and wakes every waiter; b->mu is held. */
 static void barrier_break (concur_barrier *b) {
   b->broken = 1;
-  pthread_cond_broadcast(&b->cv);
+  concur_fcond_broadcast(&b->cv);
 }
 
 int concur_barrier_wait (concur_barrier *b, double deadline, int *index) {
@@ -305,7 +374,7 @@ int concur_barrier_wait (concur_barrier *b, double deadline, int *index) {
   if (b->count == b->parties) {   /* the last one: release everyone */
     b->count = 0;
     b->generation++;
-    pthread_cond_broadcast(&b->cv);
+    concur_fcond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
     return CONCUR_OK;
   }
@@ -314,7 +383,7 @@ int concur_barrier_wait (concur_barrier *b, double deadline, int *index) {
   for (;;) {
     if (b->generation != gen) { rc = CONCUR_OK; break; }
     if (b->broken || b->epoch != epoch) { rc = CONCUR_BROKEN; break; }
-    rc = concur_cond_wait(&b->cv, &b->mu, deadline);
+    rc = concur_fcond_wait(&b->cv, &b->mu, deadline);
     if (rc != CONCUR_OK && b->generation == gen && !b->broken
         && b->epoch == epoch) {
       /* as Python: one waiter giving up breaks the barrier for all */
@@ -340,7 +409,7 @@ void concur_barrier_reset (concur_barrier *b) {
   b->epoch++;
   b->count = 0;
   b->broken = 0;
-  pthread_cond_broadcast(&b->cv);
+  concur_fcond_broadcast(&b->cv);
   pthread_mutex_unlock(&b->mu);
 }
 
@@ -368,7 +437,7 @@ int concur_value_init (concur_value *v, concur_num x, int pshared) {
 }
 
 void concur_value_destroy (concur_value *v) {
-  pthread_mutex_destroy(&v->mu);
+  (void)v;   /* process-shared: see destroy2 */
 }
 
 concur_num concur_value_get (concur_value *v) {

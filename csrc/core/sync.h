@@ -10,12 +10,14 @@
 ** CONCUR_TASKTIMEOUT when the calling task was interrupted; barriers add
 ** CONCUR_BROKEN. A past deadline never blocks.
 **
-** Across processes (not yet wired): the struct goes into a shared mapping
-** and is initialised with pshared set; mutexes are then robust, and
-** concur_sync_lockmu repairs one whose owner died. A Lock's state word would
-** then hold its owner's pid instead of 1, so that waiters, sleeping in
-** slices, can test the owner (kill(pid, 0)) and take over the lock of a dead
-** process, reporting that its owner died. concur_condvar stays in-process:
+** Every object but concur_condvar lives in the shared arena (shm.h), so
+** it can be used by several processes: mutexes are process-shared and
+** robust (concur_sync_lockmu repairs one whose owner died), sleeps are on
+** futex words (concur_fcond, clock.h), and owners are named by ids that
+** mean the same in every process. A Lock's state word holds the pid of its
+** holder: a waiter sleeping on a lock held by another process looks every
+** OWNER_POLL seconds whether that process still lives, and takes over the
+** lock of a dead one (CONCUR_OWNERDEAD). concur_condvar stays in-process:
 ** its waiters are nodes on the waiting threads' stacks.
 **
 ** Fast paths are lock-free: taking a free Lock or a Semaphore token is one
@@ -35,11 +37,12 @@
 #include "clock.h"
 
 #define CONCUR_BROKEN 16       /* barrier broken (abort, reset, a timeout) */
+#define CONCUR_OWNERDEAD 17    /* acquired; the process holding it had died */
 
-/* The identity of the calling thread, as stored in owner fields. */
-static inline uintptr_t concur_sync_thread (void) {
-  return (uintptr_t)pthread_self();
-}
+/* The calling thread's id (gettid: unique across processes while it
+** lives), and the calling process's id, as stored in owner fields. */
+uintptr_t concur_sync_thread (void);
+int concur_sync_pid (void);
 
 /* Locks a mutex made by concur_mutex_init; a robust (pshared) one whose
 ** owner died is made consistent: the state it guards is kept valid at every
@@ -64,14 +67,15 @@ int concur_sync_canspin (void);
 
 /* ---- Lock: binary, released by any thread (as Python's) ---------------- */
 typedef struct concur_lock {
-  atomic_int state;        /* 0 free, 1 held */
+  atomic_int state;        /* 0 free, else the pid of the holding process */
   atomic_int waiters;      /* threads blocked in acquire */
   pthread_mutex_t mu;      /* guards nothing but the sleep on 'cv' */
-  pthread_cond_t cv;
+  concur_fcond cv;
 } concur_lock;
 
 int concur_lock_init (concur_lock *l, int pshared);
 void concur_lock_destroy (concur_lock *l);
+/* a wait result, or CONCUR_OWNERDEAD (taken over from a dead process) */
 int concur_lock_acquire (concur_lock *l, double deadline);
 /* as acquire without deadline, but deaf to task interrupts (Condition.wait
 ** must get its lock back before it reports a cancellation) */
@@ -80,7 +84,7 @@ int concur_lock_release (concur_lock *l);   /* 0, or -1 when not held */
 
 static inline int concur_lock_tryacquire (concur_lock *l) {
   int expect = 0;
-  return atomic_compare_exchange_strong(&l->state, &expect, 1);
+  return atomic_compare_exchange_strong(&l->state, &expect, concur_sync_pid());
 }
 
 static inline int concur_lock_locked (concur_lock *l) {
@@ -109,7 +113,7 @@ typedef struct concur_sem {
   atomic_int waiters;
   long bound;              /* BoundedSemaphore: the initial value; else -1 */
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  concur_fcond cv;
 } concur_sem;
 
 int concur_sem_init (concur_sem *s, long value, long bound, int pshared);
@@ -126,7 +130,7 @@ typedef struct concur_event {
   unsigned gen;            /* bumped by every set() that sets; under mu */
   int waiters;             /* under mu */
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  concur_fcond cv;
 } concur_event;
 
 int concur_event_init (concur_event *e, int pshared);
@@ -147,7 +151,7 @@ typedef struct concur_barrier {
   int broken;
   unsigned generation, epoch;
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  concur_fcond cv;
 } concur_barrier;
 
 int concur_barrier_init (concur_barrier *b, int parties, int pshared);

@@ -1,0 +1,102 @@
+/*
+** shm.h: the shared arena, and the shared objects that live in it. No Lua.
+**
+** The arena is one memory file (memfd) mapped by every process of a
+** process tree: the first concur process creates it when it first needs
+** it, and each worker it starts inherits the file (fd and CONCUR_SHMFD)
+** and maps it too, at whatever address. So nothing in the arena holds a
+** pointer: blocks are named by their offset, and each process turns an
+** offset into an address of its own mapping.
+**
+** A shared object is a block of the arena: a header (a reference count for
+** the whole process tree, the class id) and the object's state, which
+** holds only atomics, numbers, offsets and process-shared robust mutexes.
+** Each process sees it through a concur_shobj, an ordinary concur_obj
+** (obj.h) with its own in-process count, which holds one arena reference.
+** A process that dies holding arena references leaks them (and the blocks)
+** until the tree ends; nothing else goes wrong.
+**
+** Crossing to another process: the sender exports each object (an arena
+** reference that travels with the bytes as a concur_shref), the receiver
+** imports it (adopts that reference into a new concur_shobj).
+*/
+#ifndef CONCUR_CORE_SHM_H
+#define CONCUR_CORE_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "obj.h"
+
+typedef uint64_t concur_shoff;   /* offset in the arena; 0: none */
+
+/* ---- the arena ------------------------------------------------------------ */
+
+/* Maps the arena (creating it, or inheriting the parent's); idempotent and
+** thread-safe. Returns 0, or -1 when it cannot be had. */
+int concur_shm_init (void);
+/* The arena's memory file, for children (-1 when none), and its size. */
+int concur_shm_fd (void);
+size_t concur_shm_size (void);
+/* A block of at least n bytes, 16-aligned, uninitialised; NULL when the
+** arena is full or missing. */
+void *concur_shm_alloc (size_t n, concur_shoff *off);
+void concur_shm_free (concur_shoff off);
+/* The address of offset 'off' in this process (the arena is mapped). */
+void *concur_shm_ptr (concur_shoff off);
+/* Bytes in use (blocks and their headers), for stats and specs. */
+size_t concur_shm_used (void);
+
+/* ---- shared objects ----------------------------------------------------------- */
+
+enum {
+  CONCUR_SH_LOCK = 1, CONCUR_SH_RLOCK, CONCUR_SH_EVENT, CONCUR_SH_SEM,
+  CONCUR_SH_BSEM, CONCUR_SH_BARRIER, CONCUR_SH_VALUE, CONCUR_SH_QUEUE,
+  CONCUR_SH_RATELIMITER, CONCUR_SH_NCLASSES
+};
+
+typedef struct concur_shclass {
+  const concur_objtype *type;     /* whose destroy is concur_shobj_destroy */
+  unsigned id;                    /* CONCUR_SH_* */
+  /* the last reference of the process tree went: release what the state
+  ** holds (not the block itself); may run in any process */
+  void (*release) (void *state);
+  /* optional: the object is about to cross to another process for the
+  ** first time; 0, or -1 with a message in err when it cannot */
+  int (*share) (void *state, char *err, size_t errsize);
+} concur_shclass;
+
+typedef struct concur_shobj {
+  concur_obj obj;
+  const concur_shclass *cls;
+  concur_shoff off;               /* the block */
+  void *state;                    /* its state, in this process's mapping */
+} concur_shobj;
+
+/* An exported reference, as it travels. */
+typedef struct concur_shref {
+  uint32_t id;
+  concur_shoff off;
+} concur_shref;
+
+/* Makes class c known to imports in this process (at module load). */
+void concur_shclass_register (const concur_shclass *c);
+/* The shared class of objects of type t, or NULL if they stay in-process. */
+const concur_shclass *concur_shclass_of (const concur_objtype *t);
+
+/* A new object with 'size' bytes of (zeroed) state; the caller holds its
+** one in-process reference. NULL when out of memory. */
+concur_shobj *concur_shobj_new (const concur_shclass *c, size_t size);
+/* The destroy function of every shared class's objtype. */
+void concur_shobj_destroy (concur_obj *o);
+/* Readies o to cross (the class's share hook): 0, or -1 and a message. */
+int concur_shobj_share (concur_obj *o, char *err, size_t errsize);
+/* Takes an arena reference for *r; o must be of a shared class. */
+void concur_shobj_export (concur_obj *o, concur_shref *r);
+/* A new in-process object adopting the reference r; NULL when r is not a
+** valid reference or memory ran out (the reference is then dropped when
+** valid). */
+concur_obj *concur_shobj_import (const concur_shref *r);
+/* Drops an exported reference that will never be imported. */
+void concur_shref_drop (const concur_shref *r);
+
+#endif

@@ -1,0 +1,362 @@
+-- Synchronisation objects and queues shared between processes (shared
+-- memory, process-shared robust mutexes), through Process and ProcessPool.
+local helpers = require "helpers"
+local concur = helpers.concur
+local raises = helpers.raises
+local core = require "concur.core"
+
+describe("shared across processes", function()
+  describe("Lock and Value", function()
+    it("protects a read-modify-write done by several processes", function()
+      local lock, v = concur.Lock(), concur.Value(0)
+      local function work(lock, v, n)
+        for _ = 1, n do
+          local _ <close> = lock:guard()
+          v:set(v:get() + 1)
+        end
+        return true
+      end
+      local ps = { concur.Process(work, lock, v, 2000), concur.Process(work, lock, v, 2000) }
+      work(lock, v, 2000)
+      for _, p in ipairs(ps) do assert.same({ true, true }, { p:join(30) }) end
+      assert.equal(6000, v:get())
+      assert.is_false(lock:locked())
+    end)
+
+    it("adds atomically from a pool of processes", function()
+      local v = concur.Value(0)
+      local pool <close> = concur.ProcessPool(2)
+      local fs = {}
+      for i = 1, 4 do
+        fs[i] = pool:submit(function(v) for _ = 1, 5000 do v:add(1) end end, v)
+      end
+      for _, f in ipairs(fs) do f:result(30) end
+      assert.equal(20000, v:get())
+      v:add(0.5)
+      assert.equal(20000.5, pool:submit(function(v) return v:get() end, v):result(30))
+    end)
+
+    it("comes back as the same object", function()
+      local lock, q = concur.Lock(), concur.Queue()
+      local pool <close> = concur.ProcessPool(1)
+      local l2, q2 = pool:submit(function(a, b) return a, b end, lock, q):result(30)
+      assert.is_true(l2 == lock)
+      assert.is_true(q2 == q)
+      assert.is_false(l2 == concur.Lock())
+      l2:acquire()
+      assert.is_true(lock:locked())
+      lock:release()
+    end)
+
+    it("lets an object made in a worker live on in the parent", function()
+      local pool <close> = concur.ProcessPool(1)
+      local v, q = pool:submit(function()
+        local c = require "concur"
+        local q = c.Queue()
+        q:put("from the worker")
+        return c.Value(41), q
+      end):result(30)
+      assert.equal(42, v:add(1))
+      assert.equal("from the worker", q:get(5))
+    end)
+  end)
+
+  describe("a process that dies holding a Lock", function()
+    it("hands the lock to the next acquirer, saying its owner died", function()
+      local lock, held = concur.Lock(), concur.Event()
+      local p = concur.Process(function(lock, held)
+        lock:acquire()
+        held:set()
+        os.exit(3)           -- dies holding it
+      end, lock, held)
+      assert.is_true(held:wait(20))
+      p:join(20)
+      assert.equal(3, p.exitcode)
+      assert.is_true(lock:locked())
+      local ok, why = lock:acquire(20)
+      assert.is_true(ok)
+      assert.equal("owner died", why)
+      assert.is_true(lock:locked())
+      lock:release()
+      assert.same({ true }, { lock:acquire(0) })
+      lock:release()
+    end)
+
+    it("wakes a waiter that is already blocked when the holder is killed", function()
+      local lock, held = concur.Lock(), concur.Event()
+      local p = concur.Process(function(lock, held)
+        lock:acquire()
+        held:set()
+        while true do end
+      end, lock, held)
+      assert.is_true(held:wait(20))
+      local t = concur.spawn(function(lock) return lock:acquire(30) end, lock)
+      p:kill(9)
+      p:join(20)
+      local ok, acquired, why = t:join(30)
+      assert.is_true(ok)
+      assert.is_true(acquired)
+      assert.equal("owner died", why)
+    end)
+
+    it("does the same for an RLock, with a fresh count", function()
+      local r, held = concur.RLock(), concur.Event()
+      local p = concur.Process(function(r, held)
+        r:acquire(); r:acquire()
+        held:set()
+        os.exit(0)
+      end, r, held)
+      assert.is_true(held:wait(20))
+      p:join(20)
+      local ok, why = r:acquire(20)
+      assert.is_true(ok)
+      assert.equal("owner died", why)
+      r:release()
+      assert.is_false(r:locked())
+    end)
+
+    it("never takes over a lock its own process holds", function()
+      local lock = concur.Lock()
+      lock:acquire()
+      assert.is_false(lock:acquire(0.1))
+      lock:release()
+    end)
+  end)
+
+  describe("Event, Semaphore, Barrier", function()
+    it("signals between processes", function()
+      local go, done = concur.Event(), concur.Event()
+      local p = concur.Process(function(go, done)
+        assert(go:wait(30))
+        done:set()
+        return "woken"
+      end, go, done)
+      assert.is_false(done:wait(0.05))
+      go:set()
+      assert.is_true(done:wait(30))
+      assert.same({ true, "woken" }, { p:join(30) })
+    end)
+
+    it("keeps working after a waiting process is killed", function()
+      local ev, waiting = concur.Event(), concur.Semaphore(0)
+      local victim = concur.Process(function(ev, waiting)
+        waiting:release()
+        ev:wait()
+      end, ev, waiting)
+      assert.is_true(waiting:acquire(20))
+      victim:kill(9)
+      victim:join(20)
+      local p = concur.Process(function(ev, waiting)
+        waiting:release()
+        return ev:wait(30)
+      end, ev, waiting)
+      assert.is_true(waiting:acquire(20))
+      ev:set()
+      assert.same({ true, true }, { p:join(30) })
+    end)
+
+    it("bounds how many processes work at once with a Semaphore", function()
+      local sem, inside, most = concur.Semaphore(1), concur.Value(0), concur.Value(0)
+      local pool <close> = concur.ProcessPool(2)
+      local fs = {}
+      for i = 1, 6 do
+        fs[i] = pool:submit(function(sem, inside, most)
+          local _ <close> = sem:guard()
+          local n = inside:add(1)
+          if n > most:get() then most:set(n) end
+          for _ = 1, 20000 do end
+          inside:add(-1)
+        end, sem, inside, most)
+      end
+      for _, f in ipairs(fs) do f:result(30) end
+      assert.equal(1, most:get())
+      assert.equal(1, sem:value())
+    end)
+
+    it("meets at a Barrier across processes", function()
+      local b = concur.Barrier(3)
+      local function arrive(b) return b:wait(30) end
+      local p1, p2 = concur.Process(arrive, b), concur.Process(arrive, b)
+      local mine = b:wait(30)
+      local _, i1 = p1:join(30)
+      local _, i2 = p2:join(30)
+      local seen = { [mine] = true, [i1] = true, [i2] = true }
+      assert.is_true(seen[0] and seen[1] and seen[2])
+    end)
+  end)
+
+  describe("Queue", function()
+    it("carries any transferable value between processes, in order", function()
+      local q = concur.Queue()
+      local p = concur.Process(function(q)
+        local bigint = require "concur.bigint"
+        for i = 1, 500 do
+          q:put({ i = i, s = ("x"):rep(i), f = i / 4, nested = { i } })
+        end
+        q:put(bigint.factorial(50))
+        q:put(function(a) return a * 2 end)
+        q:close()
+      end, q)
+      for i = 1, 500 do
+        local t = q:get(30)
+        assert.equal(i, t.i)
+        assert.equal(i, #t.s)
+        assert.equal(i / 4, t.f)
+        assert.equal(i, t.nested[1])
+      end
+      assert.equal(tostring(require("concur.bigint").factorial(50)), tostring(q:get(30)))
+      assert.equal(42, q:get(30)(21))
+      raises("closed", "closed", q.get, q, 30)
+      p:join(30)
+    end)
+
+    it("feeds a pool of processes and collects the results", function()
+      local jobs, results = concur.Queue(10), concur.Queue()
+      local pool <close> = concur.ProcessPool(2)
+      local fs = {}
+      for w = 1, 2 do
+        fs[w] = pool:submit(function(jobs, results)
+          local n = 0
+          for job in jobs:items() do
+            results:put(job * job)
+            jobs:task_done()
+            n = n + 1
+          end
+          return n
+        end, jobs, results)
+      end
+      for i = 1, 200 do jobs:put(i) end   -- bounded: blocks while the workers lag
+      jobs:join(30)
+      jobs:close()
+      local n = fs[1]:result(30) + fs[2]:result(30)
+      assert.equal(200, n)
+      local sum = 0
+      for _ = 1, 200 do sum = sum + results:get(5) end
+      assert.equal(200 * 201 * 401 / 6, sum)
+    end)
+
+    it("keeps priority order across processes", function()
+      local q = concur.Queue { order = "priority" }
+      concur.Process(function(q)
+        for _, p in ipairs { 5, 1, 4, 2, 3 } do q:put({ priority = p, v = p }) end
+      end, q):join(30)
+      for i = 1, 5 do assert.equal(i, q:get(5).v) end
+    end)
+
+    it("passes shared objects inside items", function()
+      local q, lock = concur.Queue(), concur.Lock()
+      local pool <close> = concur.ProcessPool(1)
+      q:put({ lock = lock, inner = concur.Queue() })
+      local f = pool:submit(function(q)
+        local t = q:get(5)
+        t.lock:acquire()
+        t.inner:put("hello")
+        return t.inner
+      end, q)
+      local inner = f:result(30)
+      assert.is_true(lock:locked())
+      assert.equal("hello", inner:get(5))
+    end)
+
+    it("refuses an item holding another process's object, with kind 'transfer'", function()
+      local q = concur.Queue()
+      local tp <close> = concur.ThreadPool(1)
+      q:put({ fut = tp:submit(function() return 1 end) })
+      q:put("next")
+      local pool <close> = concur.ProcessPool(1)
+      local f = pool:submit(function(q)
+        local ok, err = pcall(q.get, q, 5)
+        return ok, err.kind, q:get(5)
+      end, q)
+      local ok, kind, nxt = f:result(30)
+      assert.is_false(ok)
+      assert.equal("transfer", kind)
+      assert.equal("next", nxt)
+    end)
+
+    it("stays usable when a process blocked in get is killed", function()
+      local q, waiting = concur.Queue(), concur.Semaphore(0)
+      local victim = concur.Process(function(q, waiting)
+        waiting:release()
+        return q:get()
+      end, q, waiting)
+      assert.is_true(waiting:acquire(20))
+      victim:kill(9)
+      victim:join(20)
+      local p = concur.Process(function(q) return q:get(30) end, q)
+      q:put("for the living")
+      assert.same({ true, "for the living" }, { p:join(30) })
+    end)
+
+    it("gives its shared memory back once drained and dropped", function()
+      collectgarbage()
+      local before = core._shm_used()
+      local q = concur.Queue()
+      local big = ("y"):rep(200000)
+      concur.Process(function(q, big)
+        for _ = 1, 20 do q:put(big) end
+      end, q, big):join(30)
+      assert.is_true(core._shm_used() >= before + 20 * 200000)
+      for _ = 1, 20 do assert.equal(200000, #q:get(5)) end
+      q = nil
+      collectgarbage()
+      collectgarbage()
+      assert.equal(before, core._shm_used())
+    end)
+  end)
+
+  describe("RateLimiter", function()
+    it("holds the rate for all processes together", function()
+      local rl = concur.RateLimiter { rate = 50, burst = 1 }
+      local times = concur.Queue()
+      local function take(rl, times, n)
+        local c = require "concur"
+        for _ = 1, n do
+          rl:acquire()
+          times:put(c.monotonic())
+        end
+      end
+      local t0 = concur.monotonic()
+      local ps = { concur.Process(take, rl, times, 10), concur.Process(take, rl, times, 10) }
+      for _, p in ipairs(ps) do p:join(30) end
+      local t = {}
+      for i = 1, 20 do t[i] = times:get(5) end
+      table.sort(t)
+      -- 20 starts at 50/s with no burst: the i-th start comes no earlier
+      -- than i - 1 intervals after t0, whichever process made it
+      for i = 1, 20 do assert.is_true(t[i] >= t0 + (i - 1) * 0.02 - 1e-6) end
+    end)
+  end)
+
+  describe("what cannot cross", function()
+    it("refuses a Condition, with kind 'transfer'", function()
+      raises("transfer", "cannot be sent to another process", concur.Process,
+        function(c) return c end, concur.Condition())
+    end)
+
+    it("has every process agree on which objects are equal", function()
+      local a, b = concur.Event(), concur.Event()
+      local ok, s, d = concur.Process(function(x, y, z) return x == y, x == z end, a, a, b):join(30)
+      assert.is_true(ok)
+      assert.is_true(s)
+      assert.is_false(d)
+    end)
+  end)
+
+  it("leaves nothing of the shared memory behind after these objects go", function()
+    collectgarbage()
+    collectgarbage()
+    local before = core._shm_used()
+    do
+      local objs = { concur.Lock(), concur.RLock(), concur.Event(), concur.Semaphore(2),
+        concur.BoundedSemaphore(1), concur.Barrier(2), concur.Value(1), concur.Queue(),
+        concur.RateLimiter(10) }
+      objs[8]:put(objs)                 -- a queue holding itself and the others
+      objs[8]:get()
+      concur.Process(function(t) return #t end, objs):join(30)
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.equal(before, core._shm_used())
+  end)
+end)
