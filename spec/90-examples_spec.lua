@@ -142,6 +142,96 @@ describe("examples (quick mode)", function()
     end)
   end)
 
+  describe("03_multiprocessing.lua", function()
+    local F = "03_multiprocessing.lua"
+
+    it("runs in a few seconds with all seven sections #notsan", function()
+      sections(output(F), 7)
+      assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
+    end)
+
+    it("starts processes, joins their results and reports how they ended #notsan", function()
+      local out = output(F)
+      assert.matches('process %d+ joined: ok=true, sum 500000500000, it called itself "process%-%d+"', out)
+      assert.matches("%[process%-%d+%] working on job 3 %(3000000 steps%)\n", out)
+      has(out, "in the parent: mode is the parent's, hits 0: the child changed a copy")
+      has(out, 'an error:   join -> false, kind "task", message "bad input"')
+      has(out, 'os.exit(3): join -> false, kind "broken", exit code 3')
+      has(out, 'join(0.1) -> timeout, then kill(): join -> false, kind "broken", exit code -15')
+    end)
+
+    it("receives every result through the queue, and a sentinel from each worker #notsan", function()
+      local out = output(F)
+      local got, nproc, sent = out:match(
+        "(%d+) results received through the queue from (%d+) processes %((%d+) jobs sent%)")
+      assert.truthy(got, out)
+      assert.equal(sent, got)
+      local handled, workers = 0, 0
+      for n in out:gmatch("| process%-%d+ +| +(%d+) |") do
+        handled, workers = handled + tonumber(n), workers + 1
+      end
+      assert.equal(tonumber(nproc), workers)
+      assert.equal(tonumber(sent), handled)
+      local sum, want = out:match("sum of the counts: (%d+); primes below %d+, counted here: (%d+)")
+      assert.truthy(sum, out)
+      assert.equal(want, sum)
+    end)
+
+    it("counts exactly with a shared Lock and with Value:add across processes #notsan", function()
+      local out = output(F)
+      local expected, got, lost = out:match(
+        "without a lock: %d+ processes x %d+ increments = (%d+) expected, got (%d+): lost (%d+) updates")
+      assert.truthy(expected, out)
+      assert.equal(tonumber(expected) - tonumber(got), tonumber(lost))
+      local want, fixed = out:match("with a Lock: +%d+ processes x %d+ increments = (%d+) expected, got (%d+): exact")
+      assert.truthy(want, out)
+      assert.equal(want, fixed)
+      assert.equal(expected, want)
+      assert.matches("with Value:add: %d+ processes x %d+ increments = (%d+) expected, got %1: exact", out)
+    end)
+
+    it("prints the CPU-bound speed-up table #notsan", function()
+      local out = output(F)
+      has(out, "primes up to 300000: 25997 (every way)")
+      assert.matches("| this process alone +| +[%d.]+ s | +[%d.]+ | +1%.00x |", out)
+      assert.matches("| 2 processes +| +[%d.]+ s | +[%d.]+ | +[%d.]+x |", out)
+    end)
+
+    it("maps on a process pool, in order, in chunks #notsan", function()
+      local out = output(F)
+      has(out, "squares of 1..10: 1 4 9 16 25 36 49 64 81 100")
+      assert.matches("| ProcessPool%(2%):map, 16 items +| +[%d.]+ s | +[%d.]+ | +[%d.]+x |", out)
+      for _, chunk in ipairs { " +1 ", " +10 ", " +100 ", " default +" } do
+        assert.matches("|" .. chunk .. "| +[%d.]+ s | +[%d.]+ | +[%d.]+x |", out)
+      end
+    end)
+
+    it("builds the costly table once per worker with the initializer #notsan", function()
+      local out = output(F)
+      has(out, "6 lookups in a table of primes up to 600000: 49098 primes, the same both ways")
+      local inits = select(2, out:gsub("%[process%-%d+%] initializer: built the table in [%d.]+ s\n", ""))
+      local ran = 0
+      for n in (out:match("tasks with the initializer: ([^\n]+)") or ""):gmatch("process%-%d+ ran (%d+)") do
+        ran = ran + tonumber(n)
+      end
+      assert.equal(6, ran)
+      assert.matches("| each task builds the table +| +6 | +[%d.]+ s | +[%d.]+x |", out)
+      local built = out:match("| the initializer builds it +| +(%d+) | +[%d.]+ s | +[%d.]+x |")
+      assert.truthy(built, out)
+      assert.equal(inits, tonumber(built))
+      assert.is_true(inits >= 1 and inits <= 2, out)
+    end)
+
+    it("compares processes with threads and shows what only processes isolate #notsan", function()
+      local out = output(F)
+      assert.matches("| start and join one, ms %(x %d+%) +| +[%d.]+ | +[%d.]+ | +[%d.]+x |", out)
+      assert.matches("| primes to 300000 in 8 parts, s +| +[%d.]+ | +[%d.]+ | +[%d.]+x |", out)
+      assert.matches('a ProcessPool task calls os.exit%(3%): kind "broken"', out)
+      has(out, 'a task over memory_limit = 64 MB: kind "limit"')
+      assert.matches("the pool goes on: the next task returns ok from process%-%d+", out)
+    end)
+  end)
+
   describe("04_executors.lua", function()
     local F = "04_executors.lua"
 

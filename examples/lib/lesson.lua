@@ -62,15 +62,42 @@ local function machine_cpu()
   return (total - v[4] - v[5]) / 100
 end
 
+-- CPU seconds of this process's children that have ended and been reaped
+-- (from /proc/self/stat; 0 where there is none).
+local function children_cpu()
+  local f = io.open("/proc/self/stat")
+  if not f then return 0 end
+  local line = f:read("a") or ""
+  f:close()
+  local v = {}
+  for x in (line:match("^%d+ %b() (.*)") or ""):gmatch("%S+") do v[#v + 1] = x end
+  return ((tonumber(v[14]) or 0) + (tonumber(v[15]) or 0)) / 100
+end
+
+-- measure, counting the CPU of the children reaped meanwhile when asked.
+local function measuring(with_children, fn, ...)
+  local m0, c0, t0 = machine_cpu(), os.clock(), concur.monotonic()
+  local k0 = with_children and children_cpu() or 0
+  local r = table.pack(fn(...))
+  local wall, cpu, m1 = concur.monotonic() - t0, os.clock() - c0, machine_cpu()
+  if with_children then cpu = cpu + children_cpu() - k0 end
+  local others = m0 and m1 and math.max(0, (m1 - m0 - cpu) / wall) or nil
+  return wall, cpu / wall, others, table.unpack(r, 1, r.n)
+end
+
 --- Runs fn(...) and measures it: returns wall seconds, this process's CPU
 -- seconds per wall second (how many cores it kept busy), and the cores
 -- other processes kept busy meanwhile (nil when unknown), then fn's results.
 function M.measure(fn, ...)
-  local m0, c0, t0 = machine_cpu(), os.clock(), concur.monotonic()
-  local r = table.pack(fn(...))
-  local wall, cpu, m1 = concur.monotonic() - t0, os.clock() - c0, machine_cpu()
-  local others = m0 and m1 and math.max(0, (m1 - m0 - cpu) / wall) or nil
-  return wall, cpu / wall, others, table.unpack(r, 1, r.n)
+  return measuring(false, fn, ...)
+end
+
+--- Like measure, but the child processes that end during fn (a joined
+-- Process, the workers of a ProcessPool closed in fn) count as this run's
+-- own CPU, not as other work. Workers still running at the end are not
+-- counted at all: close the pool inside fn.
+function M.measure_processes(fn, ...)
+  return measuring(true, fn, ...)
 end
 
 --- Prints how busy the machine was with other work during a measurement
