@@ -33,8 +33,12 @@ static void queue_release (void *state) {
 
 static const concur_objtype queue_type = { "concur.Queue",
                                            concur_shobj_destroy };
+static int queue_share (void *state, char *err, size_t errsize) {
+  return concur_queue_share(&((cqueue *)state)->q, err, errsize);
+}
+
 static const concur_shclass queue_class = { &queue_type, CONCUR_SH_QUEUE,
-                                            queue_release, NULL };
+                                            queue_release, queue_share };
 
 #define checkqueue(L) ((cqueue *)concur_sync_selfstate(L, &queue_type))
 
@@ -134,6 +138,10 @@ static int q_put (lua_State *L, cqueue *c, double deadline, int try) {
   concur_buf_free(&b);
   switch (rc) {
     case CONCUR_QCLOSED: return concur_error(L, "closed", "queue is closed");
+    case CONCUR_QLOCAL:
+      return concur_error(L, "transfer", "this Queue is shared with another "
+                          "process: it cannot take an object that cannot "
+                          "leave this one (a Future, a fetch Client...)");
     case CONCUR_QNOMEM:
       return concur_error(L, "limit", "not enough memory (the queue's shared "
                           "memory is full: see CONCUR_SHMSIZE)");

@@ -1,6 +1,7 @@
 -- Synchronisation objects and queues shared between processes (shared
 -- memory, process-shared robust mutexes), through Process and ProcessPool.
 local helpers = require "helpers"
+-- luacheck: ignore 431 311 (tasks take the objects they share as arguments; q = nil lets it be collected)
 local concur = helpers.concur
 local raises = helpers.raises
 local core = require "concur.core"
@@ -258,20 +259,32 @@ describe("shared across processes", function()
       assert.equal("hello", inner:get(5))
     end)
 
-    it("refuses an item holding another process's object, with kind 'transfer'", function()
+    it("cannot be sent to a process while it holds an in-process object", function()
       local q = concur.Queue()
       local tp <close> = concur.ThreadPool(1)
-      q:put({ fut = tp:submit(function() return 1 end) })
-      q:put("next")
-      local pool <close> = concur.ProcessPool(1)
-      local f = pool:submit(function(q)
-        local ok, err = pcall(q.get, q, 5)
-        return ok, err.kind, q:get(5)
-      end, q)
-      local ok, kind, nxt = f:result(30)
-      assert.is_false(ok)
-      assert.equal("transfer", kind)
-      assert.equal("next", nxt)
+      local fut = tp:submit(function() return 1 end)
+      q:put({ fut = fut })
+      raises("transfer", "a Queue holding an object that cannot leave this process",
+        concur.Process, function(q) return q:get() end, q)
+      assert.equal(1, q:get(0).fut:result(10))   -- nothing was lost
+      assert.same({ true, "empty now" }, { concur.Process(function(q)
+        return q:size() == 0 and "empty now"
+      end, q):join(30) })
+    end)
+
+    it("refuses in-process objects once it is shared with a process", function()
+      local q, inner = concur.Queue(), concur.Queue()
+      local tp <close> = concur.ThreadPool(1)
+      local fut = tp:submit(function() return 1 end)
+      concur.Process(function(q) q:put("hi") end, q):join(30)
+      raises("transfer", "shared with another process", q.put, q, { fut })
+      inner:put(fut)
+      raises("transfer", "shared with another process", q.put, q, inner)
+      assert.equal(1, inner:get(0):result(10))
+      q:put(inner)                     -- an empty inner queue crosses, and is
+      raises("transfer", "shared with another process", inner.put, inner, fut)
+      assert.equal("hi", q:get(0))
+      assert.equal(inner, q:get(0))
     end)
 
     it("stays usable when a process blocked in get is killed", function()

@@ -15,6 +15,7 @@
 ** Invariants: count == store.n; unfinished >= count; a closed queue stays
 ** closed; each object reference in an item is owned by exactly one holder.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "queue.h"
@@ -46,8 +47,10 @@ static qref *block_refs (qblock *b) {
 }
 
 /* Packs *item (emptied) into a new block; its offset, or 0 when the arena
-** is full (*item is then left as it was). */
-static concur_shoff pack (concur_buf *item) {
+** is full (*item is then left as it was). 'share': the queue is shared with
+** other processes, so its objects are readied to cross (a failure shows as
+** a block with a pid, which put refuses). */
+static concur_shoff pack (concur_buf *item, int share) {
   concur_shoff off;
   qblock *b = concur_shm_alloc(sizeof *b + item->nobjs * sizeof(qref)
                                + item->len, &off);
@@ -59,7 +62,9 @@ static concur_shoff pack (concur_buf *item) {
   r = block_refs(b);
   for (size_t i = 0; i < item->nobjs; i++) {
     concur_obj *o = item->objs[i];
-    if (concur_shclass_of(o->type)) {
+    char err[8];
+    if (concur_shclass_of(o->type)
+        && (!share || concur_shobj_share(o, err, sizeof err) == 0)) {
       concur_shref sr;
       concur_shobj_export(o, &sr);
       r[i].id = sr.id;
@@ -288,12 +293,18 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
                       double deadline) {
   int rc = CONCUR_OK, spun = 0;
   concur_qitem it;
-  concur_shoff block = pack(item);
+  concur_shoff block = pack(item, atomic_load(&q->xproc));
   if (block == 0) {
     concur_buf_free(item);
     return CONCUR_QNOMEM;
   }
   concur_sync_lockmu(&q->mu);
+  if (atomic_load(&q->xproc)
+      && ((qblock *)concur_shm_ptr(block))->pid != 0) {
+    pthread_mutex_unlock(&q->mu);
+    block_free(block);
+    return CONCUR_QLOCAL;
+  }
   while (!q->closed && isfull(q)) {
     if (deadline >= 0 && concur_now() >= deadline) {
       rc = CONCUR_TIMEDOUT;
@@ -359,6 +370,48 @@ int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
     rc = CONCUR_QCLOSED;
   pthread_mutex_unlock(&q->mu);
   if (it.block) rc = unpack(it.block, out);
+  return rc;
+}
+
+int concur_queue_share (concur_queue *q, char *err, size_t errsize) {
+  concur_shref *inner = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  if (atomic_load(&q->xproc)) return 0;
+  concur_sync_lockmu(&q->mu);
+  for (size_t i = 0; i < q->store.n && rc == 0; i++) {
+    qblock *b = concur_shm_ptr(store_at(&q->store, i)->block);
+    qref *r = block_refs(b);
+    if (b->pid != 0) {
+      snprintf(err, errsize, "a Queue holding an object that cannot leave "
+               "this process (a Future, a fetch Client...) cannot be sent to "
+               "another process");
+      rc = -1;
+    }
+    for (uint32_t k = 0; k < b->nobjs && rc == 0; k++) {
+      if (r[k].id != CONCUR_SH_QUEUE) continue;
+      if (n == cap) {
+        concur_shref *ni = realloc(inner, (cap = cap ? 2 * cap : 8) * sizeof *ni);
+        if (ni == NULL) {
+          snprintf(err, errsize, "not enough memory");
+          rc = -1;
+          break;
+        }
+        inner = ni;
+      }
+      inner[n].id = r[k].id;
+      inner[n].off = r[k].off;
+      concur_shref_dup(&inner[n++]);
+    }
+  }
+  if (rc == 0) atomic_store(&q->xproc, 1);   /* before the inner ones: a
+                                             ** cycle of queues ends here */
+  pthread_mutex_unlock(&q->mu);
+  for (size_t i = 0; i < n; i++) {
+    if (rc == 0) rc = concur_shref_share(&inner[i], err, errsize);
+    concur_shref_drop(&inner[i]);
+  }
+  free(inner);
   return rc;
 }
 

@@ -28,6 +28,8 @@
 #define CONCUR_QNOMEM 33       /* the store could not grow */
 #define CONCUR_QFOREIGN 34     /* the item taken held an object of another
                                ** process's (and was dropped) */
+#define CONCUR_QLOCAL 35       /* the item holds an in-process object and the
+                               ** queue is shared with other processes */
 
 enum { CONCUR_FIFO, CONCUR_LIFO, CONCUR_PRIORITY };
 
@@ -50,6 +52,7 @@ typedef struct concur_queue {
   concur_fcond notempty, notfull, alldone;
   size_t maxsize;            /* 0: unbounded */
   atomic_int closed;         /* written under mu, read anywhere */
+  atomic_int xproc;          /* sent to another process once: set for good */
   atomic_size_t count;       /* == store.n; written under mu, read anywhere */
   size_t unfinished;         /* put but not yet task_done'd */
   int getters, putters, joiners;   /* threads sleeping on each condition */
@@ -67,6 +70,11 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
 ** CONCUR_QFOREIGN the item was taken but could not be had here. */
 int concur_queue_get (concur_queue *q, concur_buf *out, double deadline);
 void concur_queue_close (concur_queue *q);
+/* Readies q to cross to another process (once): 0, or -1 with a message in
+** err when an item holds an object that cannot leave this process. Queues
+** inside its items are readied too. From then on put refuses such items
+** (CONCUR_QLOCAL). */
+int concur_queue_share (concur_queue *q, char *err, size_t errsize);
 int concur_queue_isclosed (concur_queue *q);
 size_t concur_queue_size (concur_queue *q);
 int concur_queue_full (concur_queue *q);

@@ -376,6 +376,17 @@ concur_obj *concur_shobj_import (const concur_shref *r) {
   return &w->obj;
 }
 
+void concur_shref_dup (const concur_shref *r) {
+  shhdr *h;
+  if (check_ref(r, &h)) atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+}
+
+int concur_shref_share (const concur_shref *r, char *err, size_t errsize) {
+  shhdr *h;
+  const concur_shclass *c = check_ref(r, &h);
+  return c && c->share ? c->share(h + 1, err, errsize) : 0;
+}
+
 void concur_shref_drop (const concur_shref *r) {
   shhdr *h;
   const concur_shclass *c = check_ref(r, &h);

@@ -98,5 +98,9 @@ void concur_shobj_export (concur_obj *o, concur_shref *r);
 concur_obj *concur_shobj_import (const concur_shref *r);
 /* Drops an exported reference that will never be imported. */
 void concur_shref_drop (const concur_shref *r);
+/* Takes one more reference for the object r names (r holds one). */
+void concur_shref_dup (const concur_shref *r);
+/* The share hook of the object r names (r holds a reference). */
+int concur_shref_share (const concur_shref *r, char *err, size_t errsize);
 
 #endif
