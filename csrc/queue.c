@@ -57,6 +57,18 @@ static int slot_gc (lua_State *L) {
   return 0;
 }
 
+/* Empties the slot's buffer after a decode, keeping a small one's memory
+** for the next get. */
+static void slot_clear (concur_buf *b) {
+  if (b->cap > 4096) {
+    concur_buf_free(b);
+    return;
+  }
+  for (size_t i = 0; i < b->nobjs; i++) concur_obj_unref(b->objs[i]);
+  b->nobjs = 0;
+  b->len = 0;
+}
+
 static qslot *newslot (lua_State *L) {
   qslot *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
@@ -204,7 +216,7 @@ static int q_get (lua_State *L, cqueue *c, double deadline, int mode) {
   }
   if (mode == TRYGET) lua_pushboolean(L, 1);
   n = concur_decode(L, s->buf.data, s->buf.len, s->buf.objs, s->buf.nobjs);
-  concur_buf_free(&s->buf);
+  slot_clear(&s->buf);
   s->busy = 0;
   if (box) lua_remove(L, box);
   return n + (mode == TRYGET);

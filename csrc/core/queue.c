@@ -162,7 +162,8 @@ static concur_qitem *store_at (concur_qstore *s, size_t i) {
 }
 
 static void store_free (concur_qstore *s) {
-  for (size_t i = 0; i < s->n; i++) block_free(store_at(s, i)->block);
+  for (size_t i = 0; i < s->n; i++)
+    if (store_at(s, i)->block) block_free(store_at(s, i)->block);
   if (s->items) concur_shm_free(s->items);
   store_init(s, s->order);
 }
@@ -293,13 +294,14 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
                       double deadline) {
   int rc = CONCUR_OK, spun = 0;
   concur_qitem it;
-  concur_shoff block = pack(item, atomic_load(&q->xproc));
-  if (block == 0) {
+  int small = item->nobjs == 0 && item->len <= CONCUR_QINLINE;
+  concur_shoff block = small ? 0 : pack(item, atomic_load(&q->xproc));
+  if (!small && block == 0) {
     concur_buf_free(item);
     return CONCUR_QNOMEM;
   }
   concur_sync_lockmu(&q->mu);
-  if (atomic_load(&q->xproc)
+  if (block && atomic_load(&q->xproc)
       && ((qblock *)concur_shm_ptr(block))->pid != 0) {
     pthread_mutex_unlock(&q->mu);
     block_free(block);
@@ -326,6 +328,8 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
     it.block = block;
     it.prio = prio;
     it.seq = q->seq;
+    it.len = small ? (uint32_t)item->len : 0;
+    if (small && item->len) memcpy(it.data, item->data, item->len);
     if (store_push(&q->store, &it)) rc = CONCUR_QNOMEM;
     else {
       block = 0;
@@ -337,6 +341,7 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
   }
   pthread_mutex_unlock(&q->mu);
   if (block) block_free(block);
+  if (small) concur_buf_free(item);
   return rc;
 }
 
@@ -359,9 +364,11 @@ int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
     q->getters--;
     if (rc != CONCUR_OK) break;
   }
+  int got = 0;
   it.block = 0;
   if (q->store.n > 0) {   /* drains a closed queue; takes a just-in-time item */
     store_pop(&q->store, &it);
+    got = 1;
     atomic_store_explicit(&q->count, q->store.n, memory_order_relaxed);
     if (q->putters) concur_fcond_signal(&q->notfull);
     rc = CONCUR_OK;
@@ -370,6 +377,7 @@ int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
     rc = CONCUR_QCLOSED;
   pthread_mutex_unlock(&q->mu);
   if (it.block) rc = unpack(it.block, out);
+  else if (got && concur_buf_write(out, it.data, it.len) != 0) rc = CONCUR_QNOMEM;
   return rc;
 }
 
@@ -380,8 +388,11 @@ int concur_queue_share (concur_queue *q, char *err, size_t errsize) {
   if (atomic_load(&q->xproc)) return 0;
   concur_sync_lockmu(&q->mu);
   for (size_t i = 0; i < q->store.n && rc == 0; i++) {
-    qblock *b = concur_shm_ptr(store_at(&q->store, i)->block);
-    qref *r = block_refs(b);
+    qblock *b;
+    qref *r;
+    if (store_at(&q->store, i)->block == 0) continue;   /* inline: no objects */
+    b = concur_shm_ptr(store_at(&q->store, i)->block);
+    r = block_refs(b);
     if (b->pid != 0) {
       snprintf(err, errsize, "a Queue holding an object that cannot leave "
                "this process (a Future, a fetch Client...) cannot be sent to "

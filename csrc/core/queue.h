@@ -33,10 +33,16 @@
 
 enum { CONCUR_FIFO, CONCUR_LIFO, CONCUR_PRIORITY };
 
+#define CONCUR_QINLINE 32      /* items this small, without objects, are kept
+                               ** in their array slot: no block at all */
+
 typedef struct concur_qitem {
-  uint64_t block;            /* the item's arena block (concur_shoff) */
+  uint64_t block;            /* the item's arena block (concur_shoff), or 0 */
   double prio;               /* CONCUR_PRIORITY only */
   uint64_t seq;
+  uint32_t len;              /* block 0: the bytes, in 'data' */
+  uint32_t pad;
+  char data[CONCUR_QINLINE];
 } concur_qitem;
 
 /* Items: a ring (FIFO, LIFO) or a binary min-heap on (prio, seq), in an
@@ -66,8 +72,9 @@ void concur_queue_destroy (concur_queue *q);
 /* Takes *item (left empty) whatever the result; CONCUR_OK when queued. */
 int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
                       double deadline);
-/* On CONCUR_OK *out (empty on entry) holds the item, now the caller's. On
-** CONCUR_QFOREIGN the item was taken but could not be had here. */
+/* On CONCUR_OK *out (with no bytes and no objects on entry; it may have
+** room) holds the item, now the caller's. On CONCUR_QFOREIGN the item was
+** taken but could not be had here. */
 int concur_queue_get (concur_queue *q, concur_buf *out, double deadline);
 void concur_queue_close (concur_queue *q);
 /* Readies q to cross to another process (once): 0, or -1 with a message in
