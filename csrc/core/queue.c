@@ -295,6 +295,7 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
   int rc = CONCUR_OK, spun = 0;
   concur_qitem it;
   int small = item->nobjs == 0 && item->len <= CONCUR_QINLINE;
+  memset(&it, 0, sizeof it);   /* every byte that goes to the arena is set */
   concur_shoff block = small ? 0 : pack(item, atomic_load(&q->xproc));
   if (!small && block == 0) {
     concur_buf_free(item);
