@@ -93,13 +93,28 @@ static double wake_time (double deadline, double task_deadline, double now) {
   return until;
 }
 
-int concur_cond_wait (pthread_cond_t *c, pthread_mutex_t *m, double deadline) {
-  double tdl, now, until;
+/*
+** The wait shared by both kinds of condition variable: 'sleep' sleeps once
+** until 'until' (< 0: none), returning 0 or ETIMEDOUT.
+*/
+typedef int (*sleep_fn) (void *c, pthread_mutex_t *m, double until);
+
+static int timed_wait (sleep_fn sleep1, void *c, pthread_mutex_t *m,
+                       double deadline) {
+  double tdl, now;
   int rc = concur_check_interrupt(&tdl);
   if (rc != CONCUR_OK) return rc;
   now = (deadline >= 0 || tdl >= 0 || intr_fn) ? concur_now() : 0;
   if (deadline >= 0 && now >= deadline) return CONCUR_TIMEDOUT;
-  until = wake_time(deadline, tdl, now);
+  if (sleep1(c, m, wake_time(deadline, tdl, now)) == ETIMEDOUT) {
+    if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
+    return concur_check_interrupt(&tdl);
+  }
+  return CONCUR_OK;
+}
+
+static int csleep (void *c, pthread_mutex_t *m, double until) {
+  int rc;
   if (until < 0)
     rc = pthread_cond_wait(c, m);
   else {
@@ -107,11 +122,11 @@ int concur_cond_wait (pthread_cond_t *c, pthread_mutex_t *m, double deadline) {
     rc = pthread_cond_timedwait(c, m, &ts);
   }
   if (rc == EOWNERDEAD) pthread_mutex_consistent(m);
-  if (rc == ETIMEDOUT) {
-    if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
-    return concur_check_interrupt(&tdl);
-  }
-  return CONCUR_OK;
+  return rc == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+int concur_cond_wait (pthread_cond_t *c, pthread_mutex_t *m, double deadline) {
+  return timed_wait(csleep, c, m, deadline);
 }
 
 /* ---- futex condition variable ---------------------------------------------
@@ -131,31 +146,23 @@ static void relock (pthread_mutex_t *m) {
 }
 
 /* One sleep; 'until' < 0: none. Returns 0, or ETIMEDOUT. */
-static int fsleep (concur_fcond *c, pthread_mutex_t *m, double until) {
+static int fsleep (void *cv, pthread_mutex_t *m, double until) {
+  concur_fcond *c = cv;
   unsigned seq = atomic_load(&c->seq);
   struct timespec ts;
   long r;
+  int err;
   if (until >= 0) ts = to_timespec(until);
   pthread_mutex_unlock(m);
   r = syscall(SYS_futex, &c->seq, FUTEX_WAIT_BITSET, seq,
               until >= 0 ? &ts : NULL, NULL, FUTEX_BITSET_MATCH_ANY);
-  int err = r < 0 ? errno : 0;
+  err = r < 0 ? errno : 0;
   relock(m);
   return err == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
 int concur_fcond_wait (concur_fcond *c, pthread_mutex_t *m, double deadline) {
-  double tdl, now, until;
-  int rc = concur_check_interrupt(&tdl);
-  if (rc != CONCUR_OK) return rc;
-  now = (deadline >= 0 || tdl >= 0 || intr_fn) ? concur_now() : 0;
-  if (deadline >= 0 && now >= deadline) return CONCUR_TIMEDOUT;
-  until = wake_time(deadline, tdl, now);
-  if (fsleep(c, m, until) == ETIMEDOUT) {
-    if (deadline >= 0 && concur_now() >= deadline) return CONCUR_TIMEDOUT;
-    return concur_check_interrupt(&tdl);
-  }
-  return CONCUR_OK;
+  return timed_wait(fsleep, c, m, deadline);
 }
 
 int concur_fcond_wait_nointr (concur_fcond *c, pthread_mutex_t *m,

@@ -138,6 +138,16 @@ typedef struct wref {
   uint64_t off;
 } wref;
 
+/* Reference i of the references part at p. */
+static concur_shref wref_at (const char *p, uint32_t i) {
+  wref w;
+  concur_shref r;
+  memcpy(&w, p + sizeof(uint32_t) + i * sizeof w, sizeof w);
+  r.id = w.id;
+  r.off = w.off;
+  return r;
+}
+
 int concur_frame_writebuf (int fd, uint32_t type, uint64_t id,
                            const concur_buf *b) {
   uint32_t n = (uint32_t)b->nobjs;
@@ -159,11 +169,7 @@ int concur_frame_writebuf (int fd, uint32_t type, uint64_t id,
   rc = frame_write2(fd, type, id, pre, prelen, b->data, b->len);
   if (rc != 0)    /* not delivered: nobody will adopt them */
     for (uint32_t i = 0; i < n; i++) {
-      wref w;
-      concur_shref r;
-      memcpy(&w, pre + sizeof n + i * sizeof w, sizeof w);
-      r.id = w.id;
-      r.off = w.off;
+      concur_shref r = wref_at(pre, i);
       concur_shref_drop(&r);
     }
   if (pre != small) free(pre);
@@ -178,12 +184,8 @@ int concur_frame_tobuf (const char *body, size_t len, concur_buf *out) {
   skip = sizeof n + (size_t)n * sizeof(wref);
   if (len < sizeof n || n > (len - sizeof n) / sizeof(wref)) return -1;
   for (; i < n; i++) {
-    wref w;
-    concur_shref r;
+    concur_shref r = wref_at(body, (uint32_t)i);
     concur_obj *o;
-    memcpy(&w, body + sizeof n + i * sizeof w, sizeof w);
-    r.id = w.id;
-    r.off = w.off;
     if ((o = concur_shobj_import(&r)) == NULL) {
       rc = -1;
       i++;
@@ -197,11 +199,7 @@ int concur_frame_tobuf (const char *body, size_t len, concur_buf *out) {
     }
   }
   for (; i < n; i++) {   /* after a failure: drop the rest */
-    wref w;
-    concur_shref r;
-    memcpy(&w, body + sizeof n + i * sizeof w, sizeof w);
-    r.id = w.id;
-    r.off = w.off;
+    concur_shref r = wref_at(body, (uint32_t)i);
     concur_shref_drop(&r);
   }
   if (rc == 0 && len > skip) rc = concur_buf_write(out, body + skip, len - skip);
