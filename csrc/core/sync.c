@@ -25,18 +25,32 @@
 #define SPINS 100          /* busy-wait rounds before sleeping */
 #define OWNER_POLL 0.05    /* seconds between looks at a foreign holder */
 
+/* Both ids are cached; a fork (by some other library: concur itself only
+** spawns) clears the caches in the child. */
+static _Thread_local uintptr_t my_tid;
+static atomic_int my_pid;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void forked (void) {
+  my_tid = 0;
+  atomic_store(&my_pid, 0);
+}
+
+static void watch_forks (void) {
+  pthread_atfork(NULL, NULL, forked);
+}
+
 uintptr_t concur_sync_thread (void) {
-  static _Thread_local uintptr_t tid;
-  if (tid == 0) tid = (uintptr_t)gettid();
-  return tid;
+  if (my_tid == 0) my_tid = (uintptr_t)gettid();
+  return my_tid;
 }
 
 int concur_sync_pid (void) {
-  static atomic_int pid;
-  int p = atomic_load_explicit(&pid, memory_order_relaxed);
+  int p = atomic_load_explicit(&my_pid, memory_order_relaxed);
   if (p == 0) {
+    pthread_once(&atfork_once, watch_forks);
     p = (int)getpid();
-    atomic_store_explicit(&pid, p, memory_order_relaxed);
+    atomic_store_explicit(&my_pid, p, memory_order_relaxed);
   }
   return p;
 }
