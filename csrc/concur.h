@@ -101,6 +101,12 @@ double concur_tasktimeout (lua_State *L, int arg);
 void concur_checkinit (lua_State *L, int arg, concur_buf *init);
 /* shutdown{ wait = true, cancel_pending = false } at 'arg' */
 void concur_checkshutdown (lua_State *L, int arg, int *wait, int *cancel);
+/* Pushes an executor's stats table from workers, pending, running,
+** completed, failed, cancelled; returns 1. */
+int concur_pushstats (lua_State *L, const long v[6]);
+/* __gc of an executor: takes the object from the proxy at 1, stops it
+** (never blocking) and drops the proxy's reference; returns 0. */
+int concur_executor_gc (lua_State *L, void (*stop) (concur_obj *o));
 
 /* ---- states (state.c) ----------------------------------------------------- */
 /* A new state for a worker: standard libraries, the creator's package.path

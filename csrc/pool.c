@@ -465,15 +465,12 @@ static int pool_close (lua_State *L) {
   return 0;
 }
 
+static void pool_letgo (concur_obj *o) {
+  pool_stop((pool *)o, 0, 0);
+}
+
 static int pool_gc (lua_State *L) {
-  concur_proxy *px = lua_touserdata(L, 1);
-  if (px->o) {
-    concur_obj *o = px->o;
-    px->o = NULL;
-    pool_stop((pool *)o, 0, 0);
-    concur_obj_unref(o);
-  }
-  return 0;
+  return concur_executor_gc(L, pool_letgo);
 }
 
 /*** pool:stats() --> { workers, pending, running, completed, failed,
@@ -486,14 +483,7 @@ static int pool_stats (lua_State *L) {
   v[3] = atomic_load(&p->completed); v[4] = atomic_load(&p->failed);
   v[5] = atomic_load(&p->cancelled);
   pthread_mutex_unlock(&p->mu);
-  lua_createtable(L, 0, 6);
-  static const char *const names[] = { "workers", "pending", "running",
-    "completed", "failed", "cancelled" };
-  for (int i = 0; i < 6; i++) {
-    lua_pushinteger(L, v[i]);
-    lua_setfield(L, -2, names[i]);
-  }
-  return 1;
+  return concur_pushstats(L, v);
 }
 
 static int pool_workers (lua_State *L) {

@@ -263,30 +263,20 @@ static int pool_close (lua_State *L) {
 
 /* __gc: stops taking work, never blocks; the workers finish the queue and
 ** the tracker reaps them. */
+static void pool_letgo (concur_obj *o) {
+  concur_procsup_stop((concur_procsup *)o, 0, 0);
+}
+
 static int pool_gc (lua_State *L) {
-  concur_proxy *px = lua_touserdata(L, 1);
-  if (px->o) {
-    concur_obj *o = px->o;
-    px->o = NULL;
-    concur_procsup_stop((concur_procsup *)o, 0, 0);
-    concur_obj_unref(o);
-  }
-  return 0;
+  return concur_executor_gc(L, pool_letgo);
 }
 
 /*** pool:stats() --> { workers, pending, running, completed, failed,
 ** cancelled } */
 static int pool_stats (lua_State *L) {
-  static const char *const names[] = { "workers", "pending", "running",
-    "completed", "failed", "cancelled" };
   long v[6];
   concur_procsup_stats(checkpool(L), v);
-  lua_createtable(L, 0, 6);
-  for (int i = 0; i < 6; i++) {
-    lua_pushinteger(L, v[i]);
-    lua_setfield(L, -2, names[i]);
-  }
-  return 1;
+  return concur_pushstats(L, v);
 }
 
 static int pool_workers (lua_State *L) {

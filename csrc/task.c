@@ -83,3 +83,25 @@ void concur_checkshutdown (lua_State *L, int arg, int *wait, int *cancel) {
   }
   else if (!lua_isnoneornil(L, arg)) concur_typeerror(L, arg, "table");
 }
+
+int concur_pushstats (lua_State *L, const long v[6]) {
+  static const char *const names[] = { "workers", "pending", "running",
+    "completed", "failed", "cancelled" };
+  lua_createtable(L, 0, 6);
+  for (int i = 0; i < 6; i++) {
+    lua_pushinteger(L, v[i]);
+    lua_setfield(L, -2, names[i]);
+  }
+  return 1;
+}
+
+int concur_executor_gc (lua_State *L, void (*stop) (concur_obj *o)) {
+  concur_proxy *px = lua_touserdata(L, 1);
+  if (px->o) {
+    concur_obj *o = px->o;
+    px->o = NULL;
+    stop(o);
+    concur_obj_unref(o);
+  }
+  return 0;
+}
