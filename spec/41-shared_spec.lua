@@ -356,6 +356,47 @@ describe("shared across processes", function()
     end)
   end)
 
+  it("reports a full shared memory as kind 'limit', and recovers when drained", function()
+    local tmp = os.tmpname()
+    local f = assert(io.open(tmp, "w"))
+    f:write([[
+      local concur = require "concur"
+      local q = concur.Queue()
+      local big = ("z"):rep(512 * 1024)
+      local n, err = 0, nil
+      while n < 100 do
+        local ok, e = pcall(q.put, q, big)
+        if not ok then err = e break end
+        n = n + 1
+      end
+      local locks, lok, lerr = {}, true, nil   -- then fill what is left
+      while lok and #locks < 1000000 do
+        lok, lerr = pcall(concur.Lock)
+        locks[#locks + 1] = lok and lerr or nil
+      end
+      print("full", err and err.kind, n, lok, lerr and lerr.kind, lerr and lerr.message)
+      for _ = 1, n do assert(#q:get(0) == #big) end
+      locks = nil
+      collectgarbage()
+      q:put(big)
+      print("again", q:size(), concur.Lock():acquire())
+    ]])
+    f:close()
+    local lua = os.getenv("CONCUR_LUA") or "lua5.4"
+    local p = io.popen(("CONCUR_SHMSIZE=%d LUA_PATH=%q LUA_CPATH=%q timeout -s KILL 30 %s %s 2>&1")
+      :format(4 * 1024 * 1024, package.path, package.cpath, lua, tmp))
+    local out = p:read("a")
+    p:close()
+    os.remove(tmp)
+    local kind, n, lok, lkind, lmsg = out:match("full\t(%w+)\t(%d+)\t(%w+)\t(%w+)\t([^\n]*)")
+    assert.equal("limit", kind, out)
+    assert.is_true(tonumber(n) >= 4 and tonumber(n) < 8, out)   -- 4 MB of 512 KB items
+    assert.equal("false", lok)
+    assert.equal("limit", lkind)
+    assert.truthy(lmsg:find("shared memory is full", 1, true), lmsg)
+    assert.truthy(out:find("again\t1\ttrue", 1, false), out)
+  end)
+
   it("leaves nothing of the shared memory behind after these objects go", function()
     collectgarbage()
     collectgarbage()
