@@ -37,6 +37,19 @@ describe("shared across processes", function()
       assert.equal(20000.5, pool:submit(function(v) return v:get() end, v):result(30))
     end)
 
+    it("reaches every worker's initializer, replacements included", function()
+      local started = concur.Value(0)
+      local pool <close> = concur.ProcessPool { workers = 2, max_tasks_per_child = 1,
+        initializer = function(v) v:add(1) end, initargs = { started } }
+      local fs = {}
+      for i = 1, 4 do fs[i] = pool:submit(function(i) return i end, i) end
+      for i = 1, 4 do assert.equal(i, fs[i]:result(30)) end
+      pool:shutdown()
+      -- one initializer per worker process: the first two, and one for each
+      -- replacement of a worker recycled after its task (at least 2 more)
+      assert.is_true(started:get() >= 4, tostring(started:get()))
+    end)
+
     it("comes back as the same object", function()
       local lock, q = concur.Lock(), concur.Queue()
       local pool <close> = concur.ProcessPool(1)
