@@ -845,7 +845,7 @@ static int bigint_encode (lua_State *L, int idx, concur_buf *buf) {
   bigint *b = testbig(L, idx);
   size_t words, count = 0;
   unsigned char sign;
-  if (b == NULL || !b->live) return -1;
+  if (b == NULL || !b->live) return CONCUR_VALUE_CLOSED;
   sign = mpz_sgn(b->z) < 0;
   words = (mpz_sizeinbase(b->z, 2) + 63) / 64;
   if (mpz_sgn(b->z) == 0) words = 0;

@@ -579,8 +579,10 @@ static void enc_userdata (enc *e, int idx) {
       const concur_valtype *vt = lua_touserdata(L, -1);
       concur_buf tmp = CONCUR_BUF_INIT;
       lua_pop(L, 2);
-      if (vt->encode(L, idx, &tmp)) {
+      int rc = vt->encode(L, idx, &tmp);
+      if (rc != 0) {
         concur_buf_free(&tmp);
+        if (rc == CONCUR_VALUE_CLOSED) enc_fail(e, "transfer", "a closed value");
         enc_fail(e, "limit", "a value this large");
       }
       enc_tag(e, 'v');

@@ -76,9 +76,11 @@ int concur_decode (lua_State *L, const char *p, size_t len,
 
 /* Userdata copied by value (bigint): its metatable has __concur_value, a
 ** light userdata pointing to this. */
+#define CONCUR_VALUE_CLOSED (-2)
 typedef struct concur_valtype {
   unsigned char tag;              /* unique, registered once */
-  /* appends the value at idx to b; returns 0 or -1 (out of memory) */
+  /* appends the value at idx to b; returns 0, -1 (out of memory), or
+  ** CONCUR_VALUE_CLOSED (a closed value, refused with kind "transfer") */
   int (*encode) (lua_State *L, int idx, concur_buf *b);
   /* pushes a value from n bytes; returns 0, or -1 if the bytes are bad */
   int (*decode) (lua_State *L, const char *p, size_t n);
