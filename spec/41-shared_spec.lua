@@ -42,7 +42,7 @@ describe("shared across processes", function()
       local pool <close> = concur.ProcessPool { workers = 2, max_tasks_per_child = 1,
         initializer = function(v) v:add(1) end, initargs = { started } }
       local fs = {}
-      for i = 1, 4 do fs[i] = pool:submit(function(i) return i end, i) end
+      for i = 1, 4 do fs[i] = pool:submit(function(x) return x end, i) end
       for i = 1, 4 do assert.equal(i, fs[i]:result(30)) end
       pool:shutdown()
       -- one initializer per worker process: the first two, and one for each
