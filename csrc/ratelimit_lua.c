@@ -6,7 +6,8 @@
 ** with no lock held), so callers are served in the order they called, and a
 ** late wake-up costs neither rate nor fairness. A slot that would come after
 ** the caller's timeout is not reserved at all: acquire returns false at
-** once instead of sleeping in vain.
+** once instead of sleeping in vain. A caller interrupted while it waits
+** (its task cancelled) gives its slot back when nobody reserved after it.
 */
 #include <math.h>
 #include <stdlib.h>
@@ -93,7 +94,10 @@ static int rl_acquire (lua_State *L) {
   }
   if (slot > now) {
     int rc = concur_sleep_until(slot);
-    if (rc != CONCUR_OK) return concur_raisewait(L, rc, "acquire");
+    if (rc != CONCUR_OK) {    /* cancelled or timed out while it waited */
+      concur_ratelimit_unreserve(&c->rl, slot);
+      return concur_raisewait(L, rc, "acquire");
+    }
   }
   lua_pushboolean(L, 1);
   return 1;

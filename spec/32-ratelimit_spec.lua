@@ -159,5 +159,38 @@ describe("RateLimiter", function()
       rl:acquire()
       assert.is_true(rl:delay() > 9 and rl:delay() <= 10)
     end)
+
+    it("gives back the slot of a task cancelled while it waits", function()
+      local rl = concur.RateLimiter { rate = 1, per = 10 }   -- a slot per 10 s
+      rl:acquire()                                           -- next: in 10 s
+      local pool <close> = concur.ThreadPool(1)
+      local f = pool:submit(function(r) return r:acquire() end, rl)
+      -- its reservation shows as the delay growing by one interval
+      local deadline = concur.monotonic() + 10
+      while rl:delay() < 15 and concur.monotonic() < deadline do end
+      assert.is_true(rl:delay() > 15, "the task did not reserve its slot")
+      f:cancel()
+      assert.equal("cancelled", select(2, pcall(f.result, f, 10)).kind)
+      local d = rl:delay()
+      assert.is_true(d <= 10, tostring(d))   -- back to the slot after the first
+    end)
+
+    it("keeps a cancelled waiter's slot when a later one was reserved", function()
+      local rl = concur.RateLimiter { rate = 1, per = 10 }
+      rl:acquire()
+      local pool <close> = concur.ThreadPool(2)
+      local f = pool:submit(function(r) return r:acquire() end, rl)
+      local deadline = concur.monotonic() + 10
+      while rl:delay() < 15 and concur.monotonic() < deadline do end
+      local g = pool:submit(function(r) return r:acquire() end, rl)
+      while rl:delay() < 25 and concur.monotonic() < deadline do end
+      assert.is_true(rl:delay() > 25, "the tasks did not reserve their slots")
+      f:cancel()
+      pcall(f.result, f, 10)
+      assert.is_true(rl:delay() > 25)   -- g keeps its place; the gap stays
+      g:cancel()
+      pcall(g.result, g, 10)
+      assert.is_true(rl:delay() > 15 and rl:delay() <= 20)   -- g's was the last
+    end)
   end)
 end)

@@ -38,6 +38,8 @@ int concur_ratelimit_init (concur_ratelimit *rl, double rate, double per,
   rl->interval = per / rate;
   rl->tau = (burst - 1) * rl->interval;
   rl->tat = 0;   /* the past: the first 'burst' slots are free at once */
+  rl->last = -1;
+  rl->prevtat = 0;
   return 0;
 }
 
@@ -53,16 +55,32 @@ double concur_ratelimit_reserve (concur_ratelimit *rl, double now,
   if (slot < now) slot = now;
   if (deadline >= 0 && slot > deadline)
     slot = -1;
-  else
+  else {
+    rl->last = slot;
+    rl->prevtat = rl->tat;
     rl->tat = (rl->tat > slot ? rl->tat : slot) + rl->interval;
+  }
   pthread_mutex_unlock(&rl->mu);
   return slot;
+}
+
+int concur_ratelimit_unreserve (concur_ratelimit *rl, double slot) {
+  int back = 0;
+  rl_lock(rl);
+  if (rl->last == slot && slot >= 0) {   /* still the last one reserved */
+    rl->tat = rl->prevtat;
+    rl->last = -1;
+    back = 1;
+  }
+  pthread_mutex_unlock(&rl->mu);
+  return back;
 }
 
 void concur_ratelimit_pause (concur_ratelimit *rl, double until) {
   rl_lock(rl);
   /* the next slot, tat - tau, must not come before 'until' */
   if (rl->tat - rl->tau < until) rl->tat = until + rl->tau;
+  rl->last = -1;   /* no undoing a reservation across a pause */
   pthread_mutex_unlock(&rl->mu);
 }
 
@@ -77,6 +95,7 @@ void concur_ratelimit_setrate (concur_ratelimit *rl, double rate, double per) {
     /* NOTE: keep the last reservation where it is and space the next one
     ** by the new interval, so slowing down takes effect at once. */
     rl->tat = next + rl->interval;
+    rl->last = -1;
   }
   pthread_mutex_unlock(&rl->mu);
 }

@@ -19,6 +19,8 @@ typedef struct concur_ratelimit {
   double interval;   /* seconds per token: per / rate */
   double tau;        /* burst tolerance: (burst - 1) * interval */
   double tat;        /* theoretical arrival time of the next token */
+  double last;       /* the last slot reserved, and tat before it */
+  double prevtat;
 } concur_ratelimit;
 
 /* returns 0, or -1 for bad numbers (rate, per <= 0, burst < 1) */
@@ -31,6 +33,13 @@ void concur_ratelimit_destroy (concur_ratelimit *rl);
 ** reserves nothing when the slot would come after the deadline. */
 double concur_ratelimit_reserve (concur_ratelimit *rl, double now,
                                  double deadline);
+
+/* Gives back the slot that reserve returned, for a caller that will not
+** use it (interrupted while it waited): when no later slot was reserved
+** since, the schedule goes back to what it was; otherwise the slot stays
+** taken (moving later callers' slots would break the order they were
+** promised). Returns 1 when given back. */
+int concur_ratelimit_unreserve (concur_ratelimit *rl, double slot);
 
 /* The time the next slot would have (>= now), reserving nothing. */
 double concur_ratelimit_peek (concur_ratelimit *rl, double now);
