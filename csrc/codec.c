@@ -32,6 +32,7 @@ static const char SCRATCH_KEY = 's';  /* the state's scratch userdata */
 static const char REFS_KEY = 'r';     /* table of decoded references */
 static const char DUMP_KEY = 'd';     /* weak: closure -> dumped bytecode */
 static const char LOAD_KEY = 'l';     /* hash -> loaded _ENV-only closure */
+#define LOAD_CACHE_MAX 1024            /* entries before the cache starts afresh */
 static const char CFN_KEY = 'c';      /* C function -> "module\0field" */
 
 static const concur_valtype *_Atomic valtypes[256];
@@ -834,6 +835,20 @@ static void dec_function (dec *d) {
     }
   }
   if (allenv) {     /* cache it for the next task that sends the same code */
+    lua_Integer n;
+    lua_getfield(L, fn - 1, "n");   /* entries so far (a raw field) */
+    n = lua_tointeger(L, -1) + 1;
+    lua_pop(L, 1);
+    if (n > LOAD_CACHE_MAX) {       /* a state that sees endless new code
+                                    ** starts a fresh cache, bounded */
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &LOAD_KEY);
+      lua_replace(L, fn - 1);
+      n = 1;
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, fn - 1, "n");
     lua_pushvalue(L, fn);
     lua_rawseti(L, fn - 1, (lua_Integer)hash);
     lua_remove(L, fn - 1);

@@ -89,6 +89,16 @@ describe("the value codec", function()
       assert.equal(16, g(2))
     end)
 
+    it("run right in a worker that has seen more distinct code than its cache keeps", function()
+      local pool <close> = concur.ThreadPool(1)
+      local fs = {}
+      for i = 1, 1100 do   -- each a different chunk: a new cache entry
+        fs[i] = pool:submit(assert(load("return " .. i .. " * 2")))
+      end
+      for i = 1, 1100 do assert.equal(i * 2, fs[i]:result(10)) end
+      assert.equal(6, pool:submit(assert(load("return 3 * 2"))):result(10))
+    end)
+
     it("bind _ENV to the receiver's globals", function()
       local t = concur.spawn(function() return type(string), _G == _ENV, rawget(_G, "describe") end)
       local ok, ty, same, d = t:join()
