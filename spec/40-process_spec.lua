@@ -229,8 +229,10 @@ describe("ProcessPool", function()
     it("kills a running task on cancel, and replaces its worker", function()
       local pool <close> = concur.ProcessPool(1)
       local pid = pool:submit(getpid):result(20)
-      local f = pool:submit(function() while true do end end)
-      while not f:running() do concur.sleep(0.001) end
+      local started = concur.Event()
+      local f = pool:submit(function(ev) ev:set() while true do end end, started)
+      assert.is_true(started:wait(20))
+      assert.is_true(f:running())
       assert.is_true(f:cancel())
       raises("cancelled", nil, f.result, f, 20)
       assert.is_true(f:cancelled())
@@ -326,8 +328,9 @@ describe("ProcessPool", function()
 
     it("cancels the queue on shutdown{ cancel_pending = true }", function()
       local pool = concur.ProcessPool(1)
-      local first = pool:submit(function() concur.sleep(0.1) return 1 end)
-      while not first:running() do concur.sleep(0.001) end
+      local started = concur.Event()
+      local first = pool:submit(function(ev) ev:set() concur.sleep(0.1) return 1 end, started)
+      assert.is_true(started:wait(20))
       local rest = {}
       for i = 1, 5 do rest[i] = pool:submit(function() return 2 end) end
       pool:shutdown{ cancel_pending = true }

@@ -805,15 +805,10 @@ concur_procsup *concur_procsup_new (concur_procopts *o, char **err) {
     *err = strdup("cannot start the supervisor thread");
     return NULL;
   }
-  pthread_mutex_lock(&ps->mu);
-  *err = ps->broken ? strdup(ps->broken) : NULL;
-  pthread_mutex_unlock(&ps->mu);
-  if (*err) {
-    concur_procsup_stop(ps, 1, 1);
-    concur_procsup_wait(ps, CONCUR_NODEADLINE);
-    concur_obj_unref(&ps->obj);
-    return NULL;
-  }
+  /* NOTE: an initializer that fails, or workers that die while starting,
+  ** mark the pool broken later, on the supervisor's thread: submit and the
+  ** futures report it, whichever comes first (never the constructor, which
+  ** would make it depend on timing) */
   return ps;
 }
 
