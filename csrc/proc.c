@@ -75,7 +75,7 @@ int concur_proc_sendable (const concur_buf *b, const char *what, char *msg,
                  "fetch.Client{...} inside the task", what);
       else
         snprintf(msg, size, "a %s (in the %s) cannot be sent to another "
-                 "process: only Lock, RLock, Event, Semaphore, "
+                 "process: only Lock, RLock, Condition, Event, Semaphore, "
                  "BoundedSemaphore, Barrier, Value, Queue and RateLimiter "
                  "objects can", t->name, what);
       return 0;

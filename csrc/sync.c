@@ -68,27 +68,6 @@ int concur_sync_shmade (lua_State *L, concur_shobj *c, int rc) {
   return 1;
 }
 
-void *concur_sync_alloc (lua_State *L, size_t size) {
-  void *p = calloc(1, size);
-  if (p == NULL) concur_error(L, "limit", "not enough memory");
-  return p;
-}
-
-/* NOTE: if the proxy cannot be made (a memory error), obj leaks: it was
-** never shared, so nothing else goes wrong. */
-int concur_sync_made (lua_State *L, void *obj, int rc,
-                      const concur_objtype *t) {
-  concur_obj *o = obj;
-  if (rc != 0) {
-    free(obj);
-    return concur_error(L, "limit", "cannot create a %s", t->name);
-  }
-  concur_obj_init(o, t);
-  concur_pushobj(L, o);
-  concur_obj_unref(o);
-  return 1;
-}
-
 double concur_sync_deadline (lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg)) return CONCUR_NODEADLINE;
   if (lua_isboolean(L, arg))
@@ -318,27 +297,31 @@ static const luaL_Reg rlock_methods[] = {
 */
 
 typedef struct ccond {
-  concur_obj obj;
-  concur_obj *lock;        /* one reference: a Lock or an RLock */
-  int reentrant;           /* lock is an RLock */
+  int reentrant;           /* its lock is an RLock */
+  concur_shref lock;       /* one reference */
   concur_condvar cv;
 } ccond;
 
-static void cond_destroy (concur_obj *o) {
-  ccond *c = (ccond *)o;
+static void cond_release (void *state) {
+  ccond *c = state;
   concur_condvar_destroy(&c->cv);
-  concur_obj_unref(c->lock);
-  free(c);
+  concur_shref_drop(&c->lock);
 }
 
-static const concur_objtype cond_type = { "concur.Condition", cond_destroy };
+static const concur_objtype cond_type = { "concur.Condition",
+                                          concur_shobj_destroy };
+static const concur_shclass cond_class = { &cond_type, CONCUR_SH_CONDITION,
+                                           cond_release, NULL };
 
-#define checkcond(L) ((ccond *)concur_sync_self(L, &cond_type))
+#define checkcond(L) ((ccond *)concur_sync_selfstate(L, &cond_type))
+#define CLOCKOF(c) ((concur_lock *)concur_shref_state(&(c)->lock))
+#define CRLOCKOF(c) ((concur_rlock *)concur_shref_state(&(c)->lock))
 
 /*** Condition([lock]) --> a condition variable over lock (Lock or RLock) */
 static int cond_new (lua_State *L) {
   concur_obj *lock;
   int reentrant = 1, rc;
+  concur_shobj *o;
   ccond *c;
   if (lua_isnoneornil(L, 1)) {   /* a new RLock, held by its proxy here */
     lua_settop(L, 0);
@@ -350,42 +333,44 @@ static int cond_new (lua_State *L) {
   }
   if (lock == NULL)
     return concur_typeerror(L, 1, "concur.Lock or concur.RLock");
-  c = concur_sync_alloc(L, sizeof *c);
+  o = concur_sync_new(L, &cond_class, sizeof *c);
+  c = o->state;
   c->reentrant = reentrant;
-  rc = concur_condvar_init(&c->cv);
-  if (rc == 0) c->lock = concur_obj_ref(lock);
-  return concur_sync_made(L, c, rc, &cond_type);
+  rc = concur_condvar_init(&c->cv, 1);
+  if (rc == 0) concur_shobj_export(lock, &c->lock);
+  return concur_sync_shmade(L, o, rc);
 }
 
-/* take and release a Condition's lock, a Lock or an RLock */
-static int anylock_take (concur_obj *o, double deadline) {
-  return o->type == &rlock_type ? rlock_take(o, deadline)
-                                : lock_take(o, deadline);
+static int cond_take (ccond *c, double deadline) {
+  int rc = c->reentrant ? concur_rlock_acquire(CRLOCKOF(c), deadline)
+                        : concur_lock_acquire(CLOCKOF(c), deadline);
+  return rc == CONCUR_OWNERDEAD ? CONCUR_OK : rc;
 }
 
-static int anylock_untake (concur_obj *o) {
-  return o->type == &rlock_type ? rlock_untake(o) : lock_untake(o);
+static int cond_untake (ccond *c) {
+  return c->reentrant ? concur_rlock_release(CRLOCKOF(c))
+                      : concur_lock_release(CLOCKOF(c));
 }
 
 static int cond_owned (ccond *c) {
-  if (c->reentrant) return concur_rlock_owned(RLOCKOF(c->lock));
-  return concur_lock_locked(LOCKOF(c->lock));
+  if (c->reentrant) return concur_rlock_owned(CRLOCKOF(c));
+  return concur_lock_locked(CLOCKOF(c));
 }
 
 /* One wait; returns a wait result, or -1 when the lock is not held. Raises
 ** only on a memory error, before the lock is released. */
 static int cond_wait1 (lua_State *L, ccond *c, double deadline) {
-  concur_cwaiter w;
+  uint64_t w;
   long levels = 1;
   int rc;
   if (!cond_owned(c)) return -1;
   if (concur_condvar_enter(&c->cv, &w) != 0)
-    return concur_error(L, "limit", "cannot wait (out of resources)");
-  if (c->reentrant) levels = concur_rlock_releaseall(RLOCKOF(c->lock));
-  else concur_lock_release(LOCKOF(c->lock));
-  rc = concur_condvar_sleep(&c->cv, &w, deadline);
-  if (c->reentrant) concur_rlock_restore(RLOCKOF(c->lock), levels);
-  else concur_lock_reacquire(LOCKOF(c->lock));
+    return concur_error(L, "limit", "cannot wait (shared memory is full)");
+  if (c->reentrant) levels = concur_rlock_releaseall(CRLOCKOF(c));
+  else concur_lock_release(CLOCKOF(c));
+  rc = concur_condvar_sleep(&c->cv, w, deadline);
+  if (c->reentrant) concur_rlock_restore(CRLOCKOF(c), levels);
+  else concur_lock_reacquire(CLOCKOF(c));
   return rc;
 }
 
@@ -447,21 +432,30 @@ static int cond_notify_all (lua_State *L) {
 /*** cond:acquire([timeout]) --> boolean: takes the underlying lock */
 static int cond_acquire (lua_State *L) {
   ccond *c = checkcond(L);
-  return concur_sync_result(L, anylock_take(c->lock,
-                              concur_sync_deadline(L, 2)), "acquire");
+  return concur_sync_result(L, cond_take(c, concur_sync_deadline(L, 2)),
+                            "acquire");
 }
 
 /*** cond:release(): releases the underlying lock */
-static int cond_release (lua_State *L) {
+static int cond_unlock (lua_State *L) {
   ccond *c = checkcond(L);
-  if (anylock_untake(c->lock) != 0)
+  if (cond_untake(c) != 0)
     return concur_error(L, "argument", "release of a lock not held");
   return 0;
 }
 
+static int condguard_take (concur_obj *o, double deadline) {
+  return cond_take(concur_sync_state(o), deadline);
+}
+
+static int condguard_untake (concur_obj *o) {
+  return cond_untake(concur_sync_state(o));
+}
+
 /*** cond:guard() --> to-be-closed holding the underlying lock */
 static int cond_guard (lua_State *L) {
-  return concur_sync_guard(L, checkcond(L)->lock, anylock_take, anylock_untake);
+  return concur_sync_guard(L, concur_sync_self(L, &cond_type), condguard_take,
+                           condguard_untake);
 }
 
 static const luaL_Reg cond_methods[] = {
@@ -470,7 +464,7 @@ static const luaL_Reg cond_methods[] = {
   {"notify", cond_notify},
   {"notify_all", cond_notify_all},
   {"acquire", cond_acquire},
-  {"release", cond_release},
+  {"release", cond_unlock},
   {"guard", cond_guard},
   {NULL, NULL}
 };
@@ -494,6 +488,7 @@ void concur_sync_open (lua_State *L) {
   guard_open(L);
   concur_shclass_register(&lock_class);
   concur_shclass_register(&rlock_class);
+  concur_shclass_register(&cond_class);
   concur_sync_class(L, &lock_type, lock_methods, NULL, 0);
   concur_sync_class(L, &rlock_type, rlock_methods, NULL, 0);
   concur_sync_class(L, &cond_type, cond_methods, NULL, 0);

@@ -50,13 +50,6 @@ static inline void *concur_sync_state (concur_obj *o) {
 /* 'self' of a method of a shared class, as its state. */
 #define concur_sync_selfstate(L, t) concur_sync_state(concur_sync_self(L, t))
 
-/* calloc, or raise kind "limit" */
-void *concur_sync_alloc (lua_State *L, size_t size);
-/* Ends a constructor: 'obj' (from concur_sync_alloc) starts with a
-** concur_obj and 'rc' is the result of initialising the rest (0: done). On
-** failure frees obj and raises "limit", else pushes its first proxy;
-** returns 1. */
-int concur_sync_made (lua_State *L, void *obj, int rc, const concur_objtype *t);
 /* The optional timeout at 'arg' as a deadline; cheap when absent. As in
 ** Python's acquire(blocking) and get(block), false means "do not block"
 ** (timeout 0) and true "block" (no timeout). */

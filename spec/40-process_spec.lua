@@ -134,10 +134,11 @@ describe("ProcessPool", function()
       raises("task", "boom", f.result, f, 10)
     end)
 
-    it("refuses a Condition passed to a task with kind 'transfer'", function()
+    it("refuses a Future passed to a task with kind 'transfer'", function()
+      local tp <close> = concur.ThreadPool(1)
       local pool <close> = concur.ProcessPool(1)
-      raises("transfer", "concur.Condition (in the task) cannot be sent to another process",
-        pool.submit, pool, function(x) return x end, concur.Condition())
+      raises("transfer", "concur.Future (in the task) cannot be sent to another process",
+        pool.submit, pool, function(x) return x end, tp:submit(function() end))
     end)
 
     it("refuses an in-process object hidden in a table", function()
@@ -150,8 +151,10 @@ describe("ProcessPool", function()
 
     it("fails a task that returns an in-process object with kind 'transfer'", function()
       local pool <close> = concur.ProcessPool(1)
-      local f = pool:submit(function() return require("concur").Condition() end)
-      raises("transfer", "concur.Condition (in the task's results)", f.result, f, 10)
+      local f = pool:submit(function()
+        return require("concur").ThreadPool(1):submit(function() end)
+      end)
+      raises("transfer", "concur.Future (in the task's results)", f.result, f, 10)
     end)
 
     it("checks its options", function()
@@ -306,8 +309,9 @@ describe("ProcessPool", function()
     end)
 
     it("refuses in-process objects in initargs", function()
-      raises("transfer", "concur.Condition (in the initializer)", concur.ProcessPool,
-        { workers = 1, initializer = function() end, initargs = { concur.Condition() } })
+      local tp <close> = concur.ThreadPool(1)
+      raises("transfer", "concur.Future (in the initializer)", concur.ProcessPool,
+        { workers = 1, initializer = function() end, initargs = { tp:submit(function() end) } })
     end)
   end)
 
@@ -491,8 +495,9 @@ describe("Process", function()
     assert.equal("done", s)
   end)
 
-  it("refuses a Condition with kind 'transfer'", function()
+  it("refuses a Future with kind 'transfer'", function()
+    local tp <close> = concur.ThreadPool(1)
     raises("transfer", "cannot be sent to another process", concur.Process,
-      function(c) return c end, concur.Condition())
+      function(c) return c end, tp:submit(function() end))
   end)
 end)

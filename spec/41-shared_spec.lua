@@ -137,6 +137,71 @@ describe("shared across processes", function()
     end)
   end)
 
+  describe("Condition", function()
+    it("waits in one process for a notify from another", function()
+      local cond, items, waiting = concur.Condition(), concur.Value(0), concur.Semaphore(0)
+      local p = concur.Process(function(cond, items, waiting)
+        local _ <close> = cond:guard()
+        waiting:release()
+        local ok = cond:wait_for(function() return items:get() >= 3 end, 30)
+        return ok, items:get()
+      end, cond, items, waiting)
+      assert.is_true(waiting:acquire(20))
+      for _ = 1, 3 do
+        local _ <close> = cond:guard()   -- the child waits: the lock is free
+        items:add(1)
+        cond:notify()
+      end
+      assert.same({ true, true, 3 }, { p:join(30) })
+    end)
+
+    it("wakes exactly the n oldest waiters, across processes", function()
+      local cond, ready, woken = concur.Condition(concur.Lock()), concur.Semaphore(0), concur.Queue()
+      local function waiter(cond, ready, woken, i)
+        cond:acquire()
+        ready:release()
+        local ok = cond:wait(30)
+        cond:release()
+        woken:put(ok and i)
+      end
+      local ps = {}
+      for i = 1, 3 do
+        ps[i] = concur.Process(waiter, cond, ready, woken, i)
+        assert.is_true(ready:acquire(20))   -- each queued before the next
+      end
+      do local _ <close> = cond:guard(); cond:notify(2) end
+      local got = { woken:get(30), woken:get(30) }
+      table.sort(got)
+      assert.same({ 1, 2 }, got)
+      assert.is_false(woken:try_get())   -- the third still waits
+      do local _ <close> = cond:guard(); cond:notify_all() end
+      assert.equal(3, woken:get(30))
+      for _, p in ipairs(ps) do p:join(30) end
+    end)
+
+    it("passes over a waiter whose process was killed", function()
+      local cond, ready, woken = concur.Condition(), concur.Semaphore(0), concur.Queue()
+      local victim = concur.Process(function(cond, ready)
+        cond:acquire()
+        ready:release()
+        cond:wait()
+      end, cond, ready)
+      assert.is_true(ready:acquire(20))
+      victim:kill(9)
+      victim:join(20)
+      local p = concur.Process(function(cond, ready, woken)
+        cond:acquire()
+        ready:release()
+        woken:put(cond:wait(30))
+        cond:release()
+      end, cond, ready, woken)
+      assert.is_true(ready:acquire(20))
+      do local _ <close> = cond:guard(); cond:notify(1) end   -- not to the dead one
+      assert.is_true(woken:get(30))
+      p:join(30)
+    end)
+  end)
+
   describe("Event, Semaphore, Barrier", function()
     it("signals between processes", function()
       local go, done = concur.Event(), concur.Event()
@@ -355,9 +420,12 @@ describe("shared across processes", function()
   end)
 
   describe("what cannot cross", function()
-    it("refuses a Condition, with kind 'transfer'", function()
-      raises("transfer", "cannot be sent to another process", concur.Process,
-        function(c) return c end, concur.Condition())
+    it("refuses a Future or a pool, with kind 'transfer'", function()
+      local tp <close> = concur.ThreadPool(1)
+      raises("transfer", "concur.Future (in the task) cannot be sent to another process",
+        concur.Process, function(f) return f end, tp:submit(function() end))
+      raises("transfer", "cannot transfer a userdata", concur.Process,
+        function(p) return p end, tp)
     end)
 
     it("has every process agree on which objects are equal", function()

@@ -175,7 +175,33 @@ int concur_fcond_wait_nointr (concur_fcond *c, pthread_mutex_t *m,
 
 static void fwake (concur_fcond *c, int n) {
   atomic_fetch_add(&c->seq, 1);
-  syscall(SYS_futex, &c->seq, FUTEX_WAKE, n, NULL, NULL, 0);
+  concur_futex_wake(&c->seq, n);
+}
+
+typedef struct fword {
+  _Atomic unsigned *word;
+  unsigned val;
+} fword;
+
+/* One sleep on a bare futex word ('m' is unused: there is none). */
+static int wsleep (void *c, pthread_mutex_t *m, double until) {
+  fword *w = c;
+  struct timespec ts;
+  long r;
+  (void)m;
+  if (until >= 0) ts = to_timespec(until);
+  r = syscall(SYS_futex, w->word, FUTEX_WAIT_BITSET, w->val,
+              until >= 0 ? &ts : NULL, NULL, FUTEX_BITSET_MATCH_ANY);
+  return r < 0 && errno == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+int concur_futex_wait (_Atomic unsigned *word, unsigned val, double deadline) {
+  fword w = { word, val };
+  return timed_wait(wsleep, &w, NULL, deadline);
+}
+
+void concur_futex_wake (_Atomic unsigned *word, int n) {
+  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 void concur_fcond_signal (concur_fcond *c) {

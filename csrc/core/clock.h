@@ -54,6 +54,12 @@ int concur_fcond_wait_nointr (concur_fcond *c, pthread_mutex_t *m,
 void concur_fcond_signal (concur_fcond *c);
 void concur_fcond_broadcast (concur_fcond *c);
 
+/* Sleeps while *word == val (a futex word, maybe in shared memory), until
+** woken by concur_futex_wake, 'deadline', or an interrupt; same results as
+** concur_cond_wait (CONCUR_OK may be spurious). */
+int concur_futex_wait (_Atomic unsigned *word, unsigned val, double deadline);
+void concur_futex_wake (_Atomic unsigned *word, int n);
+
 /* Sleeps until the deadline or an interrupt (same results as above). */
 int concur_sleep_until (double deadline);
 

@@ -381,6 +381,16 @@ void concur_shref_dup (const concur_shref *r) {
   if (check_ref(r, &h)) atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
 }
 
+void *concur_shref_state (const concur_shref *r) {
+  shhdr *h;
+  return check_ref(r, &h) ? h + 1 : NULL;
+}
+
+concur_obj *concur_shref_obj (const concur_shref *r) {
+  concur_shref_dup(r);
+  return concur_shobj_import(r);
+}
+
 int concur_shref_share (const concur_shref *r, char *err, size_t errsize) {
   shhdr *h;
   const concur_shclass *c = check_ref(r, &h);

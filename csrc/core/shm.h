@@ -51,7 +51,7 @@ size_t concur_shm_used (void);
 enum {
   CONCUR_SH_LOCK = 1, CONCUR_SH_RLOCK, CONCUR_SH_EVENT, CONCUR_SH_SEM,
   CONCUR_SH_BSEM, CONCUR_SH_BARRIER, CONCUR_SH_VALUE, CONCUR_SH_QUEUE,
-  CONCUR_SH_RATELIMITER, CONCUR_SH_NCLASSES
+  CONCUR_SH_RATELIMITER, CONCUR_SH_CONDITION, CONCUR_SH_NCLASSES
 };
 
 typedef struct concur_shclass {
@@ -100,6 +100,11 @@ concur_obj *concur_shobj_import (const concur_shref *r);
 void concur_shref_drop (const concur_shref *r);
 /* Takes one more reference for the object r names (r holds one). */
 void concur_shref_dup (const concur_shref *r);
+/* The state of the object r names (r holds a reference), or NULL. */
+void *concur_shref_state (const concur_shref *r);
+/* A new in-process object for the object r names, with a reference of its
+** own (r keeps its); NULL when out of memory. */
+concur_obj *concur_shref_obj (const concur_shref *r);
 /* The share hook of the object r names (r holds a reference). */
 int concur_shref_share (const concur_shref *r, char *err, size_t errsize);
 

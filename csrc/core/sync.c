@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "shm.h"
 #include "sync.h"
 
 #define SPINS 100          /* busy-wait rounds before sleeping */
@@ -511,57 +512,81 @@ int concur_value_cas (concur_value *v, concur_num expect, concur_num x) {
 
 /* ---- condition variable ------------------------------------------------ */
 
-int concur_condvar_init (concur_condvar *c) {
-  c->head = c->tail = NULL;
-  return concur_mutex_init(&c->mu, 0) == 0 ? 0 : -1;
+typedef struct cwaiter {
+  uint64_t next, prev;
+  _Atomic unsigned notified;   /* the futex word: 0 waiting, 1 notified */
+  int pid;
+} cwaiter;
+
+static cwaiter *node (uint64_t off) {
+  return concur_shm_ptr(off);
+}
+
+int concur_condvar_init (concur_condvar *c, int pshared) {
+  c->head = c->tail = 0;
+  return concur_mutex_init(&c->mu, pshared) == 0 ? 0 : -1;
 }
 
 void concur_condvar_destroy (concur_condvar *c) {
-  pthread_mutex_destroy(&c->mu);
+  while (c->head) {
+    uint64_t next = node(c->head)->next;
+    concur_shm_free(c->head);
+    c->head = next;
+  }
 }
 
-/* Unlinks w; c->mu is held. */
-static void cw_unlink (concur_condvar *c, concur_cwaiter *w) {
-  if (w->prev) w->prev->next = w->next; else c->head = w->next;
-  if (w->next) w->next->prev = w->prev; else c->tail = w->prev;
-  w->next = w->prev = NULL;
+/* Unlinks w (at offset off); c->mu is held. */
+static void cw_unlink (concur_condvar *c, uint64_t off) {
+  cwaiter *w = node(off);
+  if (w->prev) node(w->prev)->next = w->next; else c->head = w->next;
+  if (w->next) node(w->next)->prev = w->prev; else c->tail = w->prev;
+  w->next = w->prev = 0;
 }
 
-int concur_condvar_enter (concur_condvar *c, concur_cwaiter *w) {
-  if (concur_cond_init(&w->cv, 0) != 0) return -1;
-  w->notified = 0;
-  w->next = NULL;
+int concur_condvar_enter (concur_condvar *c, uint64_t *off) {
+  cwaiter *w = concur_shm_alloc(sizeof *w, off);
+  if (w == NULL) return -1;
+  w->next = 0;
+  atomic_init(&w->notified, 0);
+  w->pid = concur_sync_pid();
   concur_sync_lockmu(&c->mu);
   w->prev = c->tail;
-  if (c->tail) c->tail->next = w; else c->head = w;
-  c->tail = w;
+  if (c->tail) node(c->tail)->next = *off; else c->head = *off;
+  c->tail = *off;
   pthread_mutex_unlock(&c->mu);
   return 0;
 }
 
-int concur_condvar_sleep (concur_condvar *c, concur_cwaiter *w,
-                          double deadline) {
+int concur_condvar_sleep (concur_condvar *c, uint64_t off, double deadline) {
+  cwaiter *w = node(off);
   int rc = CONCUR_OK;
-  concur_sync_lockmu(&c->mu);
-  while (!w->notified) {
-    rc = concur_cond_wait(&w->cv, &c->mu, deadline);
+  while (!atomic_load(&w->notified)) {
+    rc = concur_futex_wait(&w->notified, 0, deadline);
     if (rc != CONCUR_OK) break;
   }
-  if (w->notified) rc = CONCUR_OK;   /* notify dequeued it */
-  else cw_unlink(c, w);
+  /* NOTE: a notifier wakes the word with c->mu held, so once we hold it
+  ** the node is ours alone to free */
+  concur_sync_lockmu(&c->mu);
+  if (atomic_load(&w->notified)) rc = CONCUR_OK;   /* notify dequeued it */
+  else cw_unlink(c, off);
   pthread_mutex_unlock(&c->mu);
-  pthread_cond_destroy(&w->cv);
+  concur_shm_free(off);
   return rc;
 }
 
 int concur_condvar_notify (concur_condvar *c, int n) {
-  int woken = 0;
+  int woken = 0, me = concur_sync_pid();
   concur_sync_lockmu(&c->mu);
   while (woken < n && c->head) {
-    concur_cwaiter *w = c->head;
-    cw_unlink(c, w);
-    w->notified = 1;
-    pthread_cond_signal(&w->cv);
+    uint64_t off = c->head;
+    cwaiter *w = node(off);
+    cw_unlink(c, off);
+    if (w->pid != me && pid_dead(w->pid)) {   /* it will never wake */
+      concur_shm_free(off);
+      continue;
+    }
+    atomic_store(&w->notified, 1);
+    concur_futex_wake(&w->notified, 1);
     woken++;
   }
   pthread_mutex_unlock(&c->mu);

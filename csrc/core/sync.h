@@ -10,15 +10,14 @@
 ** CONCUR_TASKTIMEOUT when the calling task was interrupted; barriers add
 ** CONCUR_BROKEN. A past deadline never blocks.
 **
-** Every object but concur_condvar lives in the shared arena (shm.h), so
-** it can be used by several processes: mutexes are process-shared and
+** Every object lives in the shared arena (shm.h), so it can be used by
+** several processes: mutexes are process-shared and
 ** robust (concur_sync_lockmu repairs one whose owner died), sleeps are on
 ** futex words (concur_fcond, clock.h), and owners are named by ids that
 ** mean the same in every process. A Lock's state word holds the pid of its
 ** holder: a waiter sleeping on a lock held by another process looks every
 ** OWNER_POLL seconds whether that process still lives, and takes over the
-** lock of a dead one (CONCUR_OWNERDEAD). concur_condvar stays in-process:
-** its waiters are nodes on the waiting threads' stacks.
+** lock of a dead one (CONCUR_OWNERDEAD).
 **
 ** Fast paths are lock-free: taking a free Lock or a Semaphore token is one
 ** compare-and-swap, and releasing touches the mutex (and signals) only when
@@ -184,27 +183,24 @@ int concur_value_cas (concur_value *v, concur_num expect, concur_num x);
 int concur_num_eq (concur_num a, concur_num b);   /* Lua's == on numbers */
 
 /* ---- condition variable with exact notify(n) ------------------------------
-** In-process only: waiters are nodes on the waiting threads' stacks, in
-** arrival order, each with its own cv; notify(n) wakes the n oldest.
+** Waiters are nodes in the shared arena (shm.h), linked by offset in
+** arrival order, each with its own futex word; notify(n) wakes the n
+** oldest, passing over the nodes of processes that died waiting.
 ** Protocol: enter (queue up), release the user lock, sleep, re-acquire.
 */
-typedef struct concur_cwaiter {
-  struct concur_cwaiter *next, *prev;
-  pthread_cond_t cv;
-  int notified;
-} concur_cwaiter;
-
 typedef struct concur_condvar {
   pthread_mutex_t mu;
-  concur_cwaiter *head, *tail;
+  uint64_t head, tail;     /* node offsets; 0: none */
 } concur_condvar;
 
-int concur_condvar_init (concur_condvar *c);
+int concur_condvar_init (concur_condvar *c, int pshared);
+/* frees the nodes left (of waiters that died); never blocks */
 void concur_condvar_destroy (concur_condvar *c);
-int concur_condvar_enter (concur_condvar *c, concur_cwaiter *w);
-/* CONCUR_OK when notified, else the wait result (and w is dequeued) */
-int concur_condvar_sleep (concur_condvar *c, concur_cwaiter *w,
-                          double deadline);
+/* queues the caller up: its node in *w; -1 when out of memory */
+int concur_condvar_enter (concur_condvar *c, uint64_t *w);
+/* CONCUR_OK when notified, else the wait result (and w is dequeued); frees
+** the node either way */
+int concur_condvar_sleep (concur_condvar *c, uint64_t w, double deadline);
 int concur_condvar_notify (concur_condvar *c, int n);   /* number woken */
 
 #endif
