@@ -381,6 +381,7 @@ describe("shared across processes", function()
 
     it("gives its shared memory back once drained and dropped", function()
       collectgarbage()
+      collectgarbage()
       local before = core._shm_used()
       local q = concur.Queue()
       local big = ("y"):rep(200000)
