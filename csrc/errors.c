@@ -205,6 +205,8 @@ void concur_errors_open (lua_State *L) {
     lua_setfield(L, -2, "is");
     lua_pushcfunction(L, error_new);
     lua_setfield(L, -2, "new");
+    lua_pushboolean(L, 1);   /* an Error sent to another state stays one */
+    lua_setfield(L, -2, "__concur_restore");
     lua_newtable(L);
     for (int i = 0; KINDS[i]; i++) {
       lua_pushstring(L, KINDS[i]);
