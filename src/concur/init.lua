@@ -243,6 +243,8 @@ local function chunkresult(f, deadline, fname, timeout)
 end
 
 --- pool:map(fn, items [, {timeout, chunksize, progress}]) --> results
+-- (ThreadPool and ProcessPool)
+-- @function pool:map
 local function map(pool, fn, items, opts)
   checkfn(fn, "map")
   if type(items) ~= "table" then
@@ -337,6 +339,7 @@ local function chunk_iterator(st, pick)
 end
 
 --- pool:imap(fn, items [, opts]) --> iterator (index, result) in order, lazy
+-- @function pool:imap
 local function imap(pool, fn, items, opts)
   return chunk_iterator(feeder(pool, fn, items, opts, "imap"), function(inflight)
     return table.remove(inflight, 1)
@@ -345,6 +348,7 @@ end
 
 --- pool:imap_unordered(fn, items [, opts]) --> iterator (index, result) in
 -- completion order
+-- @function pool:imap_unordered
 local function imap_unordered(pool, fn, items, opts)
   local st = feeder(pool, fn, items, opts, "imap_unordered")
   return chunk_iterator(st, function(inflight)
