@@ -479,6 +479,36 @@ describe("shared across processes", function()
     assert.truthy(out:find("again\t1\ttrue", 1, false), out)
   end)
 
+  it("keeps working when processes are killed at random in the middle of it all #stress", function()
+    local q, lock, v = concur.Queue(), concur.Lock(), concur.Value(0)
+    for round = 1, 12 do
+      local started = concur.Event()
+      local p = concur.Process(function(q, lock, v, started)
+        local item = ("x"):rep(100 + 37 * (v:get() % 7))   -- blocks, not inline
+        started:set()
+        while true do
+          q:put(item)
+          q:get()
+          local _ <close> = lock:guard()
+          v:add(1)
+        end
+      end, q, lock, v, started)
+      assert.is_true(started:wait(20))
+      local target = v:get() + 50 + (round * 7919) % 400   -- somewhere in its loop
+      local deadline = concur.monotonic() + 20
+      while v:get() < target and concur.monotonic() < deadline do end
+      p:kill(9)
+      p:join(20)
+      -- whatever it held or was doing, the parent goes on
+      assert.is_true(lock:acquire(10))
+      lock:release()
+      q:put("probe")
+      repeat local got = q:get(10) until got == "probe"
+      assert.equal(0, q:size())
+    end
+    assert.is_true(v:get() > 12 * 50)
+  end)
+
   it("leaves nothing of the shared memory behind after these objects go", function()
     collectgarbage()
     collectgarbage()
