@@ -224,9 +224,13 @@ void concur_rlock_destroy (concur_rlock *r) {
 
 int concur_rlock_owned (concur_rlock *r) {
   /* NOTE: relaxed is enough: a thread reads its own id here only if it
-  ** wrote it itself, and no other thread ever writes that id. */
+  ** wrote it itself, and no other thread ever writes that id. The lock's
+  ** word must name this process too: a thread id of a process that died
+  ** holding the RLock may come back as one of ours. */
   return atomic_load_explicit(&r->owner, memory_order_relaxed)
-         == concur_sync_thread();
+         == concur_sync_thread()
+         && atomic_load_explicit(&r->base.state, memory_order_relaxed)
+            == concur_sync_pid();
 }
 
 int concur_rlock_acquire (concur_rlock *r, double deadline) {
