@@ -44,7 +44,9 @@ static void client_destroy (concur_obj *o) {
   free(c);
 }
 
-static const concur_objtype client_type = { CLIENT, client_destroy };
+static const concur_objtype client_type = { CLIENT, client_destroy,
+  "its connections and per-host limits live in this one; create a client "
+  "in the process, e.g. fetch.Client{...} inside the task" };
 
 static client *checkclient (lua_State *L, int arg) {
   client *c = (client *)concur_checkobj(L, arg, &client_type);

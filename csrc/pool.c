@@ -75,7 +75,7 @@ static void pool_destroy (concur_obj *o) {
   free(p);
 }
 
-static const concur_objtype pool_type = { "concur.ThreadPool", pool_destroy };
+static const concur_objtype pool_type = { "concur.ThreadPool", pool_destroy, NULL };
 
 /* ---- the queue ------------------------------------------------------------- */
 

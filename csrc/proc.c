@@ -68,11 +68,9 @@ int concur_proc_sendable (const concur_buf *b, const char *what, char *msg,
     const concur_objtype *t = b->objs[i]->type;
     char err[200];
     if (concur_shclass_of(t) == NULL) {
-      if (strcmp(t->name, "concur.fetch.Client") == 0)
-        snprintf(msg, size, "a fetch Client (in the %s) cannot be sent to "
-                 "another process (its connections and per-host limits live "
-                 "in this one): create a client in the process, e.g. "
-                 "fetch.Client{...} inside the task", what);
+      if (t->stays)
+        snprintf(msg, size, "a %s (in the %s) cannot be sent to another "
+                 "process: %s", t->name, what, t->stays);
       else
         snprintf(msg, size, "a %s (in the %s) cannot be sent to another "
                  "process: only Lock, RLock, Condition, Event, Semaphore, "

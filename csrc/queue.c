@@ -32,7 +32,7 @@ static void queue_release (void *state) {
 }
 
 static const concur_objtype queue_type = { "concur.Queue",
-                                           concur_shobj_destroy };
+                                           concur_shobj_destroy, NULL };
 static int queue_share (void *state, char *err, size_t errsize) {
   return concur_queue_share(&((cqueue *)state)->q, err, errsize);
 }

@@ -24,7 +24,7 @@ static void rl_release (void *state) {
 }
 
 static const concur_objtype rl_type = { "concur.RateLimiter",
-                                        concur_shobj_destroy };
+                                        concur_shobj_destroy, NULL };
 static const concur_shclass rl_class = { &rl_type, CONCUR_SH_RATELIMITER,
                                          rl_release, NULL };
 

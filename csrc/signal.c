@@ -12,14 +12,10 @@
 
 /* ---- Event ------------------------------------------------------------- */
 
-static void event_release (void *state) {
-  concur_event_destroy(state);
-}
-
 static const concur_objtype event_type = { "concur.Event",
-                                           concur_shobj_destroy };
+                                           concur_shobj_destroy, NULL };
 static const concur_shclass event_class = { &event_type, CONCUR_SH_EVENT,
-                                            event_release, NULL };
+                                            NULL, NULL };
 
 #define checkevent(L) ((concur_event *)concur_sync_selfstate(L, &event_type))
 
@@ -68,18 +64,14 @@ static const luaL_Reg event_methods[] = {
 ** the methods' self check (sync_lua.h) accepts both.
 */
 
-static void sem_release_state (void *state) {
-  concur_sem_destroy(state);
-}
-
 static const concur_objtype sem_type = { "concur.Semaphore",
-                                         concur_shobj_destroy };
+                                         concur_shobj_destroy, NULL };
 static const concur_objtype bsem_type = { "concur.BoundedSemaphore",
-                                          concur_shobj_destroy };
+                                          concur_shobj_destroy, NULL };
 static const concur_shclass sem_class = { &sem_type, CONCUR_SH_SEM,
-                                          sem_release_state, NULL };
+                                          NULL, NULL };
 static const concur_shclass bsem_class = { &bsem_type, CONCUR_SH_BSEM,
-                                           sem_release_state, NULL };
+                                           NULL, NULL };
 
 #define checksem(L) ((concur_sem *)concur_sync_selfstate(L, &sem_type))
 #define SEMOF(o) ((concur_sem *)concur_sync_state(o))
@@ -168,15 +160,11 @@ static const luaL_Reg sem_methods[] = {
 
 /* ---- Barrier ----------------------------------------------------------- */
 
-static void barrier_release (void *state) {
-  concur_barrier_destroy(state);
-}
-
 static const concur_objtype barrier_type = { "concur.Barrier",
-                                             concur_shobj_destroy };
+                                             concur_shobj_destroy, NULL };
 static const concur_shclass barrier_class = { &barrier_type,
                                               CONCUR_SH_BARRIER,
-                                              barrier_release, NULL };
+                                              NULL, NULL };
 
 #define checkbarrier(L) \
   ((concur_barrier *)concur_sync_selfstate(L, &barrier_type))

@@ -150,14 +150,10 @@ static void guard_open (lua_State *L) {
 
 /* ---- Lock -------------------------------------------------------------- */
 
-static void lock_release_state (void *state) {
-  concur_lock_destroy(state);
-}
-
 static const concur_objtype lock_type = { "concur.Lock",
-                                          concur_shobj_destroy };
+                                          concur_shobj_destroy, NULL };
 static const concur_shclass lock_class = { &lock_type, CONCUR_SH_LOCK,
-                                           lock_release_state, NULL };
+                                           NULL, NULL };
 
 #define checklock(L) ((concur_lock *)concur_sync_selfstate(L, &lock_type))
 #define LOCKOF(o) ((concur_lock *)concur_sync_state(o))
@@ -227,14 +223,10 @@ static const luaL_Reg lock_methods[] = {
 
 /* ---- RLock ------------------------------------------------------------- */
 
-static void rlock_release_state (void *state) {
-  concur_rlock_destroy(state);
-}
-
 static const concur_objtype rlock_type = { "concur.RLock",
-                                           concur_shobj_destroy };
+                                           concur_shobj_destroy, NULL };
 static const concur_shclass rlock_class = { &rlock_type, CONCUR_SH_RLOCK,
-                                            rlock_release_state, NULL };
+                                            NULL, NULL };
 
 #define checkrlock(L) ((concur_rlock *)concur_sync_selfstate(L, &rlock_type))
 #define RLOCKOF(o) ((concur_rlock *)concur_sync_state(o))
@@ -309,7 +301,7 @@ static void cond_release (void *state) {
 }
 
 static const concur_objtype cond_type = { "concur.Condition",
-                                          concur_shobj_destroy };
+                                          concur_shobj_destroy, NULL };
 static const concur_shclass cond_class = { &cond_type, CONCUR_SH_CONDITION,
                                            cond_release, NULL };
 

@@ -33,7 +33,7 @@ static void thread_destroy (concur_obj *o) {
   free(t);
 }
 
-static const concur_objtype thread_type = { "concur.Thread", thread_destroy };
+static const concur_objtype thread_type = { "concur.Thread", thread_destroy, NULL };
 
 static void op_interrupt (concur_future *f) {
   concur_worker_interrupt(f->worker);

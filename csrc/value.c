@@ -11,14 +11,10 @@
 #include "sync_lua.h"
 #include "core/sync.h"
 
-static void value_release (void *state) {
-  concur_value_destroy(state);
-}
-
 static const concur_objtype value_type = { "concur.Value",
-                                           concur_shobj_destroy };
+                                           concur_shobj_destroy, NULL };
 static const concur_shclass value_class = { &value_type, CONCUR_SH_VALUE,
-                                            value_release, NULL };
+                                            NULL, NULL };
 
 #define checkvalue(L) ((concur_value *)concur_sync_selfstate(L, &value_type))
 

@@ -18,6 +18,7 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include "clock.h"
+#include "sync.h"
 
 #define CONCUR_SLICE 0.01
 
@@ -141,24 +142,25 @@ void concur_fcond_init (concur_fcond *c) {
   atomic_init(&c->seq, 0);
 }
 
-static void relock (pthread_mutex_t *m) {
-  if (pthread_mutex_lock(m) == EOWNERDEAD) pthread_mutex_consistent(m);
+/* Sleeps while *word == val, until 'until' (< 0: none); 0 or ETIMEDOUT. */
+static int futex_sleep (_Atomic unsigned *word, unsigned val, double until) {
+  struct timespec ts;
+  long r;
+  if (until >= 0) ts = to_timespec(until);
+  r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, val,
+              until >= 0 ? &ts : NULL, NULL, FUTEX_BITSET_MATCH_ANY);
+  return r < 0 && errno == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
-/* One sleep; 'until' < 0: none. Returns 0, or ETIMEDOUT. */
+/* One sleep on c, with m dropped meanwhile; 0, or ETIMEDOUT. */
 static int fsleep (void *cv, pthread_mutex_t *m, double until) {
   concur_fcond *c = cv;
   unsigned seq = atomic_load(&c->seq);
-  struct timespec ts;
-  long r;
-  int err;
-  if (until >= 0) ts = to_timespec(until);
+  int rc;
   pthread_mutex_unlock(m);
-  r = syscall(SYS_futex, &c->seq, FUTEX_WAIT_BITSET, seq,
-              until >= 0 ? &ts : NULL, NULL, FUTEX_BITSET_MATCH_ANY);
-  err = r < 0 ? errno : 0;
-  relock(m);
-  return err == ETIMEDOUT ? ETIMEDOUT : 0;
+  rc = futex_sleep(&c->seq, seq, until);
+  concur_sync_lockmu(m);
+  return rc;
 }
 
 int concur_fcond_wait (concur_fcond *c, pthread_mutex_t *m, double deadline) {
@@ -186,13 +188,8 @@ typedef struct fword {
 /* One sleep on a bare futex word ('m' is unused: there is none). */
 static int wsleep (void *c, pthread_mutex_t *m, double until) {
   fword *w = c;
-  struct timespec ts;
-  long r;
   (void)m;
-  if (until >= 0) ts = to_timespec(until);
-  r = syscall(SYS_futex, w->word, FUTEX_WAIT_BITSET, w->val,
-              until >= 0 ? &ts : NULL, NULL, FUTEX_BITSET_MATCH_ANY);
-  return r < 0 && errno == ETIMEDOUT ? ETIMEDOUT : 0;
+  return futex_sleep(w->word, w->val, until);
 }
 
 int concur_futex_wait (_Atomic unsigned *word, unsigned val, double deadline) {

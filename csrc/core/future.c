@@ -38,7 +38,7 @@ static void future_destroy (concur_obj *o) {
   free(f);
 }
 
-const concur_objtype concur_future_type = { "concur.Future", future_destroy };
+const concur_objtype concur_future_type = { "concur.Future", future_destroy, NULL };
 
 concur_future *concur_future_new (const concur_future_ops *ops, void *owner) {
   concur_future *f = calloc(1, sizeof *f);

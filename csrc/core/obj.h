@@ -18,6 +18,9 @@ typedef struct concur_obj concur_obj;
 typedef struct concur_objtype {
   const char *name;                 /* metatable name, e.g. "concur.Queue" */
   void (*destroy) (concur_obj *o);  /* called once, when refs drops to 0 */
+  /* for objects that cannot cross to another process: why, and what to do
+  ** instead (NULL: a generic message) */
+  const char *stays;
 } concur_objtype;
 
 struct concur_obj {

@@ -133,43 +133,32 @@ int concur_frame_write (int fd, uint32_t type, uint64_t id,
 }
 
 /* The references part of a body: a 32-bit count, then the references. */
-typedef struct wref {
-  uint32_t id, pad;
-  uint64_t off;
-} wref;
 
-/* Reference i of the references part at p. */
-static concur_shref wref_at (const char *p, uint32_t i) {
-  wref w;
+/* Reference i of the references part at p (maybe unaligned). */
+static concur_shref ref_at (const char *p, uint32_t i) {
   concur_shref r;
-  memcpy(&w, p + sizeof(uint32_t) + i * sizeof w, sizeof w);
-  r.id = w.id;
-  r.off = w.off;
+  memcpy(&r, p + sizeof(uint32_t) + i * sizeof r, sizeof r);
   return r;
 }
 
 int concur_frame_writebuf (int fd, uint32_t type, uint64_t id,
                            const concur_buf *b) {
   uint32_t n = (uint32_t)b->nobjs;
-  size_t prelen = sizeof n + (size_t)n * sizeof(wref);
-  char small[sizeof n + 8 * sizeof(wref)];
+  size_t prelen = sizeof n + (size_t)n * sizeof(concur_shref);
+  char small[sizeof n + 8 * sizeof(concur_shref)];
   char *pre = n <= 8 ? small : malloc(prelen);
   int rc;
   if (pre == NULL) return -1;
   memcpy(pre, &n, sizeof n);
   for (uint32_t i = 0; i < n; i++) {
     concur_shref r;
-    wref w;
     concur_shobj_export(b->objs[i], &r);
-    w.id = r.id;
-    w.pad = 0;
-    w.off = r.off;
-    memcpy(pre + sizeof n + i * sizeof w, &w, sizeof w);
+    memcpy(pre + sizeof n + i * sizeof r, &r, sizeof r);
   }
   rc = frame_write2(fd, type, id, pre, prelen, b->data, b->len);
   if (rc != 0)    /* not delivered: nobody will adopt them */
     for (uint32_t i = 0; i < n; i++) {
-      concur_shref r = wref_at(pre, i);
+      concur_shref r = ref_at(pre, i);
       concur_shref_drop(&r);
     }
   if (pre != small) free(pre);
@@ -181,10 +170,10 @@ int concur_frame_tobuf (const char *body, size_t len, concur_buf *out) {
   size_t i = 0, skip;
   int rc = 0;
   if (len >= sizeof n) memcpy(&n, body, sizeof n);
-  skip = sizeof n + (size_t)n * sizeof(wref);
-  if (len < sizeof n || n > (len - sizeof n) / sizeof(wref)) return -1;
+  skip = sizeof n + (size_t)n * sizeof(concur_shref);
+  if (len < sizeof n || n > (len - sizeof n) / sizeof(concur_shref)) return -1;
   for (; i < n; i++) {
-    concur_shref r = wref_at(body, (uint32_t)i);
+    concur_shref r = ref_at(body, (uint32_t)i);
     concur_obj *o;
     if ((o = concur_shobj_import(&r)) == NULL) {
       rc = -1;
@@ -199,7 +188,7 @@ int concur_frame_tobuf (const char *body, size_t len, concur_buf *out) {
     }
   }
   for (; i < n; i++) {   /* after a failure: drop the rest */
-    concur_shref r = wref_at(body, (uint32_t)i);
+    concur_shref r = ref_at(body, (uint32_t)i);
     concur_shref_drop(&r);
   }
   if (rc == 0 && len > skip) rc = concur_buf_write(out, body + skip, len - skip);
@@ -293,7 +282,7 @@ static void procsup_destroy (concur_obj *o) {
   free(ps);
 }
 
-const concur_objtype concur_procsup_type = { "concur.ProcessPool", procsup_destroy };
+const concur_objtype concur_procsup_type = { "concur.ProcessPool", procsup_destroy, NULL };
 
 /* A pending future was cancelled: unlink it (it may already be gone). */
 static void op_dropped (concur_future *f) {

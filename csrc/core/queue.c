@@ -27,7 +27,7 @@
 /* ---- items ----------------------------------------------------------------
 ** An item block: this header, nobjs references, then len codec bytes. A
 ** reference is an exported shared object (id > 0), or (id 0) a pointer to
-** an object of process 'pid' holding one in-process reference.
+** an object of process 'pid' holding one in-process reference (in 'off').
 */
 
 typedef struct qblock {
@@ -36,14 +36,8 @@ typedef struct qblock {
   int32_t pid;               /* whose pointers the references hold, or 0 */
 } qblock;
 
-typedef struct qref {
-  uint32_t id;
-  uint32_t pad;
-  uint64_t off;              /* concur_shoff, or the pointer */
-} qref;
-
-static qref *block_refs (qblock *b) {
-  return (qref *)(b + 1);
+static concur_shref *block_refs (qblock *b) {
+  return (concur_shref *)(b + 1);
 }
 
 /* Packs *item (emptied) into a new block; its offset, or 0 when the arena
@@ -52,9 +46,9 @@ static qref *block_refs (qblock *b) {
 ** a block with a pid, which put refuses). */
 static concur_shoff pack (concur_buf *item, int share) {
   concur_shoff off;
-  qblock *b = concur_shm_alloc(sizeof *b + item->nobjs * sizeof(qref)
+  qblock *b = concur_shm_alloc(sizeof *b + item->nobjs * sizeof(concur_shref)
                                + item->len, &off);
-  qref *r;
+  concur_shref *r;
   if (b == NULL) return 0;
   b->len = item->len;
   b->nobjs = (uint32_t)item->nobjs;
@@ -65,18 +59,15 @@ static concur_shoff pack (concur_buf *item, int share) {
     char err[8];
     if (concur_shclass_of(o->type)
         && (!share || concur_shobj_share(o, err, sizeof err) == 0)) {
-      concur_shref sr;
-      concur_shobj_export(o, &sr);
-      r[i].id = sr.id;
-      r[i].off = sr.off;
+      concur_shobj_export(o, &r[i]);
       concur_obj_unref(o);
     }
     else {                   /* the block takes the item's reference */
       r[i].id = 0;
+      r[i].pad = 0;
       r[i].off = (uint64_t)(uintptr_t)o;
       b->pid = concur_sync_pid();
     }
-    r[i].pad = 0;
     item->objs[i] = NULL;
   }
   if (item->len) memcpy(r + b->nobjs, item->data, item->len);
@@ -87,13 +78,11 @@ static concur_shoff pack (concur_buf *item, int share) {
 /* Drops what the block at off holds, and the block. */
 static void block_free (concur_shoff off) {
   qblock *b = concur_shm_ptr(off);
-  qref *r = block_refs(b);
+  concur_shref *r = block_refs(b);
   int mine = b->pid == concur_sync_pid();
   for (uint32_t i = 0; i < b->nobjs; i++) {
-    if (r[i].id) {
-      concur_shref sr = { r[i].id, r[i].off };
-      concur_shref_drop(&sr);
-    }
+    if (r[i].id)
+      concur_shref_drop(&r[i]);
     else if (mine)
       concur_obj_unref((concur_obj *)(uintptr_t)r[i].off);
     /* NOTE: else it leaks: it lives in another process's memory */
@@ -106,7 +95,7 @@ static void block_free (concur_shoff off) {
 ** on failure the item is dropped. */
 static int unpack (concur_shoff off, concur_buf *out) {
   qblock *b = concur_shm_ptr(off);
-  qref *r = block_refs(b);
+  concur_shref *r = block_refs(b);
   if (b->pid != 0 && b->pid != concur_sync_pid()) {
     block_free(off);
     return CONCUR_QFOREIGN;
@@ -115,8 +104,7 @@ static int unpack (concur_shoff off, concur_buf *out) {
   for (uint32_t i = 0; i < b->nobjs; i++) {
     concur_obj *o;
     if (r[i].id) {
-      concur_shref sr = { r[i].id, r[i].off };
-      o = concur_shobj_import(&sr);   /* adopts the block's reference */
+      o = concur_shobj_import(&r[i]);   /* adopts the block's reference */
       r[i].id = 0;
       r[i].off = 0;
       if (o == NULL) goto nomem;
@@ -390,7 +378,7 @@ int concur_queue_share (concur_queue *q, char *err, size_t errsize) {
   concur_sync_lockmu(&q->mu);
   for (size_t i = 0; i < q->store.n && rc == 0; i++) {
     qblock *b;
-    qref *r;
+    concur_shref *r;
     if (store_at(&q->store, i)->block == 0) continue;   /* inline: no objects */
     b = concur_shm_ptr(store_at(&q->store, i)->block);
     r = block_refs(b);
@@ -411,8 +399,7 @@ int concur_queue_share (concur_queue *q, char *err, size_t errsize) {
         }
         inner = ni;
       }
-      inner[n].id = r[k].id;
-      inner[n].off = r[k].off;
+      inner[n] = r[k];
       concur_shref_dup(&inner[n++]);
     }
   }

@@ -51,10 +51,19 @@ typedef struct blockhdr {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static char *base;           /* NULL: no arena */
-static size_t mapsize;
 static int mapfd = -1;
 
 /* ---- mapping ------------------------------------------------------------- */
+
+/* fd moved to 10 or above, clear of the fds workers get by dup2, and closed
+** on exec (workers get the arena from procsup); -1 on failure (fd closed). */
+static int fd_high (int fd) {
+  int nfd;
+  if (fd < 0 || fd >= 10) return fd;
+  nfd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  close(fd);
+  return nfd;
+}
 
 static int inherit (void) {
   const char *s = getenv("CONCUR_SHMFD");
@@ -74,17 +83,13 @@ static int inherit (void) {
     munmap(p, (size_t)st.st_size);
     return -1;
   }
-  {   /* moved up, and closed on exec: children get it from procsup */
-    int nfd = fcntl((int)fd, F_DUPFD_CLOEXEC, 10);
-    if (nfd < 0) {
-      munmap(p, (size_t)st.st_size);
-      return -1;
-    }
-    close((int)fd);
-    fd = nfd;
+  fd = fd_high((int)fd);
+  if (fd >= 0) fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+  if (fd < 0) {
+    munmap(p, (size_t)st.st_size);
+    return -1;
   }
   base = p;
-  mapsize = (size_t)st.st_size;
   mapfd = (int)fd;
   return 0;
 }
@@ -115,12 +120,7 @@ static int create (void) {
       size = (size_t)v;
   }
   size = (size + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
-  fd = memfd_create("concur-shm", MFD_CLOEXEC);
-  if (fd >= 0 && fd < 10) {   /* clear of the fds workers get by dup2 */
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
-    close(fd);
-    fd = nfd;
-  }
+  fd = fd_high(memfd_create("concur-shm", MFD_CLOEXEC));
   if (fd < 0) return -1;
   if (ftruncate(fd, (off_t)size) != 0) goto fail;
   p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
@@ -141,7 +141,6 @@ static int create (void) {
   setbits((uint64_t *)((char *)p + a->bitmap), 0, a->first, 1);
   a->magic = MAGIC;
   base = p;
-  mapsize = size;
   mapfd = fd;
   return 0;
 fail:
@@ -160,10 +159,6 @@ int concur_shm_init (void) {
 
 int concur_shm_fd (void) {
   return concur_shm_init() == 0 ? mapfd : -1;
-}
-
-size_t concur_shm_size (void) {
-  return concur_shm_init() == 0 ? mapsize : 0;
 }
 
 void *concur_shm_ptr (concur_shoff off) {
@@ -344,6 +339,7 @@ void concur_shobj_export (concur_obj *o, concur_shref *r) {
   shhdr *h = concur_shm_ptr(w->off);
   atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
   r->id = w->cls->id;
+  r->pad = 0;
   r->off = w->off;
 }
 
@@ -382,13 +378,7 @@ void concur_shref_dup (const concur_shref *r) {
 }
 
 void *concur_shref_state (const concur_shref *r) {
-  shhdr *h;
-  return check_ref(r, &h) ? h + 1 : NULL;
-}
-
-concur_obj *concur_shref_obj (const concur_shref *r) {
-  concur_shref_dup(r);
-  return concur_shobj_import(r);
+  return (shhdr *)concur_shm_ptr(r->off) + 1;
 }
 
 int concur_shref_share (const concur_shref *r, char *err, size_t errsize) {

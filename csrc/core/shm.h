@@ -34,9 +34,8 @@ typedef uint64_t concur_shoff;   /* offset in the arena; 0: none */
 /* Maps the arena (creating it, or inheriting the parent's); idempotent and
 ** thread-safe. Returns 0, or -1 when it cannot be had. */
 int concur_shm_init (void);
-/* The arena's memory file, for children (-1 when none), and its size. */
+/* The arena's memory file, for children (-1 when none). */
 int concur_shm_fd (void);
-size_t concur_shm_size (void);
 /* A block of at least n bytes, 16-aligned, uninitialised; NULL when the
 ** arena is full or missing. */
 void *concur_shm_alloc (size_t n, concur_shoff *off);
@@ -57,8 +56,8 @@ enum {
 typedef struct concur_shclass {
   const concur_objtype *type;     /* whose destroy is concur_shobj_destroy */
   unsigned id;                    /* CONCUR_SH_* */
-  /* the last reference of the process tree went: release what the state
-  ** holds (not the block itself); may run in any process */
+  /* optional: the last reference of the process tree went: release what
+  ** the state holds (not the block itself); may run in any process */
   void (*release) (void *state);
   /* optional: the object is about to cross to another process for the
   ** first time; 0, or -1 with a message in err when it cannot */
@@ -72,9 +71,11 @@ typedef struct concur_shobj {
   void *state;                    /* its state, in this process's mapping */
 } concur_shobj;
 
-/* An exported reference, as it travels. */
+/* An exported reference, as it travels (copied as bytes: 'pad' is zero, so
+** no byte of it is undefined). */
 typedef struct concur_shref {
   uint32_t id;
+  uint32_t pad;
   concur_shoff off;
 } concur_shref;
 
@@ -100,11 +101,9 @@ concur_obj *concur_shobj_import (const concur_shref *r);
 void concur_shref_drop (const concur_shref *r);
 /* Takes one more reference for the object r names (r holds one). */
 void concur_shref_dup (const concur_shref *r);
-/* The state of the object r names (r holds a reference), or NULL. */
+/* The state of the object r names; r holds a reference, so it names a
+** live object (no checks: it is on the path of every Condition call). */
 void *concur_shref_state (const concur_shref *r);
-/* A new in-process object for the object r names, with a reference of its
-** own (r keeps its); NULL when out of memory. */
-concur_obj *concur_shref_obj (const concur_shref *r);
 /* The share hook of the object r names (r holds a reference). */
 int concur_shref_share (const concur_shref *r, char *err, size_t errsize);
 

@@ -95,13 +95,6 @@ static int init2 (pthread_mutex_t *mu, concur_fcond *cv, int pshared) {
   return concur_mutex_init(mu, pshared) != 0 ? -1 : 0;
 }
 
-/* NOTE: a process-shared mutex is not destroyed: a process that died
-** holding it would make that an error, and it owns no resources. */
-static void destroy2 (pthread_mutex_t *mu, concur_fcond *cv) {
-  (void)mu;
-  (void)cv;
-}
-
 /* Wakes one sleeper (or all) if 'waiters' says anyone sleeps. Called after
 ** the state word changed (seq_cst). */
 static void wake (atomic_int *waiters, pthread_mutex_t *mu, concur_fcond *cv,
@@ -118,14 +111,20 @@ static void wake (atomic_int *waiters, pthread_mutex_t *mu, concur_fcond *cv,
 ** succeeds (CONCUR_OK) or the wait ends otherwise. A past deadline makes
 ** one last try and never sleeps.
 */
+/* The busy wait before sleeping: whether try(obj) succeeded meanwhile. */
+static int spin (int (*try) (void *), void *obj) {
+  for (int i = concur_sync_canspin() ? 0 : SPINS; i < SPINS; i++) {
+    concur_sync_pause();
+    if (try(obj)) return 1;
+  }
+  return 0;
+}
+
 static int wait_until (int (*try) (void *), void *obj, atomic_int *waiters,
                        pthread_mutex_t *mu, concur_fcond *cv,
                        double deadline, int intr) {
   int rc = CONCUR_OK;
-  for (int i = concur_sync_canspin() ? 0 : SPINS; i < SPINS; i++) {
-    concur_sync_pause();
-    if (try(obj)) return CONCUR_OK;
-  }
+  if (spin(try, obj)) return CONCUR_OK;
   concur_sync_lockmu(mu);
   atomic_fetch_add(waiters, 1);
   while (!try(obj)) {
@@ -148,8 +147,9 @@ int concur_lock_init (concur_lock *l, int pshared) {
   return init2(&l->mu, &l->cv, pshared);
 }
 
-void concur_lock_destroy (concur_lock *l) {
-  destroy2(&l->mu, &l->cv);
+static int lock_try (void *l) {
+  /* test before test-and-set: spinners must not bounce the cache line */
+  return !concur_lock_locked(l) && concur_lock_tryacquire(l);
 }
 
 /*
@@ -160,10 +160,7 @@ void concur_lock_destroy (concur_lock *l) {
 static int lock_wait (concur_lock *l, double deadline, int intr) {
   int rc = CONCUR_OK, me = concur_sync_pid();
   double look = 0;   /* when to look at a foreign holder next (0: now) */
-  for (int i = concur_sync_canspin() ? 0 : SPINS; i < SPINS; i++) {
-    concur_sync_pause();
-    if (!concur_lock_locked(l) && concur_lock_tryacquire(l)) return CONCUR_OK;
-  }
+  if (spin(lock_try, l)) return CONCUR_OK;
   concur_sync_lockmu(&l->mu);
   atomic_fetch_add(&l->waiters, 1);
   for (;;) {
@@ -216,10 +213,6 @@ int concur_rlock_init (concur_rlock *r, int pshared) {
   atomic_init(&r->owner, 0);
   r->count = 0;
   return concur_lock_init(&r->base, pshared);
-}
-
-void concur_rlock_destroy (concur_rlock *r) {
-  concur_lock_destroy(&r->base);
 }
 
 int concur_rlock_owned (concur_rlock *r) {
@@ -280,10 +273,6 @@ int concur_sem_init (concur_sem *s, long value, long bound, int pshared) {
   return init2(&s->mu, &s->cv, pshared);
 }
 
-void concur_sem_destroy (concur_sem *s) {
-  destroy2(&s->mu, &s->cv);
-}
-
 int concur_sem_tryacquire (concur_sem *s) {
   long v = atomic_load(&s->value);
   while (v > 0)
@@ -317,10 +306,6 @@ int concur_event_init (concur_event *e, int pshared) {
   e->gen = 0;
   e->waiters = 0;
   return init2(&e->mu, &e->cv, pshared);
-}
-
-void concur_event_destroy (concur_event *e) {
-  destroy2(&e->mu, &e->cv);
 }
 
 void concur_event_set (concur_event *e) {
@@ -369,10 +354,6 @@ int concur_barrier_init (concur_barrier *b, int parties, int pshared) {
   b->broken = 0;
   b->generation = b->epoch = 0;
   return init2(&b->mu, &b->cv, pshared);
-}
-
-void concur_barrier_destroy (concur_barrier *b) {
-  destroy2(&b->mu, &b->cv);
 }
 
 /* Breaks the barrier and wakes every waiter; b->mu is held. */
@@ -453,10 +434,6 @@ int concur_barrier_isbroken (concur_barrier *b) {
 int concur_value_init (concur_value *v, concur_num x, int pshared) {
   v->v = x;
   return concur_mutex_init(&v->mu, pshared) == 0 ? 0 : -1;
-}
-
-void concur_value_destroy (concur_value *v) {
-  (void)v;   /* process-shared: see destroy2 */
 }
 
 concur_num concur_value_get (concur_value *v) {

@@ -17,7 +17,9 @@
 ** mean the same in every process. A Lock's state word holds the pid of its
 ** holder: a waiter sleeping on a lock held by another process looks every
 ** OWNER_POLL seconds whether that process still lives, and takes over the
-** lock of a dead one (CONCUR_OWNERDEAD).
+** lock of a dead one (CONCUR_OWNERDEAD). There is nothing to destroy: a
+** process-shared mutex owns no resources, and destroying one that a dead
+** process held would be an error; the arena block is simply freed.
 **
 ** Fast paths are lock-free: taking a free Lock or a Semaphore token is one
 ** compare-and-swap, and releasing touches the mutex (and signals) only when
@@ -73,7 +75,6 @@ typedef struct concur_lock {
 } concur_lock;
 
 int concur_lock_init (concur_lock *l, int pshared);
-void concur_lock_destroy (concur_lock *l);
 /* a wait result, or CONCUR_OWNERDEAD (taken over from a dead process) */
 int concur_lock_acquire (concur_lock *l, double deadline);
 /* as acquire without deadline, but deaf to task interrupts (Condition.wait
@@ -98,7 +99,6 @@ typedef struct concur_rlock {
 } concur_rlock;
 
 int concur_rlock_init (concur_rlock *r, int pshared);
-void concur_rlock_destroy (concur_rlock *r);
 int concur_rlock_acquire (concur_rlock *r, double deadline);
 int concur_rlock_release (concur_rlock *r);  /* -1: caller is not the owner */
 int concur_rlock_owned (concur_rlock *r);    /* by the calling thread? */
@@ -116,7 +116,6 @@ typedef struct concur_sem {
 } concur_sem;
 
 int concur_sem_init (concur_sem *s, long value, long bound, int pshared);
-void concur_sem_destroy (concur_sem *s);
 int concur_sem_tryacquire (concur_sem *s);
 int concur_sem_acquire (concur_sem *s, double deadline);
 /* adds n tokens; -1 (and adds none) when that would pass the bound (or
@@ -133,7 +132,6 @@ typedef struct concur_event {
 } concur_event;
 
 int concur_event_init (concur_event *e, int pshared);
-void concur_event_destroy (concur_event *e);
 void concur_event_set (concur_event *e);
 void concur_event_clear (concur_event *e);
 int concur_event_isset (concur_event *e);
@@ -154,7 +152,6 @@ typedef struct concur_barrier {
 } concur_barrier;
 
 int concur_barrier_init (concur_barrier *b, int parties, int pshared);
-void concur_barrier_destroy (concur_barrier *b);
 /* CONCUR_OK with *index in 0..parties-1 (arrival order), CONCUR_BROKEN, or
 ** a wait result; a waiter that times out or is interrupted breaks it */
 int concur_barrier_wait (concur_barrier *b, double deadline, int *index);
@@ -175,7 +172,6 @@ typedef struct concur_value {
 } concur_value;
 
 int concur_value_init (concur_value *v, concur_num x, int pshared);
-void concur_value_destroy (concur_value *v);
 concur_num concur_value_get (concur_value *v);
 void concur_value_set (concur_value *v, concur_num x);
 concur_num concur_value_add (concur_value *v, concur_num d);  /* new value */
