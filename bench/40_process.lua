@@ -3,7 +3,7 @@
 local concur = require "concur"
 package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
 local benchlib = require "benchlib"
-local best, sh, count_primes = benchlib.best, benchlib.sh, benchlib.count_primes
+local best, sh = benchlib.best, benchlib.sh
 local now = concur.monotonic
 
 local N = tonumber(os.getenv("BENCH_N")) or 20000
@@ -42,21 +42,8 @@ end)
 
 local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
 local CHUNKS = 32   -- enough that the last, heaviest chunks balance on 2 workers
-local chunks = {}
-for k = 0, CHUNKS - 1 do
-  chunks[#chunks + 1] = { k * LIMIT // CHUNKS + 1, (k + 1) * LIMIT // CHUNKS }
-end
 local function cpu(workers)
-  local p <close> = concur.ProcessPool(workers)
-  return best(2, function()
-    local t0 = now()
-    local fs = {}
-    for i, c in ipairs(chunks) do fs[i] = p:submit(count_primes, c[1], c[2]) end
-    local total = 0
-    for _, f in ipairs(fs) do total = total + f:result() end
-    assert(total > 0)
-    return now() - t0
-  end)
+  return benchlib.cpu_time(concur.ProcessPool, workers, LIMIT, CHUNKS)
 end
 local cpu1, cpu2 = cpu(1), cpu(2)
 

@@ -37,4 +37,22 @@ function M.count_primes(lo, hi)
   return count
 end
 
+--- Seconds (best of 2) that a pool made by new_pool(workers) takes to count
+-- the primes up to 'limit' split into 'nchunks' tasks.
+function M.cpu_time(new_pool, workers, limit, nchunks)
+  local monotonic = require("concur").monotonic
+  local p <close> = new_pool(workers)
+  return M.best(2, function()
+    local t0 = monotonic()
+    local fs = {}
+    for k = 0, nchunks - 1 do
+      fs[#fs + 1] = p:submit(M.count_primes, k * limit // nchunks + 1, (k + 1) * limit // nchunks)
+    end
+    local total = 0
+    for _, f in ipairs(fs) do total = total + f:result() end
+    assert(total > 0)
+    return monotonic() - t0
+  end)
+end
+
 return M
