@@ -3,8 +3,7 @@
 local concur = require "concur"
 package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
 local benchlib = require "benchlib"
-local best, sh = benchlib.best, benchlib.sh
-local now = concur.monotonic
+local sh = benchlib.sh
 
 local N = tonumber(os.getenv("BENCH_N")) or 100000
 local WORKERS = 2
@@ -17,21 +16,8 @@ local la = benchlib.loadavg()   -- before this benchmark adds its own load
 local pool <close> = concur.ThreadPool(WORKERS)
 local function noop(x) return x end
 
-local submit_s = best(3, function()
-  local fs = {}
-  local t0 = now()
-  for i = 1, N do fs[i] = pool:submit(noop, i) end
-  for i = 1, N do fs[i]:result() end
-  return now() - t0
-end)
-
-local items = {}
-for i = 1, N do items[i] = i end
-local map_s = best(3, function()
-  local t0 = now()
-  pool:map(noop, items)
-  return now() - t0
-end)
+local submit_s = benchlib.submit_time(pool, noop, N)
+local map_s = benchlib.map_time(pool, noop, N)
 
 local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
 local function cpu(workers) return benchlib.cpu_time(concur.ThreadPool, workers, LIMIT, 8) end

@@ -23,22 +23,8 @@ local rt_s = best(3, function()
   return (now() - t0) / RT
 end)
 
-local submit_s = best(3, function()
-  local fs = {}
-  local t0 = now()
-  for i = 1, N do fs[i] = pool:submit(noop, i) end
-  for i = 1, N do fs[i]:result() end
-  return now() - t0
-end)
-
-local items = {}
-for i = 1, N do items[i] = i end
-local map_s = best(3, function()
-  local t0 = now()
-  local out = pool:map(noop, items)
-  assert(#out == N)
-  return now() - t0
-end)
+local submit_s = benchlib.submit_time(pool, noop, N)
+local map_s = benchlib.map_time(pool, noop, N)
 
 local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
 local CHUNKS = 32   -- enough that the last, heaviest chunks balance on 2 workers

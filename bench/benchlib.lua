@@ -37,6 +37,31 @@ function M.count_primes(lo, hi)
   return count
 end
 
+--- Seconds (best of 3) for n pool:submit(fn, i) and their results.
+function M.submit_time(pool, fn, n)
+  local monotonic = require("concur").monotonic
+  return M.best(3, function()
+    local fs = {}
+    local t0 = monotonic()
+    for i = 1, n do fs[i] = pool:submit(fn, i) end
+    for i = 1, n do fs[i]:result() end
+    return monotonic() - t0
+  end)
+end
+
+--- Seconds (best of 3) for pool:map(fn, {1..n}).
+function M.map_time(pool, fn, n)
+  local monotonic = require("concur").monotonic
+  local items = {}
+  for i = 1, n do items[i] = i end
+  return M.best(3, function()
+    local t0 = monotonic()
+    local out = pool:map(fn, items)
+    assert(#out == n)
+    return monotonic() - t0
+  end)
+end
+
 --- Seconds (best of 2) that a pool made by new_pool(workers) takes to count
 -- the primes up to 'limit' split into 'nchunks' tasks.
 function M.cpu_time(new_pool, workers, limit, nchunks)
