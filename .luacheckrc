@@ -1,4 +1,4 @@
 std = "lua54"
 max_line_length = 120
 files["spec/**/*.lua"] = { std = "+busted" }
-exclude_files = { "lua_modules/**", "build/**", "asan-tree/**", "tsan-tree/**" }
+exclude_files = { "build/**" }

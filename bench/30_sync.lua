@@ -1,6 +1,6 @@
 --- bench/30_sync.lua: queues and locks, next to Python's, measured in one run.
 --
---   ./lua bench/30_sync.lua [items] [pairs]
+--   bin/lua bench/30_sync.lua [items] [pairs]
 --
 -- Rows: one producer thread -> one consumer thread through a Queue (small
 -- integers; unbounded, then maxsize 1000), against Python's queue.Queue

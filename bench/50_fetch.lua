@@ -13,7 +13,7 @@
 -- case in MB/s. Each figure is the best of BENCH_ROUNDS (3) interleaved
 -- rounds (Python requests runs once: it is the slow one). A peer that is
 -- not installed is skipped with a line saying so.
--- Run: ./lua bench/50_fetch.lua [pages]
+-- Run: bin/lua bench/50_fetch.lua [pages]
 local concur = require "concur"
 local fetch = require "concur.fetch"
 
@@ -356,7 +356,9 @@ for _, line in ipairs(skipped) do io.write(("skipped %s\n"):format(line)) end
 io.write(("\n100 KB pages (%d): concur.fetch %.0f MB/s at 16, %.0f MB/s at 64 " ..
   "(%.0f / %.0f pages/s); wrk -c64 %s MB/s\n"):format(BIG_PAGES, results.mb16, results.mb64,
   results.b16, results.b64, results.wrkmb64 and ("%.0f"):format(results.wrkmb64) or "n/a"))
-local target = results.wrk64 and results.c64 / results.wrk64 >= 0.6
-io.write(("\ntarget: concurrency 64 >= 60%% of wrk: %s; CPU <= 25 us/request: %s\n"):format(
-  results.wrk64 and (target and "met" or "NOT met") or "n/a (no wrk)",
-  results.cpu64 <= 25 and "met" or "NOT met"))
+-- The project's aims, for information (a benchmark measures; it does not
+-- pass or fail).
+io.write(("\n(for information) the project aims at 0.6x of wrk or more at concurrency 64: %s;"
+  .. " and about 25 us of CPU per request: %.1f us here\n"):format(
+  results.wrk64 and ("%.2fx here"):format(results.c64 / results.wrk64) or "no wrk in this run",
+  results.cpu64))

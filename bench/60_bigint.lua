@@ -1,6 +1,6 @@
 --- bench/60_bigint.lua: concur.bigint next to Python's int, measured in one run.
 --
---   ./lua bench/60_bigint.lua [quick]
+--   bin/lua bench/60_bigint.lua [quick]
 --
 -- Rows: factorial of 10^5 and 10^6 (one thread, and split over two),
 -- against math.factorial; decimal text of 10^5! against str(); the batch
@@ -131,14 +131,12 @@ do
   row("batch 1..5000: n!, digits", t, py.batch_pool,
       ("ThreadPool(2), %.2fx sequential"):format(seq / t))
 end
-if concur.ProcessPool then
+do
   local pool <close> = concur.ProcessPool{ workers = 2 }
   pool:map(digits, { 1, 2, 3, 4 })
   local t = best(function () check_batch(pool:map(digits, items, { chunksize = 25 })) end)
   row("batch 1..5000: n!, digits", t, py.batch_pool,
       ("ProcessPool(2), %.2fx sequential"):format(seq / t))
-else
-  row("batch 1..5000: n!, digits", nil, py.batch_pool, "ProcessPool: not built yet")
 end
 
 if not QUICK then

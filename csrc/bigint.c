@@ -4,7 +4,8 @@
 ** A bigint is a full userdata (metatable "concur.bigint") holding an mpz_t.
 ** Bigints are immutable: every operation makes a new one, so they can be
 ** shared freely and copied by value into other states (the codec calls
-** bigint_encode/bigint_decode through the metatable's __concur_value). A
+** bigint_encode/bigint_decode: the metatable is registered as a value
+** class, concur_class_byvalue). A
 ** bigint is created "closed" and marked live only once its mpz_t is
 ** initialised; __gc and __close share one idempotent function, and a bigint
 ** closed with <close> raises kind "closed" when used again.
@@ -20,20 +21,28 @@
 ** GMP is not routed through Lua's allocator (mp_set_memory_functions is
 ** process-wide, and worker threads use GMP at the same time).
 **
-** Limits: GMP aborts the process when an allocation fails, so results that
-** would pass CONCUR_BIGNUM_MAX_BITS (2^32 bits) raise kind "limit" before
-** any work: products, powers, parsed strings, and factorials beyond
-** CONCUR_BIGNUM_FAC_MAX.
+** Limits: results that would pass CONCUR_BIGNUM_MAX_BITS (2^32 bits) raise
+** kind "limit" before any work: products, powers, parsed strings, and
+** factorials beyond CONCUR_BIGNUM_FAC_MAX. Below the cap, memory can still
+** run out (a lowered ulimit, a full machine): GMP would abort the process,
+** so every GMP call that can allocate runs in a GMP scope (the GMP macro,
+** core/gmpalloc.h) and a failed allocation, on this thread or on one a
+** factorial was spread over, raises kind "limit" with nothing leaked. A
+** scope holds only GMP calls: Lua values are made before and accounted
+** after it.
 **
 ** The work that pays to spread over threads (factorial, conversion of huge
 ** numbers to text) lives in core/bignum.c, without Lua.
 */
 #include <limits.h>
 #include <math.h>
+#include <setjmp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <gmp.h>
 #include "concur.h"
 #include "core/bignum.h"
+#include "core/gmpalloc.h"
 
 #define BIGINT_MT "concur.bigint"
 #define MAX_BITS CONCUR_BIGNUM_MAX_BITS
@@ -55,6 +64,97 @@ static const char ctx_key = 0;
 static const char meta_key = 0;
 
 static void pushmeta (lua_State *L);
+
+/* ---- GMP calls ----------------------------------------------------------
+** Every GMP call that can allocate runs through gmp(): in a GMP scope
+** (core/gmpalloc.h), so that memory running out, on this thread or on one
+** the work was spread over, raises kind "limit" with nothing leaked. The
+** call is described by a gop, so the setjmp lives in gmp() alone, where no
+** local of the caller can be clobbered; a gop holds only GMP calls (no Lua,
+** nothing that raises): values are made before it and accounted after.
+*/
+
+enum {
+  G_BIN, G_UN, G_SET_D, G_SET_SI, G_POW_UI, G_MUL_2EXP, G_FDIV_Q_2EXP,
+  G_SET_STR, G_FDIV_QR, G_POWMOD, G_FAC, G_FAC_SPLIT, G_TOSTR,
+  G_DIGITS, G_IMPORT
+};
+
+typedef struct gop {
+  int op;
+  mpz_ptr r, r2;                /* outputs: left valid when memory runs out */
+  mpz_srcptr a, b, c;
+  void (*f2) (mpz_ptr, mpz_srcptr, mpz_srcptr);   /* G_BIN */
+  void (*f1) (mpz_ptr, mpz_srcptr);               /* G_UN */
+  unsigned long n;
+  long v;
+  double d;
+  int base, k;
+  const char *s;
+  char *out;
+  size_t len;                   /* out: text length, digit count */
+  int rc;                       /* out: mpz_set_str, G_POWMOD */
+} gop;
+
+static void gop_do (gop *o) {
+  switch (o->op) {
+    case G_BIN: o->f2(o->r, o->a, o->b); break;
+    case G_UN: o->f1(o->r, o->a); break;
+    case G_SET_D: mpz_set_d(o->r, o->d); break;
+    case G_SET_SI: mpz_set_si(o->r, o->v); break;
+    case G_POW_UI: mpz_pow_ui(o->r, o->a, o->n); break;
+    case G_MUL_2EXP: mpz_mul_2exp(o->r, o->a, o->n); break;
+    case G_FDIV_Q_2EXP: mpz_fdiv_q_2exp(o->r, o->a, o->n); break;
+    case G_SET_STR:
+      o->rc = mpz_set_str(o->r, o->s, o->base);
+      if (o->v) mpz_neg(o->r, o->r);
+      break;
+    case G_FDIV_QR: mpz_fdiv_qr(o->r, o->r2, o->a, o->b); break;
+    case G_POWMOD: {   /* r = a^b mod c, as Python's pow(a, b, c); rc 0
+                       ** when b < 0 and a has no inverse modulo c */
+      o->rc = 1;
+      if (mpz_sgn(o->b) < 0) {
+        mpz_t ne;
+        if (!mpz_invert(o->r, o->a, o->c)) {
+          o->rc = 0;
+          break;
+        }
+        mpz_roinit_n(ne, mpz_limbs_read(o->b), (mp_size_t)mpz_size(o->b));
+        mpz_powm(o->r, o->r, ne, o->c);   /* r^|b|: r is this scope's own */
+      }
+      else mpz_powm(o->r, o->a, o->b, o->c);   /* in 0 .. |c|-1 */
+      if (mpz_sgn(o->c) < 0 && mpz_sgn(o->r) != 0) mpz_add(o->r, o->r, o->c);
+      break;
+    }
+    case G_FAC: concur_bignum_fac(o->r, o->n, o->k); break;
+    case G_FAC_SPLIT: concur_bignum_fac_split(o->r, o->n, o->k); break;
+    case G_TOSTR: o->len = concur_bignum_tostr(o->out, o->base, o->a, o->k); break;
+    case G_DIGITS: o->len = concur_bignum_digits(o->a, o->base); break;
+    case G_IMPORT:
+      if (o->n) mpz_import(o->r, o->n, -1, 8, -1, 0, o->s);
+      if (o->v) mpz_neg(o->r, o->r);
+      break;
+  }
+}
+
+/* Runs o in a GMP scope; raises kind "limit" naming 'what' when memory ran
+** out (after freeing what the scope allocated). */
+static void gmp (lua_State *L, const char *what, gop *o) {
+  concur_gmp_scope sc;
+  lua_State *volatile vL = L;
+  const char *volatile vwhat = what;
+  gop *volatile vo = o;
+  concur_gmp_enter(&sc, o->r, o->r2);
+  if (setjmp(sc.jb) == 0) {
+    gop_do(vo);
+    concur_gmp_leave(&sc);
+    return;
+  }
+  concur_gmp_unwind(&sc);
+  concur_error(vL, "limit", "%s: not enough memory", vwhat);
+}
+
+#define GOP(...) (&(gop){ __VA_ARGS__ })
 
 
 /* ---- creation and memory accounting ---------------------------------- */
@@ -99,11 +199,14 @@ static int done (lua_State *L, bigint *r) {
   return 1;
 }
 
-/* The bigint at idx, or NULL for any other value. */
+/* The bigint at idx, or NULL for any other value (a full userdata of a
+** bigint's size whose metatable is the bigint one). */
 static bigint *testbig (lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   int same;
-  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  if (p == NULL || lua_type(L, idx) != LUA_TUSERDATA ||
+      lua_rawlen(L, idx) != sizeof(bigint) || !lua_getmetatable(L, idx))
+    return NULL;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &meta_key);
   same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
@@ -170,7 +273,7 @@ static mpz_srcptr toz (lua_State *L, int idx, opnd *o, const char *what) {
       if (lua_numbertointeger(f, &i)) return intview(o, i);
       {
         bigint *t = newbig(L);
-        mpz_set_d(t->z, f);
+        gmp(L, what, GOP(G_SET_D, .r = t->z, .d = f));
         return t->z;
       }
     }
@@ -213,7 +316,7 @@ static int bigint_add (lua_State *L) {
   opnd x, y;
   mpz_srcptr a = toz(L, 1, &x, "'+'"), b = toz(L, 2, &y, "'+'");
   bigint *r = newbig(L);
-  mpz_add(r->z, a, b);
+  gmp(L, "'+'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_add));
   return done(L, r);
 }
 
@@ -222,7 +325,7 @@ static int bigint_sub (lua_State *L) {
   opnd x, y;
   mpz_srcptr a = toz(L, 1, &x, "'-'"), b = toz(L, 2, &y, "'-'");
   bigint *r = newbig(L);
-  mpz_sub(r->z, a, b);
+  gmp(L, "'-'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_sub));
   return done(L, r);
 }
 
@@ -234,7 +337,7 @@ static int bigint_mul (lua_State *L) {
   checkbits(L, (double)mpz_sizeinbase(a, 2) + (double)mpz_sizeinbase(b, 2),
             "'*'");
   r = newbig(L);
-  mpz_mul(r->z, a, b);
+  gmp(L, "'*'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_mul));
   return done(L, r);
 }
 
@@ -251,7 +354,7 @@ static int bigint_idiv (lua_State *L) {
   bigint *r;
   checkdivisor(L, b, "//");
   r = newbig(L);
-  mpz_fdiv_q(r->z, a, b);
+  gmp(L, "'//'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_fdiv_q));
   return done(L, r);
 }
 
@@ -260,9 +363,9 @@ static int bigint_mod (lua_State *L) {
   opnd x, y;
   mpz_srcptr a = toz(L, 1, &x, "'%'"), b = toz(L, 2, &y, "'%'");
   bigint *r;
-  checkdivisor(L, b, "%%");
+  checkdivisor(L, b, "%");
   r = newbig(L);
-  mpz_fdiv_r(r->z, a, b);
+  gmp(L, "'%'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_fdiv_r));
   return done(L, r);
 }
 
@@ -276,7 +379,7 @@ static int bigint_div (lua_State *L) {
 static int bigint_unm (lua_State *L) {
   bigint *a = checkbig(L, 1);
   bigint *r = newbig(L);
-  mpz_neg(r->z, a->z);
+  gmp(L, "'-'", GOP(G_UN, .r = r->z, .a = a->z, .f1 = mpz_neg));
   return done(L, r);
 }
 
@@ -304,9 +407,10 @@ static int bigint_pow (lua_State *L) {
   unsigned long n = checkexp(L, 2, &big, &odd);
   bigint *r;
   if (mpz_cmpabs_ui(a, 1) <= 0) {   /* 0, 1, -1: any exponent */
+    long v = mpz_sgn(a) == 0 ? ((big || n > 0) ? 0 : 1)
+             : (mpz_sgn(a) < 0 && odd) ? -1 : 1;
     r = newbig(L);
-    if (mpz_sgn(a) == 0) mpz_set_ui(r->z, (big || n > 0) ? 0 : 1);
-    else mpz_set_si(r->z, (mpz_sgn(a) < 0 && odd) ? -1 : 1);
+    gmp(L, "'^'", GOP(G_SET_SI, .r = r->z, .v = v));
     return done(L, r);
   }
   if (big) checkbits(L, INFINITY, "'^'");
@@ -316,7 +420,7 @@ static int bigint_pow (lua_State *L) {
     checkbits(L, (log2(m) + (double)e) * (double)n + 1, "'^'");
   }
   r = newbig(L);
-  mpz_pow_ui(r->z, a, n);
+  gmp(L, "'^'", GOP(G_POW_UI, .r = r->z, .a = a, .n = n));
   return done(L, r);
 }
 
@@ -328,7 +432,7 @@ static int bigint_band (lua_State *L) {
   opnd x, y;
   mpz_srcptr a = toz(L, 1, &x, "'&'"), b = toz(L, 2, &y, "'&'");
   bigint *r = newbig(L);
-  mpz_and(r->z, a, b);
+  gmp(L, "'&'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_and));
   return done(L, r);
 }
 
@@ -337,7 +441,7 @@ static int bigint_bor (lua_State *L) {
   opnd x, y;
   mpz_srcptr a = toz(L, 1, &x, "'|'"), b = toz(L, 2, &y, "'|'");
   bigint *r = newbig(L);
-  mpz_ior(r->z, a, b);
+  gmp(L, "'|'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_ior));
   return done(L, r);
 }
 
@@ -346,7 +450,7 @@ static int bigint_bxor (lua_State *L) {
   opnd x, y;
   mpz_srcptr a = toz(L, 1, &x, "'~'"), b = toz(L, 2, &y, "'~'");
   bigint *r = newbig(L);
-  mpz_xor(r->z, a, b);
+  gmp(L, "'~'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_xor));
   return done(L, r);
 }
 
@@ -354,7 +458,7 @@ static int bigint_bxor (lua_State *L) {
 static int bigint_bnot (lua_State *L) {
   bigint *a = checkbig(L, 1);
   bigint *r = newbig(L);
-  mpz_com(r->z, a->z);
+  gmp(L, "'~'", GOP(G_UN, .r = r->z, .a = a->z, .f1 = mpz_com));
   return done(L, r);
 }
 
@@ -376,12 +480,13 @@ static int shift (lua_State *L, int left, const char *what) {
     checkbits(L, (double)mpz_sizeinbase(a, 2) + (double)n, what);
   r = newbig(L);
   if (n >= 0) {
-    if (mpz_sgn(a) != 0) mpz_mul_2exp(r->z, a, (mp_bitcnt_t)n);
+    if (mpz_sgn(a) != 0)
+      gmp(L, what, GOP(G_MUL_2EXP, .r = r->z, .a = a, .n = (unsigned long)n));
   }
   else if ((double)-n >= (double)mpz_sizeinbase(a, 2))   /* all shifted out */
-    mpz_set_si(r->z, mpz_sgn(a) < 0 ? -1 : 0);
+    gmp(L, what, GOP(G_SET_SI, .r = r->z, .v = mpz_sgn(a) < 0 ? -1 : 0));
   else
-    mpz_fdiv_q_2exp(r->z, a, (mp_bitcnt_t)-n);
+    gmp(L, what, GOP(G_FDIV_Q_2EXP, .r = r->z, .a = a, .n = (unsigned long)-n));
   return done(L, r);
 }
 
@@ -465,8 +570,10 @@ static int bigint_cmpf (lua_State *L) {
 static void pushstring (lua_State *L, mpz_srcptr z, int base) {
   luaL_Buffer B;
   char *p = luaL_buffinitsize(L, &B, mpz_sizeinbase(z, base) + 2);
-  size_t len = concur_bignum_tostr(p, base, z, CONCUR_BIGNUM_MAX_THREADS);
-  luaL_pushresultsize(&B, len);
+  gop o = { G_TOSTR, .out = p, .base = base, .a = z,
+             .k = CONCUR_BIGNUM_MAX_THREADS };
+  gmp(L, "tostring", &o);
+  luaL_pushresultsize(&B, o.len);
 }
 
 static int optbase (lua_State *L, int idx) {
@@ -519,7 +626,9 @@ static int bigint_concat (lua_State *L) {
 ** (default 10), without a sign; 1 for zero. */
 static int bigint_digits (lua_State *L) {
   bigint *b = checkbig(L, 1);
-  lua_pushinteger(L, (lua_Integer)concur_bignum_digits(b->z, optbase(L, 2)));
+  gop o = { G_DIGITS, .a = b->z, .base = optbase(L, 2) };
+  gmp(L, "digits", &o);
+  lua_pushinteger(L, (lua_Integer)o.len);
   return 1;
 }
 
@@ -566,7 +675,8 @@ static int bigint_tointeger (lua_State *L) {
 /* __gc and __close: frees the limbs; idempotent. */
 static int bigint_close (lua_State *L) {
   bigint *b = testbig(L, 1);
-  if (b != NULL && b->live) {
+  if (b == NULL) return concur_typeerror(L, 1, "bigint");
+  if (b->live) {
     b->live = 0;
     mpz_clear(b->z);
   }
@@ -625,8 +735,11 @@ static void parse (lua_State *L, bigint *r, const char *s, size_t len,
   /* NOTE: s[i .. end) holds only digits, and after it come only white
   ** space and the NUL Lua keeps after every string, which mpz_set_str
   ** skips: so it can read in place */
-  if (mpz_set_str(r->z, s + i, base) != 0) badnumber(L, s, len);
-  if (neg) mpz_neg(r->z, r->z);
+  {
+    gop o = { G_SET_STR, .r = r->z, .s = s + i, .base = base, .v = neg };
+    gmp(L, "bigint", &o);
+    if (o.rc != 0) badnumber(L, s, len);
+  }
 }
 
 /***
@@ -654,7 +767,7 @@ static int bigint_new (lua_State *L) {
       argerr(L, 2, "bigint", "a base is only allowed with a string");
     z = toz(L, 1, &o, "'bigint'");
     r = newbig(L);
-    mpz_set(r->z, z);
+    gmp(L, "'bigint'", GOP(G_UN, .r = r->z, .a = z, .f1 = mpz_set));
   }
   return done(L, r);
 }
@@ -669,7 +782,7 @@ static int bigint_divmod (lua_State *L) {
   checkdivisor(L, b, "//");
   q = newbig(L);
   r = newbig(L);
-  mpz_fdiv_qr(q->z, r->z, a, b);
+  gmp(L, "'divmod'", GOP(G_FDIV_QR, .r = q->z, .r2 = r->z, .a = a, .b = b));
   account(L, q);
   account(L, r);
   return 2;
@@ -680,7 +793,7 @@ static int bigint_gcd (lua_State *L) {
   opnd x, y;
   mpz_srcptr a = toz(L, 1, &x, "'gcd'"), b = toz(L, 2, &y, "'gcd'");
   bigint *r = newbig(L);
-  mpz_gcd(r->z, a, b);
+  gmp(L, "'gcd'", GOP(G_BIN, .r = r->z, .a = a, .b = b, .f2 = mpz_gcd));
   return done(L, r);
 }
 
@@ -698,17 +811,13 @@ static int bigint_powmod (lua_State *L) {
     return concur_error(L, "argument", "bad argument #3 to 'powmod' (zero "
                         "modulus)");
   r = newbig(L);
-  if (mpz_sgn(e) < 0) {
-    mpz_t ne;
-    if (!mpz_invert(r->z, b, m))
+  {
+    gop o = { G_POWMOD, .r = r->z, .a = b, .b = e, .c = m };
+    gmp(L, "'powmod'", &o);
+    if (!o.rc)
       return concur_error(L, "argument", "bad argument #1 to 'powmod' (base "
                           "is not invertible for the modulus)");
-    mpz_roinit_n(ne, mpz_limbs_read(e), (mp_size_t)mpz_size(e));   /* |e| */
-    mpz_powm(r->z, r->z, ne, m);
   }
-  else
-    mpz_powm(r->z, b, e, m);   /* in 0 .. |m|-1 */
-  if (mpz_sgn(m) < 0 && mpz_sgn(r->z) != 0) mpz_add(r->z, r->z, m);
   return done(L, r);
 }
 
@@ -721,7 +830,7 @@ static int bigint_isqrt (lua_State *L) {
     return concur_error(L, "argument", "bad argument #1 to 'isqrt' (negative "
                         "number)");
   r = newbig(L);
-  mpz_sqrt(r->z, n);
+  gmp(L, "'isqrt'", GOP(G_UN, .r = r->z, .a = n, .f1 = mpz_sqrt));
   return done(L, r);
 }
 
@@ -729,7 +838,7 @@ static int bigint_isqrt (lua_State *L) {
 static int bigint_abs (lua_State *L) {
   bigint *a = checkbig(L, 1);
   bigint *r = newbig(L);
-  mpz_abs(r->z, a->z);
+  gmp(L, "'abs'", GOP(G_UN, .r = r->z, .a = a->z, .f1 = mpz_abs));
   return done(L, r);
 }
 
@@ -801,7 +910,7 @@ static int bigint_factorial (lua_State *L) {
   }
   if (threads > CONCUR_BIGNUM_MAX_THREADS) threads = CONCUR_BIGNUM_MAX_THREADS;
   r = newbig(L);
-  concur_bignum_fac(r->z, n, (int)threads);
+  gmp(L, "factorial", GOP(G_FAC, .r = r->z, .n = n, .k = (int)threads));
   return done(L, r);
 }
 
@@ -817,8 +926,16 @@ static int bigint_split_factorial (lua_State *L) {
   if (n < 0 || (unsigned long long)n > CONCUR_BIGNUM_FAC_MAX || k < 1)
     return concur_error(L, "argument", "bad arguments to '_split_factorial'");
   r = newbig(L);
-  concur_bignum_fac_split(r->z, (unsigned long)n, (int)k);
+  gmp(L, "factorial", GOP(G_FAC_SPLIT, .r = r->z, .n = (unsigned long)n,
+                          .k = (int)k));
   return done(L, r);
+}
+
+/* core.bigint._fail_after(n): for the specs, the n-th GMP allocation from
+** now, in any state, fails as if memory had run out (0: none). */
+static int bigint_fail_after (lua_State *L) {
+  concur_gmp_fail_after((long)concur_checkinteger(L, 1));
+  return 0;
 }
 
 static int bigint_split_tostring (lua_State *L) {
@@ -828,8 +945,10 @@ static int bigint_split_tostring (lua_State *L) {
   char *p;
   if (k < 1 || k > CONCUR_BIGNUM_MAX_THREADS)
     return concur_error(L, "argument", "bad arguments to '_split_tostring'");
-  p = luaL_buffinitsize(L, &B, mpz_sizeinbase(b->z, 10) + 2);
-  luaL_pushresultsize(&B, concur_bignum_tostr(p, 10, b->z, -(int)k));
+  gop o = { G_TOSTR, .base = 10, .a = b->z, .k = -(int)k };
+  o.out = p = luaL_buffinitsize(L, &B, mpz_sizeinbase(b->z, 10) + 2);
+  gmp(L, "tostring", &o);
+  luaL_pushresultsize(&B, o.len);
   return 1;
 }
 
@@ -866,8 +985,7 @@ static int bigint_decode (lua_State *L, const char *p, size_t n) {
   if (words > 0 && memcmp(p + n - 8, "\0\0\0\0\0\0\0\0", 8) == 0)
     return -1;                                    /* top word zero */
   r = newbig(L);
-  if (words) mpz_import(r->z, words, -1, 8, -1, 0, p + 1);
-  if (p[0]) mpz_neg(r->z, r->z);
+  gmp(L, "bigint", GOP(G_IMPORT, .r = r->z, .n = words, .s = p + 1, .v = p[0]));
   account(L, r);
   return 0;
 }
@@ -927,6 +1045,7 @@ static const luaL_Reg bigint_funcs[] = {
   {"isqrt", bigint_isqrt},
   {"_split_factorial", bigint_split_factorial},
   {"_split_tostring", bigint_split_tostring},
+  {"_fail_after", bigint_fail_after},
   {NULL, NULL}
 };
 
@@ -941,8 +1060,7 @@ static void pushmeta (lua_State *L) {
     luaL_setfuncs(L, bigint_meta, 0);
     luaL_newlib(L, bigint_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushlightuserdata(L, (void *)&bigint_valtype);
-    lua_setfield(L, -2, "__concur_value");
+    concur_class_byvalue(L, -1, &bigint_valtype);
     lua_newuserdatauv(L, sizeof(bigint_ctx), 0);
     ((bigint_ctx *)lua_touserdata(L, -1))->pending = 0;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
@@ -954,6 +1072,7 @@ static void pushmeta (lua_State *L) {
 /* Adds the field 'bigint' (the functions above) to the module table on
 ** top of the stack. */
 void concur_bigint_open (lua_State *L) {
+  concur_gmp_init();
   concur_register_valtype(&bigint_valtype);
   pushmeta(L);
   lua_pop(L, 1);

@@ -97,8 +97,8 @@ double concur_optdeadline (lua_State *L, int arg) {
   lua_Number t;
   if (lua_isnoneornil(L, arg)) return CONCUR_NODEADLINE;
   t = concur_checknumber(L, arg);
-  if (!(t >= 0))   /* negative or NaN */
-    concur_argerror(L, arg, "timeout must be a non-negative number");
+  if (t != t) concur_argerror(L, arg, "timeout is NaN");
+  if (t < 0) return concur_now();   /* already passed: don't wait */
   if (isinf(t)) return CONCUR_NODEADLINE;
   return concur_deadline(t);
 }
@@ -117,37 +117,79 @@ int concur_raisewait (lua_State *L, int rc, const char *what) {
       lua_pushboolean(L, 1);
       lua_setfield(L, -2, "interrupt");
       return lua_error(L);
+    case CONCUR_INTERRUPTED:   /* CONCUR_WAIT handles it: never here */
+      return concur_error(L, "cancelled", "%s interrupted", what);
     default:
       return 0;
   }
 }
 
-void concur_checkoptions (lua_State *L, int arg, const char *const names[]) {
-  arg = lua_absindex(L, arg);
-  lua_pushnil(L);
-  while (lua_next(L, arg)) {
-    int ok = 0;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -1);
-      for (int i = 0; names[i]; i++)
-        if (strcmp(names[i], k) == 0) { ok = 1; break; }
-      if (!ok)
-        concur_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", k));
+int concur_iserror (lua_State *L, int idx, const char *kind) {
+  int ok = 0;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TTABLE && lua_getmetatable(L, idx)) {
+    luaL_getmetatable(L, "concur.Error");
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (ok && kind) {
+      lua_getfield(L, idx, "kind");
+      ok = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), kind) == 0;
+      lua_pop(L, 1);
     }
-    else if (lua_type(L, -1) != LUA_TNUMBER)   /* positional fields are ok */
-      concur_argerror(L, arg, "option names must be strings");
   }
+  return ok;
 }
 
-/* __tostring: the message, then the traceback. */
+int concur_isinterrupt (lua_State *L, int idx) {
+  int yes;
+  if (!concur_iserror(L, idx, NULL)) return 0;
+  lua_getfield(L, idx, "interrupt");
+  yes = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return yes;
+}
+
+void concur_pushtaskerror (lua_State *L, int err, int tb) {
+  const char *msg;
+  err = lua_absindex(L, err);
+  tb = lua_absindex(L, tb);
+  if (concur_iserror(L, err, NULL)) {   /* kind and fields kept */
+    lua_pushvalue(L, err);
+    if (lua_getfield(L, -1, "traceback") == LUA_TNIL) {
+      lua_pushvalue(L, tb);
+      lua_setfield(L, -3, "traceback");
+    }
+    lua_pop(L, 1);
+    return;
+  }
+  if (luaL_getmetafield(L, err, "__name") == LUA_TSTRING &&
+      strcmp(lua_tostring(L, -1), "concur.Error") == 0) {
+    lua_getfield(L, err, "message");    /* an Error of another state's */
+    msg = lua_tostring(L, -1);
+  }
+  else msg = luaL_tolstring(L, err, NULL);
+  lua_createtable(L, 0, 4);
+  lua_pushliteral(L, "task");
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, msg ? msg : "(error object)");
+  lua_setfield(L, -2, "message");
+  lua_pushvalue(L, err);
+  lua_setfield(L, -2, "value");
+  lua_pushvalue(L, tb);
+  lua_setfield(L, -2, "traceback");
+  luaL_setmetatable(L, "concur.Error");
+}
+
+/*** tostring(err): the message, then the traceback. */
 static int error_tostring (lua_State *L) {
   luaL_Buffer b;
+  concur_checktype(L, 1, LUA_TTABLE);
   luaL_buffinit(L, &b);
   if (lua_getfield(L, 1, "message") != LUA_TSTRING) {
     lua_pop(L, 1);
     lua_getfield(L, 1, "kind");
-    lua_pushfstring(L, "concur error (%s)", luaL_optstring(L, -1, "?"));
+    lua_pushfstring(L, "concur error (%s)", lua_type(L, -1) == LUA_TSTRING
+                    ? lua_tostring(L, -1) : "?");
     lua_remove(L, -2);
   }
   luaL_addvalue(&b);
@@ -160,7 +202,7 @@ static int error_tostring (lua_State *L) {
   return 1;
 }
 
-/* Error.is(err [, kind]): is err a concur error (of that kind)? */
+/*** Error.is(err [, kind]): is err a concur error (of that kind)? */
 static int error_is (lua_State *L) {
   int ok = 0;
   if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
@@ -177,7 +219,9 @@ static int error_is (lua_State *L) {
   return 1;
 }
 
-/* Error.new(kind, message [, fields]): builds an error object. */
+/*** Error.new(kind, message [, fields]): builds an error object (kind one of
+** task, timeout, cancelled, broken, closed, transfer, argument, network,
+** http, robots, limit). */
 static int error_new (lua_State *L) {
   const char *kind = concur_checklstring(L, 1, NULL);
   const char *msg = concur_checklstring(L, 2, NULL);

@@ -38,9 +38,11 @@ typedef struct client {
   concur_fetch_engine *e;
 } client;
 
+/* The last reference is gone: what the client holds still finishes (as a
+** collected pool finishes its queue), then the engine frees itself. */
 static void client_destroy (concur_obj *o) {
   client *c = (client *)o;
-  concur_fetch_free(c->e);   /* closes: joins the engine thread */
+  concur_fetch_letgo(c->e);   /* never blocks */
   free(c);
 }
 
@@ -57,73 +59,21 @@ static client *checkclient (lua_State *L, int arg) {
 
 /* ---- options ------------------------------------------------------------- */
 
-/* Raises the argument error for option 'name' of the table at 'arg'. */
-static int opterror (lua_State *L, int arg, const char *name,
-                     const char *what) {
-  return concur_argerror(L, arg, lua_pushfstring(L, "option '%s' %s", name,
-                                                 what));
+/* The string at 'arg' for C: raises kind "argument" when it holds a NUL
+** byte (C would see only what comes before it). */
+static const char *checkcstring (lua_State *L, int arg) {
+  size_t len;
+  const char *s = concur_checklstring(L, arg, &len);
+  if (strlen(s) != len) concur_argerror(L, arg, "string contains a NUL byte");
+  return s;
 }
 
-/* Reads number option 'name' (nil: def); it must be >= min (> min when
-** strict); math.huge is allowed when inf_ok. */
-static double optnumber (lua_State *L, int arg, const char *name, double def,
-                         double min, int strict, int inf_ok) {
-  double v;
-  int t = lua_getfield(L, arg, name);
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return def;
-  }
-  if (t != LUA_TNUMBER)
-    opterror(L, arg, name, lua_pushfstring(L, "must be a number, got %s",
-                                           luaL_typename(L, -1)));
-  v = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  if (isnan(v) || v < min || (strict && v == min) || (!inf_ok && isinf(v)))
-    opterror(L, arg, name, strict ? "must be a positive number"
-                                  : "must be a non-negative number");
-  return v;
-}
-
-static long long optinteger (lua_State *L, int arg, const char *name,
-                             long long def, long long min) {
-  lua_Integer v;
-  int t = lua_getfield(L, arg, name), isint;
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return def;
-  }
-  v = lua_tointegerx(L, -1, &isint);
-  if (!isint)
-    opterror(L, arg, name, lua_pushfstring(L, "must be an integer, got %s",
-                                           t == LUA_TNUMBER ? "a fraction"
-                                           : luaL_typename(L, -1)));
-  lua_pop(L, 1);
-  if (v < min)
-    opterror(L, arg, name, min > 0 ? "must be a positive integer"
-                                   : "must be a non-negative integer");
-  return (long long)v;
-}
-
-static int optboolean (lua_State *L, int arg, const char *name, int def) {
-  int t = lua_getfield(L, arg, name), v;
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return def;
-  }
-  if (t != LUA_TBOOLEAN)
-    opterror(L, arg, name, lua_pushfstring(L, "must be a boolean, got %s",
-                                           luaL_typename(L, -1)));
-  v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-/* Timeouts: a positive number of seconds, or math.huge for none (0). */
+/* Timeouts: a positive number of seconds, or math.huge (or a century or
+** more: CONCUR_FOREVER) for none (0). */
 static double opttimeout (lua_State *L, int arg, const char *name,
                           double def) {
-  double v = optnumber(L, arg, name, def, 0, 1, 1);
-  return isinf(v) ? 0 : v;
+  double v = concur_optnumber(L, arg, name, def, 0, 1, 1);
+  return v >= CONCUR_FOREVER ? 0 : v;
 }
 
 /*
@@ -137,7 +87,7 @@ static const char **optheaders (lua_State *L, int arg, size_t *n) {
   size_t count = 0, i = 0;
   int t = lua_getfield(L, arg, "headers"), tab;
   if (t != LUA_TNIL && t != LUA_TTABLE)
-    opterror(L, arg, "headers", lua_pushfstring(L, "must be a table, got %s",
+    concur_opterror(L, arg, "headers", lua_pushfstring(L, "must be a table, got %s",
                                                 luaL_typename(L, -1)));
   if (t == LUA_TNIL) {
     lua_pop(L, 1);
@@ -157,14 +107,14 @@ static const char **optheaders (lua_State *L, int arg, size_t *n) {
     const char *name, *value;
     char err[256];
     if (lua_type(L, -2) != LUA_TSTRING)
-      opterror(L, arg, "headers", "must map header names (strings) to values");
+      concur_opterror(L, arg, "headers", "must map header names (strings) to values");
     if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-      opterror(L, arg, "headers", lua_pushfstring(L, "value of '%s' must be a "
+      concur_opterror(L, arg, "headers", lua_pushfstring(L, "value of '%s' must be a "
                "string, got %s", lua_tostring(L, -2), luaL_typename(L, -1)));
     name = lua_tolstring(L, -2, &nl);
     value = lua_tolstring(L, -1, &vl);
     if (concur_fetch_checkheader(name, nl, value, vl, err, sizeof err))
-      opterror(L, arg, "headers", lua_pushfstring(L, "has a %s", err));
+      concur_opterror(L, arg, "headers", lua_pushfstring(L, "has a %s", err));
     lua_pushfstring(L, "%s: %s", name, value);
     lines[i] = lua_tostring(L, -1);
     lua_rawseti(L, -4, (lua_Integer)++i);
@@ -181,10 +131,10 @@ static const char *const CLIENT_OPTS[] = {
   "concurrency", "per_host", "rate", "per", "burst", "retries", "backoff",
   "max_backoff", "retry_on", "timeout", "connect_timeout", "low_speed_limit",
   "low_speed_time", "max_body", "max_redirects", "user_agent", "headers",
-  "robots", "verify", NULL
+  "robots", "robots_retry", "verify", "limits", NULL
 };
 
-/*** fetch.Client([options]) --> a new client (see API.md "Fetching"). */
+/*** fetch.Client([options]) --> a new client (docs/API.md, "concur.fetch"). */
 static int fetch_client (lua_State *L) {
   concur_fetch_config cfg;
   static const int retry_on[] = { 429, 500, 502, 503, 504 };
@@ -199,22 +149,24 @@ static int fetch_client (lua_State *L) {
   lua_settop(L, 1);
   concur_checkoptions(L, 1, CLIENT_OPTS);
   memset(&cfg, 0, sizeof cfg);
-  cfg.concurrency = (long)optinteger(L, 1, "concurrency", 16, 1);
-  cfg.per_host = (long)optinteger(L, 1, "per_host", 4, 1);
-  cfg.rate = optnumber(L, 1, "rate", 0, 0, 1, 0);
-  cfg.per = optnumber(L, 1, "per", 1, 0, 1, 0);
-  cfg.burst = optnumber(L, 1, "burst", 1, 1, 0, 0);
-  cfg.retries = (long)optinteger(L, 1, "retries", 3, 0);
-  cfg.backoff = optnumber(L, 1, "backoff", 0.5, 0, 0, 0);
-  cfg.max_backoff = optnumber(L, 1, "max_backoff", 30, 0, 0, 0);
+  cfg.concurrency = (long)concur_optinteger(L, 1, "concurrency", 16, 1);
+  cfg.per_host = (long)concur_optinteger(L, 1, "per_host", 4, 1);
+  cfg.rate = concur_optnumber(L, 1, "rate", 0, 0, 1, 0);
+  cfg.per = concur_optnumber(L, 1, "per", 1, 0, 1, 0);
+  cfg.burst = concur_optnumber(L, 1, "burst", 1, 1, 0, 0);
+  cfg.retries = (long)concur_optinteger(L, 1, "retries", 3, 0);
+  cfg.backoff = concur_optnumber(L, 1, "backoff", 0.5, 0, 0, 0);
+  cfg.max_backoff = concur_optnumber(L, 1, "max_backoff", 30, 0, 0, 0);
   cfg.timeout = opttimeout(L, 1, "timeout", 30);
   cfg.connect_timeout = opttimeout(L, 1, "connect_timeout", 10);
-  cfg.low_speed_limit = (long)optinteger(L, 1, "low_speed_limit", 1, 0);
-  cfg.low_speed_time = optnumber(L, 1, "low_speed_time", 30, 0, 0, 0);
-  cfg.max_body = optinteger(L, 1, "max_body", 16 * 1024 * 1024, 0);
-  cfg.max_redirects = (long)optinteger(L, 1, "max_redirects", 5, 0);
-  cfg.robots = optboolean(L, 1, "robots", 0);
-  cfg.verify = optboolean(L, 1, "verify", 1);
+  cfg.low_speed_limit = (long)concur_optinteger(L, 1, "low_speed_limit", 1, 0);
+  cfg.low_speed_time = fmin(concur_optnumber(L, 1, "low_speed_time", 30, 0, 0, 0),
+                            CONCUR_FOREVER);   /* curl takes a long */
+  cfg.max_body = concur_optinteger(L, 1, "max_body", 16 * 1024 * 1024, 0);
+  cfg.max_redirects = (long)concur_optinteger(L, 1, "max_redirects", 5, 0);
+  cfg.robots = concur_optbool(L, 1, "robots", 0);
+  cfg.robots_retry = concur_optnumber(L, 1, "robots_retry", 60, 0, 0, 0);
+  cfg.verify = concur_optbool(L, 1, "verify", 1);
   if (lua_getfield(L, 1, "retry_on") == LUA_TNIL) {
     memcpy(cfg.retry_on, retry_on, sizeof retry_on);
     cfg.nretry_on = (int)(sizeof retry_on / sizeof retry_on[0]);
@@ -222,17 +174,17 @@ static int fetch_client (lua_State *L) {
   else {
     lua_Integer n;
     if (!lua_istable(L, -1))
-      opterror(L, 1, "retry_on", "must be an array of status codes");
+      concur_opterror(L, 1, "retry_on", "must be an array of status codes");
     n = (lua_Integer)lua_rawlen(L, -1);
     if (n > CONCUR_FETCH_MAXRETRYON)
-      opterror(L, 1, "retry_on", "has too many status codes");
+      concur_opterror(L, 1, "retry_on", "has too many status codes");
     for (lua_Integer i = 1; i <= n; i++) {
       int isint;
       lua_Integer s;
       lua_rawgeti(L, -1, i);
       s = lua_tointegerx(L, -1, &isint);
       if (!isint || s < 100 || s > 599)
-        opterror(L, 1, "retry_on", "must hold status codes (100 to 599)");
+        concur_opterror(L, 1, "retry_on", "must hold status codes (100 to 599)");
       cfg.retry_on[cfg.nretry_on++] = (int)s;
       lua_pop(L, 1);
     }
@@ -247,9 +199,16 @@ static int fetch_client (lua_State *L) {
   else if (lua_type(L, -1) != LUA_TSTRING ||
            concur_fetch_checkheader("User-Agent", 10, lua_tostring(L, -1),
                                     lua_rawlen(L, -1), NULL, 0))
-    opterror(L, 1, "user_agent", "must be a string without CR or LF");
+    concur_opterror(L, 1, "user_agent", "must be a string without CR, LF or NUL");
   cfg.user_agent = lua_tostring(L, -1);   /* anchored at index 2 */
   cfg.headers = optheaders(L, 1, &cfg.nheaders);
+  if (lua_getfield(L, 1, "limits") != LUA_TNIL) {   /* cluster.limits{...} */
+    concur_proxy *px = luaL_testudata(L, -1, CONCUR_FETCH_LIMITS_MT);
+    if (px == NULL || px->o == NULL)
+      concur_opterror(L, 1, "limits", "must be a cluster.limits object");
+    if (!(cfg.rate > 0)) concur_opterror(L, 1, "limits", "needs a rate");
+    cfg.limits = (concur_fetch_limits *)px->o;   /* (on the stack meanwhile) */
+  }
   c = calloc(1, sizeof *c);
   if (c == NULL) return concur_error(L, "limit", "out of memory");
   e = concur_fetch_new(&cfg, err, sizeof err);
@@ -271,12 +230,12 @@ static int fetch_client (lua_State *L) {
 
 static const char *const GET_OPTS[] = {
   "headers", "timeout", "connect_timeout", "retries", "max_body",
-  "max_redirects", NULL
+  "max_redirects", "follow_redirects", NULL
 };
 
 static const char *const REQUEST_OPTS[] = {
   "method", "url", "headers", "body", "timeout", "connect_timeout",
-  "retries", "max_body", "max_redirects", NULL
+  "retries", "max_body", "max_redirects", "follow_redirects", NULL
 };
 
 /* Reads the per-request options of the table at 'arg' into s; leaves two
@@ -288,9 +247,10 @@ static void readopts (lua_State *L, int arg, concur_fetch_spec *s) {
   s->connect_timeout = lua_getfield(L, arg, "connect_timeout") == LUA_TNIL
                      ? -1 : opttimeout(L, arg, "connect_timeout", 0);
   lua_pop(L, 1);
-  s->retries = (long)optinteger(L, arg, "retries", -1, 0);
-  s->max_body = optinteger(L, arg, "max_body", -1, 0);
-  s->max_redirects = (long)optinteger(L, arg, "max_redirects", -1, 0);
+  s->retries = (long)concur_optinteger(L, arg, "retries", -1, 0);
+  s->max_body = concur_optinteger(L, arg, "max_body", -1, 0);
+  s->max_redirects = (long)concur_optinteger(L, arg, "max_redirects", -1, 0);
+  s->follow = concur_optbool(L, arg, "follow_redirects", 1);
   s->headers = optheaders(L, arg, &s->nheaders);
 }
 
@@ -299,6 +259,7 @@ static void initspec (concur_fetch_spec *s) {
   s->timeout = s->connect_timeout = -1;
   s->retries = s->max_redirects = -1;
   s->max_body = -1;
+  s->follow = 1;
 }
 
 /* Submits s and pushes its future; a bad URL is an argument error naming
@@ -326,7 +287,7 @@ static int client_get (lua_State *L) {
   client *c = checkclient(L, 1);
   concur_fetch_spec s;
   initspec(&s);
-  s.url = concur_checklstring(L, 2, NULL);
+  s.url = checkcstring(L, 2);
   if (!lua_isnoneornil(L, 3)) {
     concur_checktype(L, 3, LUA_TTABLE);
     concur_checkoptions(L, 3, GET_OPTS);
@@ -345,19 +306,12 @@ static int client_request (lua_State *L) {
   concur_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   concur_checkoptions(L, 2, REQUEST_OPTS);
-  if (lua_getfield(L, 2, "url") != LUA_TSTRING)
-    opterror(L, 2, "url", lua_pushfstring(L, "must be a string, got %s",
-                                          luaL_typename(L, -1)));
-  s.url = lua_tostring(L, -1);
-  if (lua_getfield(L, 2, "method") != LUA_TNIL) {
-    if (lua_type(L, -1) != LUA_TSTRING)
-      opterror(L, 2, "method", lua_pushfstring(L, "must be a string, got %s",
-                                               luaL_typename(L, -1)));
-    s.method = lua_tostring(L, -1);
-  }
+  if ((s.url = concur_optcstring(L, 2, "url")) == NULL)
+    concur_opterror(L, 2, "url", "must be a string, got nil");
+  s.method = concur_optcstring(L, 2, "method");
   if (lua_getfield(L, 2, "body") != LUA_TNIL) {
     if (lua_type(L, -1) != LUA_TSTRING)
-      opterror(L, 2, "body", lua_pushfstring(L, "must be a string, got %s",
+      concur_opterror(L, 2, "body", lua_pushfstring(L, "must be a string, got %s",
                                              luaL_typename(L, -1)));
     s.body = lua_tolstring(L, -1, &s.bodylen);
   }
@@ -365,8 +319,24 @@ static int client_request (lua_State *L) {
   return submit(L, c, &s, 2);
 }
 
+/* by_status[200] reads by_status["200"]: the keys are strings, so the
+** stats encode as JSON (lua-cjson refuses a sparse array), and integer
+** codes still read as they did. */
+static int statuses_index (lua_State *L) {
+  if (lua_isinteger(L, 2)) {
+    lua_pushfstring(L, "%I", lua_tointeger(L, 2));
+    lua_rawget(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+static const char STATUSES_MT = 0;   /* the registry key of by_status's metatable */
+
 /*** client:stats() --> { requests, retries, failures, completed, cancelled,
-** bytes, queued, active, by_status = { [code] = n } } */
+** bytes, queued, active, by_status = { ["200"] = n, ... } }: by_status has
+** string keys (it encodes as JSON), and by_status[200] reads "200" too. */
 static int client_stats (lua_State *L) {
   client *c = (client *)concur_checkobj(L, 1, &client_type);
   concur_fetch_stats *st = lua_newuserdatauv(L, sizeof *st, 0);
@@ -377,12 +347,23 @@ static int client_stats (lua_State *L) {
   SETI(requests); SETI(retries); SETI(failures); SETI(completed);
   SETI(cancelled); SETI(bytes); SETI(queued); SETI(active);
 #undef SETI
+  luaL_checkstack(L, 4, NULL);
   lua_newtable(L);
   for (int i = 100; i < 600; i++)
     if (st->by_status[i]) {
+      lua_pushfstring(L, "%d", i);
       lua_pushinteger(L, (lua_Integer)st->by_status[i]);
-      lua_rawseti(L, -2, i);
+      lua_rawset(L, -3);
     }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &STATUSES_MT) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, statuses_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &STATUSES_MT);
+  }
+  lua_setmetatable(L, -2);
   lua_setfield(L, -2, "by_status");
   return 1;
 }
@@ -412,8 +393,14 @@ static int client_closed (lua_State *L) {
 
 typedef struct batchud { concur_fetch_batch *b; } batchud;
 
+static batchud *tobatch (lua_State *L) {
+  batchud *u = luaL_testudata(L, 1, BATCH);
+  if (u == NULL || lua_rawlen(L, 1) != sizeof *u) concur_typeerror(L, 1, BATCH);
+  return u;
+}
+
 static concur_fetch_batch *checkbatch (lua_State *L) {
-  batchud *u = luaL_checkudata(L, 1, BATCH);
+  batchud *u = tobatch(L);
   if (u->b == NULL) concur_error(L, "closed", "batch is freed");
   return u->b;
 }
@@ -443,12 +430,16 @@ static int fetch_submit_all (lua_State *L) {
     /* NOTE: the strings stay alive in the urls table; no Lua code runs
     ** before submit_batch has copied them */
     int t = lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    size_t len;
     if (t != LUA_TSTRING)
       return concur_error(L, "argument", "bad argument #1 to 'get_all' "
                           "(urls[%d]: string expected, got %s)", (int)i + 1,
                           luaL_typename(L, -1));
     specs[i] = tmpl;
-    specs[i].url = lua_tostring(L, -1);
+    specs[i].url = lua_tolstring(L, -1, &len);
+    if (strlen(specs[i].url) != len)
+      return concur_error(L, "argument", "bad argument #1 to 'get_all' "
+                          "(urls[%d]: string contains a NUL byte)", (int)i + 1);
     lua_pop(L, 1);
   }
   u = lua_newuserdatauv(L, sizeof *u, 0);
@@ -473,7 +464,8 @@ static int batch_wait (lua_State *L) {
   concur_fetch_batch *b = checkbatch(L);
   double deadline = concur_optdeadline(L, 2);
   int rc;
-  long left = concur_fetch_batch_wait(b, 0, deadline, &rc);
+  long left;
+  CONCUR_WAIT(L, rc, (left = concur_fetch_batch_wait(b, 0, deadline, &rc), rc));
   if (rc == CONCUR_CANCELLED || rc == CONCUR_TASKTIMEOUT)
     return concur_raisewait(L, rc, "get_all");
   lua_pushinteger(L, left);
@@ -511,8 +503,8 @@ static int batch_results (lua_State *L) {
       /* NOTE: f is done before the count drops past it, and every request
       ** ends, so each round makes progress */
       int rc;
-      concur_fetch_batch_wait(b, concur_fetch_batch_left(b) - RESULTS_CHUNK,
-                              CONCUR_NODEADLINE, &rc);
+      CONCUR_WAIT(L, rc, (concur_fetch_batch_wait(b, concur_fetch_batch_left(b)
+                          - RESULTS_CHUNK, CONCUR_NODEADLINE, &rc), rc));
       if (rc != CONCUR_OK) return concur_raisewait(L, rc, "get_all");
     }
     if (st == CONCUR_F_CANCELLED)
@@ -533,7 +525,7 @@ static int batch_results (lua_State *L) {
 }
 
 static int batch_gc (lua_State *L) {
-  batchud *u = luaL_checkudata(L, 1, BATCH);
+  batchud *u = tobatch(L);
   if (u->b) {
     concur_fetch_batch_free(u->b);
     u->b = NULL;
@@ -545,6 +537,142 @@ static const luaL_Reg batch_methods[] = {
   {"wait", batch_wait},
   {"failed", batch_failed},
   {"results", batch_results},
+  {NULL, NULL}
+};
+
+/* ---- streams (the crawler's completions) --------------------------------- */
+
+#define STREAM "concur.fetch.Stream"
+
+typedef struct streamud {
+  concur_fetch_stream *s;
+  client *c;                   /* one reference: the engine stays */
+} streamud;
+
+static streamud *checkstream (lua_State *L) {
+  streamud *u = luaL_testudata(L, 1, STREAM);
+  if (u == NULL) concur_typeerror(L, 1, STREAM);
+  if (u->s == NULL) concur_error(L, "closed", "stream is freed");
+  return u;
+}
+
+/*** core.fetch.stream(client) --> a Stream: requests, and futures it
+** watches, reported one by one as each completes (what fetch.Crawler waits
+** on). stream:get(url [, opts]) and stream:watch(future) --> slot;
+** stream:next([timeout]) --> slot, ok, value (a request's Response or
+** error object; a watched future's nothing: read it), or nil when nothing is
+** in flight; stream:pending() --> number in flight. */
+static int fetch_stream (lua_State *L) {
+  client *c = checkclient(L, 1);
+  streamud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->s = NULL;
+  u->c = NULL;
+  luaL_setmetatable(L, STREAM);
+  if ((u->s = concur_fetch_stream_new()) == NULL)
+    return concur_error(L, "limit", "out of memory");
+  u->c = (client *)concur_obj_ref(&c->obj);
+  return 1;
+}
+
+static int stream_get (lua_State *L) {
+  streamud *u = checkstream(L);
+  concur_fetch_spec s;
+  size_t slot;
+  char err[512];
+  int rc;
+  initspec(&s);
+  s.url = checkcstring(L, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    concur_checktype(L, 3, LUA_TTABLE);
+    concur_checkoptions(L, 3, GET_OPTS);
+    lua_settop(L, 3);
+    readopts(L, 3, &s);
+  }
+  rc = concur_fetch_stream_submit(u->c->e, u->s, &s, &slot, err, sizeof err);
+  switch (rc) {
+    case CONCUR_FETCH_OK: break;
+    case CONCUR_FETCH_EARG: return concur_argerror(L, 2, err);
+    case CONCUR_FETCH_ECLOSED:
+      return concur_error(L, "closed", "fetch client is closed");
+    default: return concur_error(L, "limit", "out of memory");
+  }
+  lua_pushinteger(L, (lua_Integer)slot);
+  return 1;
+}
+
+static int stream_watch (lua_State *L) {
+  streamud *u = checkstream(L);
+  concur_future *f = (concur_future *)concur_checkobj(L, 2, &concur_future_type);
+  size_t slot;
+  if (concur_fetch_stream_watch(u->s, f, &slot) != CONCUR_FETCH_OK)
+    return concur_error(L, "limit", "out of memory");
+  lua_pushinteger(L, (lua_Integer)slot);
+  return 1;
+}
+
+static int stream_next (lua_State *L) {
+  streamud *u = checkstream(L);
+  double deadline = concur_optdeadline(L, 2);
+  concur_future *f;
+  int rc, wrc, st;
+  long slot;
+  CONCUR_WAIT(L, wrc, (slot = concur_fetch_stream_next(u->s, deadline, &rc),
+                       slot == -2 ? rc : CONCUR_OK));
+  (void)wrc;
+  if (slot == -1) return 0;
+  if (slot == -2) {
+    if (rc == CONCUR_TIMEDOUT) return 0;
+    return concur_raisewait(L, rc, "crawl");
+  }
+  lua_pushinteger(L, slot);
+  if (concur_fetch_stream_watched(u->s, (size_t)slot)) {
+    concur_fetch_stream_release(u->s, (size_t)slot);
+    return 1;
+  }
+  f = concur_fetch_stream_future(u->s, (size_t)slot);
+  st = concur_future_state(f);
+  lua_pushboolean(L, st == CONCUR_F_FINISHED);
+  if (st == CONCUR_F_CANCELLED)
+    concur_pusherror(L, "cancelled", "the request was cancelled");
+  else {
+    /* NOTE: a decoding error raises: the slot stays taken (never reused) */
+    int k = concur_decode(L, f->out.data, f->out.len, f->out.objs,
+                          f->out.nobjs);
+    if (k != 1) {
+      lua_pop(L, k);
+      concur_pusherror(L, "network", "malformed result");
+    }
+    else if (st == CONCUR_F_FAILED) luaL_setmetatable(L, "concur.Error");
+  }
+  concur_fetch_stream_release(u->s, (size_t)slot);
+  return 3;
+}
+
+static int stream_pending (lua_State *L) {
+  lua_pushinteger(L, concur_fetch_stream_pending(checkstream(L)->s));
+  return 1;
+}
+
+static int stream_gc (lua_State *L) {
+  streamud *u = luaL_testudata(L, 1, STREAM);
+  if (u == NULL) return concur_typeerror(L, 1, STREAM);
+  if (u->s) {
+    concur_fetch_stream_free(u->s);
+    u->s = NULL;
+  }
+  if (u->c) {
+    concur_obj_unref(&u->c->obj);
+    u->c = NULL;
+  }
+  return 0;
+}
+
+static const luaL_Reg stream_methods[] = {
+  {"get", stream_get},
+  {"watch", stream_watch},
+  {"next", stream_next},
+  {"pending", stream_pending},
+  {"close", stream_gc},
   {NULL, NULL}
 };
 
@@ -587,6 +715,7 @@ static int response_raise_for_status (lua_State *L) {
 }
 
 static int response_tostring (lua_State *L) {
+  concur_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "status");
   lua_getfield(L, 1, "url");
   lua_pushfstring(L, "concur.fetch.Response: %d %s", (int)lua_tointeger(L, -2),
@@ -596,6 +725,7 @@ static int response_tostring (lua_State *L) {
 
 static const luaL_Reg response_methods[] = {
   {"raise_for_status", response_raise_for_status},
+  {"html", concur_html_response},
   {NULL, NULL}
 };
 
@@ -639,7 +769,7 @@ static int fetch_is_response (lua_State *L) {
 ** of the caller) when fetching it would be refused. */
 static int fetch_checkurl (lua_State *L) {
   char err[512];
-  const char *url = concur_checklstring(L, 1, NULL);
+  const char *url = checkcstring(L, 1);
   if (concur_fetch_checkurl(url, err, sizeof err))
     return concur_argerror(L, 1, err);
   lua_settop(L, 1);
@@ -651,8 +781,8 @@ static int fetch_checkurl (lua_State *L) {
 static int fetch_robots (lua_State *L) {
   size_t len;
   const char *txt = concur_checklstring(L, 1, &len);
-  const char *ua = concur_checklstring(L, 2, NULL);
-  const char *path = concur_checklstring(L, 3, NULL);
+  const char *ua = checkcstring(L, 2);
+  const char *path = checkcstring(L, 3);
   concur_robots *r = concur_fetch_robots_parse(txt, len, ua);
   double d;
   if (r == NULL) return concur_error(L, "limit", "out of memory");
@@ -686,6 +816,7 @@ static const luaL_Reg fetch_funcs[] = {
   {"is_response", fetch_is_response},
   {"checkurl", fetch_checkurl},
   {"robots", fetch_robots},
+  {"stream", fetch_stream},
   {NULL, NULL}
 };
 
@@ -696,6 +827,13 @@ void concur_fetch_open (lua_State *L) {
     luaL_newlib(L, batch_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, batch_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, STREAM)) {
+    luaL_newlib(L, stream_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, stream_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);

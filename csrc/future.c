@@ -20,7 +20,8 @@ static concur_future *checkfuture (lua_State *L, int arg) {
 /* Waits for f until the deadline at 'arg' (a timeout in seconds). */
 static void waitfor (lua_State *L, concur_future *f, int arg) {
   double deadline = concur_optdeadline(L, arg);
-  int rc = concur_future_wait(f, deadline);
+  int rc;
+  CONCUR_WAIT(L, rc, concur_future_wait(f, deadline));
   if (rc != CONCUR_OK) concur_raisewait(L, rc, "waiting for the future");
 }
 
@@ -64,16 +65,19 @@ static int future_error (lua_State *L) {
   return 1;
 }
 
+/*** f:done() --> true once finished, failed or cancelled */
 static int future_done (lua_State *L) {
   lua_pushboolean(L, concur_future_done(checkfuture(L, 1)));
   return 1;
 }
 
+/*** f:running() --> true while the task runs */
 static int future_running (lua_State *L) {
   lua_pushboolean(L, concur_future_state(checkfuture(L, 1)) == CONCUR_F_RUNNING);
   return 1;
 }
 
+/*** f:cancelled() --> true when it was cancelled */
 static int future_cancelled (lua_State *L) {
   lua_pushboolean(L, concur_future_state(checkfuture(L, 1)) == CONCUR_F_CANCELLED);
   return 1;
@@ -114,8 +118,17 @@ static const luaL_Reg future_methods[] = {
 
 typedef struct wsbox { concur_waitset *ws; } wsbox;
 
+#define WAITSET "concur.waitset"
+
+static wsbox *checkws (lua_State *L) {
+  wsbox *b = luaL_testudata(L, 1, WAITSET);
+  if (b == NULL || lua_rawlen(L, 1) != sizeof *b)
+    concur_typeerror(L, 1, WAITSET);
+  return b;
+}
+
 static int ws_gc (lua_State *L) {
-  wsbox *b = lua_touserdata(L, 1);
+  wsbox *b = checkws(L);
   concur_waitset_free(b->ws);
   b->ws = NULL;
   return 0;
@@ -141,19 +154,21 @@ static int ws_new (lua_State *L) {
   }
   b = lua_newuserdatauv(L, sizeof *b, 0);
   b->ws = NULL;
-  luaL_setmetatable(L, "concur.waitset");
+  luaL_setmetatable(L, WAITSET);
   b->ws = concur_waitset_new(fs, n);
   if (b->ws == NULL) return concur_error(L, "limit", "not enough memory");
   return 1;
 }
 
 static int ws_next (lua_State *L) {
-  wsbox *b = luaL_checkudata(L, 1, "concur.waitset");
+  wsbox *b = checkws(L);
   double deadline = lua_isnoneornil(L, 2) ? CONCUR_NODEADLINE
                                           : concur_checknumber(L, 2);
   long r;
+  int rc;
   if (b->ws == NULL) return concur_error(L, "closed", "waitset is closed");
-  r = concur_waitset_next(b->ws, deadline);
+  CONCUR_WAIT(L, rc, (r = concur_waitset_next(b->ws, deadline),
+                      r <= -2 ? (int)(-2 - r) : CONCUR_OK));
   if (r >= 0) lua_pushinteger(L, r + 1);
   else if (r == -1) lua_pushboolean(L, 0);
   else if (-2 - r == CONCUR_TIMEDOUT) lua_pushnil(L);
@@ -165,7 +180,7 @@ void concur_future_open (lua_State *L) {
   concur_newclass(L, &concur_future_type, future_methods, NULL);
   lua_pushcfunction(L, ws_new);
   lua_setfield(L, -2, "waitset");
-  if (luaL_newmetatable(L, "concur.waitset")) {
+  if (luaL_newmetatable(L, WAITSET)) {
     lua_pushcfunction(L, ws_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushvalue(L, -1);

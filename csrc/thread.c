@@ -4,7 +4,9 @@
 ** A thread is a worker (worker.h) running a single future; join waits for
 ** that future. The OS thread is joined by the state's tracker once it is
 ** over, or when the state closes: then non-daemon threads are waited for
-** and daemon threads are cancelled (and given a short grace).
+** and daemon threads are cancelled (and given a short grace). A thread
+** started by a task or by another thread outlives the worker state that
+** started it: that state hands it over to interpreter exit (tracker.c).
 */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -12,7 +14,7 @@
 #include <string.h>
 #include "concur.h"
 #include "core/future.h"
-#include "state.h"
+#include "tracker.h"
 #include "worker.h"
 
 typedef struct cthread {
@@ -22,7 +24,8 @@ typedef struct cthread {
   int daemon;
   char *path, *cpath;
   atomic_int over;       /* the OS thread has finished */
-  int joined;            /* only the owning state's thread touches it */
+  int joined;            /* touched by the tracker that holds the thread
+                         ** only (its state's, or the orphans') */
 } cthread;
 
 static void thread_destroy (concur_obj *o) {
@@ -45,7 +48,7 @@ static void *thread_main (void *arg) {
   cthread *t = arg;
   if (concur_worker_begin(&t->w, t->path, t->cpath) != 0) {
     concur_buf eb = CONCUR_BUF_INIT;
-    concur_errbuf(&eb, "broken", "cannot create the thread's Lua state");
+    concur_wire_error(&eb, "broken", "cannot create the thread's Lua state");
     concur_future_finish(t->f, 1, &eb);
   }
   else concur_worker_run(&t->w, t->f);
@@ -58,25 +61,19 @@ static void *thread_main (void *arg) {
 static void thread_join_os (cthread *t, double grace) {
   if (t->joined) return;
   t->joined = 1;
-  if (grace < 0) pthread_join(t->w.thread, NULL);
-  else {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)grace;
-    if (pthread_timedjoin_np(t->w.thread, NULL, &ts) != 0)
-      pthread_detach(t->w.thread);
-  }
+  concur_thread_join(t->w.thread, grace);
 }
 
-static int track_reap (void *ud) {
-  cthread *t = ud;
-  if (!atomic_load(&t->over)) return 0;
-  thread_join_os(t, -1);
-  return 1;
+static int track_over (concur_obj *o) {
+  return atomic_load(&((cthread *)o)->over);
 }
 
-static void track_close (void *ud) {
-  cthread *t = ud;
+static void track_join (concur_obj *o) {
+  thread_join_os((cthread *)o, -1);
+}
+
+static void track_close (concur_obj *o) {
+  cthread *t = (cthread *)o;
   if (t->daemon) {
     concur_future_cancel(t->f);
     thread_join_os(t, 2);
@@ -84,11 +81,7 @@ static void track_close (void *ud) {
   else thread_join_os(t, -1);
 }
 
-static void track_release (void *ud) {
-  concur_obj_unref(&((cthread *)ud)->obj);
-}
-
-static const concur_trackops thread_track = { track_reap, track_close, track_release };
+static const concur_trackops thread_track = { track_over, track_join, track_close };
 
 static cthread *checkthread (lua_State *L) {
   return (cthread *)concur_checkobj(L, 1, &thread_type);
@@ -106,12 +99,8 @@ static int thread_spawn (lua_State *L) {
   cthread *t;
   if (lua_type(L, 1) == LUA_TTABLE) {
     concur_checkoptions(L, 1, SPAWN_OPTIONS);
-    if (lua_getfield(L, 1, "name") != LUA_TNIL) {
-      if (lua_type(L, -1) != LUA_TSTRING)
-        concur_argerror(L, 1, "option 'name' must be a string");
-      name = lua_tostring(L, -1);   /* kept alive by the table */
-    }
-    daemon = lua_getfield(L, 1, "daemon") != LUA_TNIL && lua_toboolean(L, -1);
+    name = concur_optstring(L, 1, "name", NULL);   /* kept alive by the table */
+    daemon = concur_optbool(L, 1, "daemon", 0);
     lua_settop(L, 1);
   }
   concur_checktask(L, 1, SPAWN_OPTIONS, &task);
@@ -132,12 +121,12 @@ static int thread_spawn (lua_State *L) {
   concur_getpaths(L, &t->path, &t->cpath);
   concur_pushobj(L, &t->obj);     /* proxy: one reference */
   /* the creation reference goes to the OS thread's bookkeeping (tracker) */
-  concur_track(L, t, &thread_track);
+  concur_track_outliving(L, &t->obj, &thread_track);
   concur_obj_ref(&t->obj);        /* the OS thread's own reference */
-  if (pthread_create(&t->w.thread, NULL, thread_main, t) != 0) {
+  if (concur_thread_create(&t->w.thread, thread_main, t) != 0) {
     concur_obj_unref(&t->obj);
     concur_buf eb = CONCUR_BUF_INIT;
-    concur_errbuf(&eb, "limit", "cannot start a thread");
+    concur_wire_error(&eb, "limit", "cannot start a thread");
     concur_future_finish(t->f, 1, &eb);
     atomic_store(&t->over, 1);
     t->joined = 1;
@@ -151,7 +140,8 @@ static int thread_join (lua_State *L) {
   cthread *t = checkthread(L);
   double deadline = concur_optdeadline(L, 2);
   concur_future *f = t->f;
-  int rc = concur_future_wait(f, deadline), st;
+  int rc, st;
+  CONCUR_WAIT(L, rc, concur_future_wait(f, deadline));
   if (rc != CONCUR_OK) return concur_raisewait(L, rc, "join");
   st = concur_future_state(f);
   lua_settop(L, 0);
@@ -171,12 +161,15 @@ static int thread_join (lua_State *L) {
   return 2;
 }
 
+/*** t:alive() --> true while the thread runs */
 static int thread_alive (lua_State *L) {
   cthread *t = checkthread(L);
   lua_pushboolean(L, !concur_future_done(t->f));
   return 1;
 }
 
+/*** t:cancel() --> true when the thread will not finish normally: it is
+** interrupted at its next Lua instruction check (past pcall) or wait. */
 static int thread_cancel (lua_State *L) {
   cthread *t = checkthread(L);
   lua_pushboolean(L, concur_future_cancel(t->f) &&
@@ -204,12 +197,37 @@ static int thread_index (lua_State *L) {
   return 1;
 }
 
+/* <close>: waits for the thread to end (as join without a timeout); what
+** it returned or raised is left for join. */
+static int thread_close (lua_State *L) {
+  cthread *t = (cthread *)concur_selfproxy(L)->o;
+  int rc;
+  if (t == NULL) return 0;
+  CONCUR_WAIT(L, rc, concur_future_wait(t->f, CONCUR_NODEADLINE));
+  if (rc != CONCUR_OK) return concur_raisewait(L, rc, "join");
+  return 0;
+}
+
+static const luaL_Reg thread_meta[] = {
+  {"__close", thread_close},
+  {NULL, NULL}
+};
+
 static const luaL_Reg thread_methods[] = {
   {"join", thread_join},
   {"alive", thread_alive},
   {"cancel", thread_cancel},
   {NULL, NULL}
 };
+
+/*** core.thread_handle(t) --> another Thread object for the thread t is
+** (concur's own bookkeeping of errors nobody joined, lua/concur/init.lua:
+** it outlives the object the caller holds) */
+static int thread_handle (lua_State *L) {
+  cthread *t = checkthread(L);
+  concur_pushobj(L, &t->obj);
+  return 1;
+}
 
 /*** concur.thread_name() --> the current thread's name ("main" outside
 ** workers and threads) */
@@ -220,7 +238,7 @@ static int thread_name (lua_State *L) {
 }
 
 void concur_thread_open (lua_State *L) {
-  concur_newclass(L, &thread_type, thread_methods, NULL);
+  concur_newclass(L, &thread_type, thread_methods, thread_meta);
   luaL_getmetatable(L, thread_type.name);
   if (lua_getfield(L, -1, "methods") != LUA_TNIL) {  /* opened before */
     lua_pop(L, 2);
@@ -231,12 +249,15 @@ void concur_thread_open (lua_State *L) {
   lua_setfield(L, -2, "methods");
   lua_pushcfunction(L, thread_index);
   lua_setfield(L, -2, "__index");
-  lua_pushnil(L);                  /* threads are not sent to other states */
-  lua_setfield(L, -2, "__concur");
   lua_pop(L, 1);
+  concur_class_stays(L, thread_type.name, "a Thread belongs to the state "
+                     "that spawned it: join it there, and send a Queue or an "
+                     "Event to hear from it");
 funcs:
   lua_pushcfunction(L, thread_spawn);
   lua_setfield(L, -2, "spawn");
   lua_pushcfunction(L, thread_name);
   lua_setfield(L, -2, "thread_name");
+  lua_pushcfunction(L, thread_handle);
+  lua_setfield(L, -2, "thread_handle");
 }

@@ -8,7 +8,7 @@
 ** number, nothing else), so it can move to shared memory unchanged.
 */
 #include <stdlib.h>
-#include "sync_lua.h"
+#include "shared.h"
 #include "core/sync.h"
 
 static const concur_objtype value_type = { "concur.Value",
@@ -16,7 +16,7 @@ static const concur_objtype value_type = { "concur.Value",
 static const concur_shclass value_class = { &value_type, CONCUR_SH_VALUE,
                                             NULL, NULL };
 
-#define checkvalue(L) ((concur_value *)concur_sync_selfstate(L, &value_type))
+#define checkvalue(L) ((concur_value *)concur_shared_selfstate(L, &value_type))
 
 static concur_num checknum (lua_State *L, int arg) {
   concur_num x;
@@ -38,8 +38,8 @@ static int value_new (lua_State *L) {
   concur_num x = { 1, { 0 } };
   concur_shobj *c;
   if (!lua_isnoneornil(L, 1)) x = checknum(L, 1);
-  c = concur_sync_new(L, &value_class, sizeof(concur_value));
-  return concur_sync_shmade(L, c, concur_value_init(c->state, x, 1));
+  c = concur_shared_new(L, &value_class, sizeof(concur_value));
+  return concur_shared_made(L, c, concur_value_init(c->state, x, 1));
 }
 
 /*** v:get() --> the number */
@@ -78,7 +78,7 @@ static const luaL_Reg value_methods[] = {
 
 void concur_value_open (lua_State *L) {
   concur_shclass_register(&value_class);
-  concur_sync_class(L, &value_type, value_methods, NULL, 0);
+  concur_shared_class(L, &value_type, value_methods, NULL, 0);
   lua_pushcfunction(L, value_new);
   lua_setfield(L, -2, "Value");
 }

@@ -22,7 +22,8 @@ typedef struct concur_worker {
   volatile sig_atomic_t in_lua; /* the signal handler may set a hook */
   timer_t timer;                /* delivers the interrupt at a deadline */
   int has_timer;
-  void *owner;                  /* the pool, or the thread object */
+  void *owner;                  /* the pool's runner data, or the thread
+                                ** object (NULL in a worker process) */
 } concur_worker;
 
 /* Prepares the calling thread to run tasks as worker w: a new Lua state
@@ -35,6 +36,9 @@ void concur_worker_end (concur_worker *w);
 /* Runs the future f as worker w, and completes it. Returns f's final state,
 ** or -1 for a future that was cancelled before it started (left alone). */
 int concur_worker_run (concur_worker *w, concur_future *f);
+/* Runs the future f, already started (running) by whoever hands tasks to
+** w (a pool), and completes it. Returns f's final state. */
+int concur_worker_exec (concur_worker *w, concur_future *f);
 
 /* Calls the initializer encoded in 'init' (function and arguments). Returns
 ** 0, or -1 and a malloc'd message in *err. */
@@ -47,7 +51,20 @@ void concur_worker_interrupt (concur_worker *w);
 /* The worker running on this thread, or NULL. */
 concur_worker *concur_worker_self (void);
 
-/* Builds an encoded error object {kind, message} without Lua. */
-void concur_errbuf (concur_buf *b, const char *kind, const char *msg);
+/* ---- interrupt.c ---- */
+/* Makes w the worker of this thread: the signal handler (installed once
+** per process), the interrupt check of waits, w's timer. */
+void concur_interrupt_begin (concur_worker *w);
+/* Undoes begin. */
+void concur_interrupt_end (concur_worker *w);
+/* The interrupt check of worker ud (a concur_intr_fn, core/wait.h). */
+int concur_interrupt_check (void *ud, double *task_deadline);
+/* Hooks the coroutine running Lua on this thread's worker now, so its next
+** instruction checks the interrupt (the signal handler; 'sig' unused). */
+void concur_interrupt_now (int sig);
+/* Arms w's timer to interrupt after 'timeout' seconds (< 0: disarms). */
+void concur_interrupt_arm (concur_worker *w, double timeout);
+/* Replaces coroutine.resume and coroutine.wrap in L by interruptible ones. */
+void concur_interrupt_opencoroutines (lua_State *L);
 
 #endif

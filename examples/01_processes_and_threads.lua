@@ -5,7 +5,7 @@
 -- and then fixed with a Lock, and why Lua threads run Lua code in parallel
 -- (Python's threads take turns under the GIL).
 --
---     ./lua examples/01_processes_and_threads.lua      (CONCUR_QUICK=1: small sizes)
+--     bin/lua examples/01_processes_and_threads.lua      (CONCUR_QUICK=1: small sizes)
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/lib/?.lua;" .. package.path
@@ -37,13 +37,9 @@ local ok2, err = bad:join()
 print(("a failing thread: join -> %s, kind %q, message %q"):format(
   tostring(ok2), err.kind, tostring(err.message)))
 
-if concur.Process then
-  local p = concur.Process(function() return concur.thread_name() end)
-  local pok, pname = p:join()
-  print(("process %d joined: ok=%s, result %s"):format(p.pid, tostring(pok), tostring(pname)))
-else
-  print("process: needs concur.Process, which this build does not have yet (see lesson 3)")
-end
+local p = concur.Process(function() return concur.thread_name() end)
+local pok, pname = p:join()
+print(("process %d joined: ok=%s, result %s"):format(p.pid, tostring(pok), tostring(pname)))
 
 ---------------------------------------------------------------------------
 lesson.section("Sequential vs concurrent")

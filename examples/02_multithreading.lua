@@ -4,7 +4,7 @@
 -- Event-based signalling, per-thread state, daemon threads, Condition
 -- variables, a performance comparison and common patterns.
 --
---     ./lua examples/02_multithreading.lua      (CONCUR_QUICK=1: small sizes)
+--     bin/lua examples/02_multithreading.lua      (CONCUR_QUICK=1: small sizes)
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/lib/?.lua;" .. package.path

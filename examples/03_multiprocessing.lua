@@ -4,7 +4,7 @@
 -- process pool with map, the initializer pattern, and processes and
 -- threads compared.
 --
---     ./lua examples/03_multiprocessing.lua      (CONCUR_QUICK=1: small sizes)
+--     bin/lua examples/03_multiprocessing.lua      (CONCUR_QUICK=1: small sizes)
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/lib/?.lua;" .. package.path
@@ -58,11 +58,13 @@ end, config):join()
 print(("in the child:  mode is %s, hits %d, the parent's global is %s"):format(mode, hits, setting))
 print(("in the parent: mode is %s, hits %d: the child changed a copy"):format(config.mode, config.hits))
 
--- How processes end: an error is reported by join; os.exit, a crash or a
--- kill end the process (exitcode: the status, or minus the signal).
+-- How processes end: an error is reported by join (exitcode 1, as in
+-- Python); os.exit, a crash or a kill end the process (exitcode: the
+-- status, or minus the signal; os.exit(0) joins true).
 local failing = concur.Process(function() error("bad input", 0) end)
 local ok, err = failing:join()
-print(("an error:   join -> %s, kind %q, message %q"):format(tostring(ok), err.kind, err.message))
+print(("an error:   join -> %s, kind %q, message %q, exit code %d"):format(tostring(ok),
+  err.kind, err.message, failing.exitcode))
 local exiting = concur.Process(function() os.exit(3) end)
 ok, err = exiting:join()
 print(("os.exit(3): join -> %s, kind %q, exit code %d"):format(tostring(ok), err.kind,
@@ -83,17 +85,7 @@ lesson.section("IPC through a Queue")
 -- one queue; worker processes take them until it is closed and drained,
 -- put each result on another, and a last "done" message (a sentinel).
 local NJOBS, BLOCK, NWORKERS = size(40, 12), size(10000, 2000), 3
-local function count_block(lo, hi)              -- primes in lo..hi
-  local count = 0
-  for n = math.max(lo, 2), hi do
-    local prime = true
-    for d = 2, math.floor(math.sqrt(n)) do
-      if n % d == 0 then prime = false; break end
-    end
-    if prime then count = count + 1 end
-  end
-  return count
-end
+local count_block = lesson.count_primes_between   -- primes in lo..hi
 local function queue_worker(jobs, results, block)
   local handled = 0
   for job in jobs:items() do                    -- ends when jobs is closed and empty

@@ -1,10 +1,10 @@
 --- Lesson 4: executors.
 --
--- ThreadPool with map and submit, ProcessPool (where the build has it),
+-- ThreadPool with map and submit, ProcessPool,
 -- errors from tasks, timeouts, the executors compared, and a real batch
 -- job: a day of web server logs analysed file by file.
 --
---     ./lua examples/04_executors.lua      (CONCUR_QUICK=1: small sizes)
+--     bin/lua examples/04_executors.lua      (CONCUR_QUICK=1: small sizes)
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/lib/?.lua;" .. package.path
@@ -53,15 +53,12 @@ concur.wait({ f })
 ---------------------------------------------------------------------------
 lesson.section("ProcessPool")
 ---------------------------------------------------------------------------
-local HAVE_PROCESSES = concur.ProcessPool ~= nil
-if HAVE_PROCESSES then
+do
   local ppool <close> = concur.ProcessPool{ workers = 2 }
   local pids = ppool:map(function() return concur.thread_name() end, { 1, 2, 3, 4 })
   print("  ProcessPool workers ran: " .. table.concat(pids, ", "))
   local r = ppool:submit(function(n) return count_primes(n) end, 50000):result()
   print(("  ProcessPool:submit: primes up to 50000: %d"):format(r))
-else
-  print("  the ProcessPool part needs concur.ProcessPool, which this build does not have yet")
 end
 
 ---------------------------------------------------------------------------
@@ -85,23 +82,22 @@ print(("  result() raised: %s, concur.Error.is(err, \"task\") = %s"):format(
 local tagged = pool:submit(function() error({ code = 404, what = "no such page" }) end):error()
 print(("  error({...}) in a task: err.value.code = %d, err.value.what = %q"):format(
   tagged.value.code, tagged.value.what))
--- map raises the first failure; the other items are not lost, just not returned.
+-- map raises the first failure, saying which item it was; the other items
+-- are not lost, just not returned.
 local okm, merr = pcall(pool.map, pool, function(x)
   if x == 3 then error("item 3 is bad", 0) end
   return x
 end, { 1, 2, 3, 4 })
-print(("  map over 1..4 with a bad item 3: ok=%s, %q"):format(tostring(okm), merr.message))
--- To keep going past failures, submit each item and look at each future.
-local fs = {}
-for i = 1, 4 do
-  fs[i] = pool:submit(function(x)
-    if x == 3 then error("item 3 is bad", 0) end
-    return x * x
-  end, i)
-end
-for i, fu in ipairs(fs) do
-  local e = fu:error()
-  print(("    item %d: %s"):format(i, e and ("failed: " .. e.message) or ("ok: " .. fu:result())))
+print(("  map over 1..4 with a bad item 3: ok=%s, %q (err.index = %d)"):format(tostring(okm),
+  merr.message, merr.index))
+-- To keep going past failures, errors = "return" puts each failed item's
+-- error object in its place: one call for the whole batch.
+local squares = pool:map(function(x)
+  if x == 3 then error("item 3 is bad", 0) end
+  return x * x
+end, { 1, 2, 3, 4 }, { errors = "return" })
+for i, r in ipairs(squares) do
+  print(("    item %d: %s"):format(i, concur.Error.is(r) and ("failed: " .. r.message) or ("ok: " .. r)))
 end
 
 ---------------------------------------------------------------------------
@@ -167,21 +163,16 @@ local _, _, others = lesson.measure_processes(function()   -- its pools close in
     row(("ThreadPool(%d)"):format(w), function() on_pool(w, cpu_item, NCPU) end,
       function() on_pool(w, io_item, NIO) end)
   end
-  if HAVE_PROCESSES then
-    row("ProcessPool(2)", function()
-      local p <close> = concur.ProcessPool{ workers = 2 }
-      p:map(cpu_item, items(NCPU), { chunksize = 1 })
-    end, function()
-      local p <close> = concur.ProcessPool{ workers = 2 }
-      p:map(io_item, items(NIO), { chunksize = 1 })
-    end)
-  end
+  row("ProcessPool(2)", function()
+    local p <close> = concur.ProcessPool{ workers = 2 }
+    p:map(cpu_item, items(NCPU), { chunksize = 1 })
+  end, function()
+    local p <close> = concur.ProcessPool{ workers = 2 }
+    p:map(io_item, items(NIO), { chunksize = 1 })
+  end)
 end)
 lesson.table({ "executor", ("CPU: primes to %d"):format(CPUN), "speed-up",
   ("I/O: %d x %.2f s"):format(NIO, IOWAIT), "speed-up" }, rows)
-if not HAVE_PROCESSES then
-  print("  (ProcessPool row: needs concur.ProcessPool, which this build does not have yet)")
-end
 print(("  CPU-bound work stops gaining at the %d CPUs; I/O-bound work gains with every worker.")
   :format(concur.cpu_count()))
 lesson.load_note(others)

@@ -10,8 +10,8 @@
 -- LuaSocket) and scrapes that. Given URLs, it scrapes those instead,
 -- politely: robots.txt on, one request per second per host.
 --
---     ./lua examples/05_web_scraping.lua                     (CONCUR_QUICK=1: small sizes)
---     ./lua examples/05_web_scraping.lua https://www.lua.org/
+--     bin/lua examples/05_web_scraping.lua                     (CONCUR_QUICK=1: small sizes)
+--     bin/lua examples/05_web_scraping.lua https://www.lua.org/
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/lib/?.lua;" .. package.path

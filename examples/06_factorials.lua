@@ -5,7 +5,7 @@
 -- it) and with bigint.factorial's own split over 2 threads; futures,
 -- batches with per-item error handling, and a performance table.
 --
---     ./lua examples/06_factorials.lua      (CONCUR_QUICK=1: small sizes)
+--     bin/lua examples/06_factorials.lua      (CONCUR_QUICK=1: small sizes)
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/lib/?.lua;" .. package.path
@@ -15,8 +15,6 @@ local bigint = require "concur.bigint"
 local lesson = require "lesson"
 
 local size, secs, ratio = lesson.size, lesson.secs, lesson.ratio
-local HAVE_PROCESSES = concur.ProcessPool ~= nil
-local NO_PROCESSES = "needs concur.ProcessPool, which this build does not have yet"
 
 lesson.title("Lesson 6: factorials, in parallel")
 
@@ -80,7 +78,7 @@ print(("  the batch: %d factorials from %d! to %d!, one after another: %s"):form
 lesson.section("Process pool")
 ---------------------------------------------------------------------------
 local proc_time
-if HAVE_PROCESSES then
+do
   local ppool <close> = concur.ProcessPool{ workers = 2 }
   local digits
   proc_time, digits = lesson.time(ppool.map, ppool, factorial_digits, BATCH, { chunksize = 1 })
@@ -88,8 +86,6 @@ if HAVE_PROCESSES then
   for i = 1, #BATCH do same = same and digits[i] == seq_digits[i] end
   print(("  ProcessPool(2) map over the batch: %s (same digits: %s)"):format(secs(proc_time),
     tostring(same)))
-else
-  print("  the process-pool part " .. NO_PROCESSES)
 end
 
 ---------------------------------------------------------------------------
@@ -122,24 +118,22 @@ print(("  bigint.factorial(n, {threads = 2}) for each n in turn: %s"):format(sec
 ---------------------------------------------------------------------------
 lesson.section("Batches with per-item error handling")
 ---------------------------------------------------------------------------
--- A batch with bad inputs: each item gets its own future, so a bad one is
--- reported and the rest complete.
+-- A batch with bad inputs, in one call: with errors = "return", map puts
+-- each failed item's error object (a concur.Error, its kind kept) in that
+-- item's place, and the rest complete. Without it, map raises the first
+-- error, saying which item failed.
 local inputs = { 10, 500, -5, 2000, "ten", 2.5, 30, 1000000000, 100 }
-local batch = {}
-for i, n in ipairs(inputs) do batch[i] = pool:submit(factorial_digits, n) end
+local results = pool:map(factorial_digits, inputs, { errors = "return", chunksize = 1 })
 local ok_count, bad_count = 0, 0
 local out = {}
-for i, f in ipairs(batch) do
-  local err = f:error()
+for i, r in ipairs(results) do
   local shown = type(inputs[i]) == "string" and ("%q"):format(inputs[i]) or tostring(inputs[i])
-  if err then
+  if concur.Error.is(r) then
     bad_count = bad_count + 1
-    local cause = type(err.value) == "table" and err.value.kind or err.kind
-    out[#out + 1] = { shown, "error (" .. tostring(cause) .. ")",
-      tostring(type(err.value) == "table" and err.value.message or err.message) }
+    out[#out + 1] = { shown, "error (" .. r.kind .. ")", r.message }
   else
     ok_count = ok_count + 1
-    out[#out + 1] = { shown, "ok", (select(1, f:result())) .. " digits" }
+    out[#out + 1] = { shown, "ok", r .. " digits" }
   end
 end
 lesson.table({ "input", "outcome", "result or message" }, out)
@@ -156,13 +150,10 @@ local perf = {
   { "ThreadPool(2):map", secs(map_time), ratio(seq_time, map_time) },
   { "ThreadPool(2), futures", secs(pool_time), ratio(seq_time, pool_time) },
   { "bigint.factorial(n, {threads = 2})", secs(split_time), ratio(seq_time, split_time) },
+  { "ProcessPool(2):map", secs(proc_time), ratio(seq_time, proc_time) },
 }
-if proc_time then
-  perf[#perf + 1] = { "ProcessPool(2):map", secs(proc_time), ratio(seq_time, proc_time) }
-end
 lesson.table({ ("batch of %d factorials (%d! .. %d!)"):format(#BATCH, BATCH[1], BATCH[#BATCH]),
   "time", "speed-up" }, perf)
-if not proc_time then print("  (ProcessPool row: " .. NO_PROCESSES .. ")") end
 lesson.load_note(others)
 
 local BIG = size(5000000, 1000000)

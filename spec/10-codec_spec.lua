@@ -130,6 +130,37 @@ describe("the value codec", function()
       assert.same({ true, "7-x" }, { t:join() })
     end)
 
+    it("prefer the standard libraries' names to a script's own module holding the same function", function()
+      -- modules only this state has, each holding standard functions: whatever
+      -- the order of package.loaded, the names sent are the standard ones
+      for i = 1, 40 do
+        package.loaded["local_mod_" .. i] = { fmt = string.format, mx = math.max, str = string }
+      end
+      local ok, err = pcall(function()
+        -- the module first: names are built again once package.loaded changed
+        local t = concur.spawn(function(s, f, m) return f("%d-%s", 7, "x"), m(1, 9), s.rep("a", 2) end,
+                               string, string.format, math.max)
+        return { t:join() }
+      end)
+      for i = 1, 40 do package.loaded["local_mod_" .. i] = nil end
+      assert.is_true(ok, tostring(err))
+      assert.same({ true, "7-x", 9, "aa" }, err)
+    end)
+
+    it("name the module and the path of a C function the receiver cannot find", function()
+      local w = coroutine.wrap(function() end)   -- a C closure, found only in this module
+      package.loaded["only_in_this_state"] = { w = w }
+      local t = concur.spawn(function() return w end)
+      local ok, err = t:join()
+      package.loaded["only_in_this_state"] = nil
+      assert.is_false(ok)
+      assert.equal("transfer", err.kind)
+      for _, text in ipairs { "cannot receive the C function only_in_this_state.w",
+          "(at fn<upvalue w>)", "module 'only_in_this_state' not found" } do
+        assert.truthy(err.message:find(text, 1, true), err.message)
+      end
+    end)
+
     it("refuse C functions that no loaded module exports", function()
       local co = coroutine.wrap(function() end)   -- a C closure, in no module
       helpers.raises("transfer", "C function", core.encode, co)

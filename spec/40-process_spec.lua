@@ -27,6 +27,25 @@ local function exists(pid)
   return f ~= nil
 end
 
+--- Makes sure both workers of a two-worker pool are ready, then (unless
+-- 'idle') keeps one of them busy until the returned Event is set.
+-- Returns both pids, the busy one's pid, that Event and its future.
+local function occupy_one(pool, idle)
+  local meet = concur.Barrier(2)
+  local f1 = pool:submit(function(b) b:wait(30) return getpid() end, meet)
+  local f2 = pool:submit(function(b) b:wait(30) return getpid() end, meet)
+  local a, b = f1:result(30), f2:result(30)
+  assert.not_equal(a, b)
+  if idle then return a, b end
+  local where, release = concur.Queue(), concur.Event()
+  local busy = pool:submit(function(at, go)
+    at:put(getpid())
+    assert(go:wait(60))
+    return "released"
+  end, where, release)
+  return a, b, where:get(30), release, busy
+end
+
 describe("ProcessPool", function()
   describe("results", function()
     it("returns a task's results from another process", function()
@@ -167,10 +186,92 @@ describe("ProcessPool", function()
       raises("argument", nil, concur.ProcessPool, "x")
     end)
 
+    it("refuses a memory_limit too small to start a worker, and prints nothing", function()
+      raises("argument", "memory_limit", concur.ProcessPool, { memory_limit = 1 })
+      raises("argument", "at least 1 MiB", concur.ProcessPool, { memory_limit = 1024 })
+      local ok, _, out = helpers.run_lua([[
+        local concur = require "concur"
+        print("tiny", pcall(concur.ProcessPool, { memory_limit = 1 }))
+        local pool <close> = concur.ProcessPool{ workers = 1, memory_limit = 2^20 }
+        local f = pool:submit(function()
+          local t = {}
+          for i = 1, 1e8 do t[i] = i .. "" end
+        end)
+        local ok, err = pcall(f.result, f, 30)
+        print("task", ok, err.kind)
+        print("next", pool:submit(function() return "fine" end):result(30))
+      ]], 60)
+      assert.is_true(ok, out)
+      assert.falsy(out:find("PANIC", 1, true), out)
+      assert.truthy(out:find("tiny\tfalse", 1, true), out)
+      assert.truthy(out:find("task\tfalse\tlimit", 1, true), out)
+      assert.truthy(out:find("next\tfine", 1, true), out)
+    end)
+
+    it("says that descriptors ran out, with kind 'limit', and works once there are some", function()
+      local ok, _, out = helpers.run_lua([[
+        local concur = require "concur"
+        local fetch = require "concur.fetch"
+        local files = {}
+        while true do
+          local f = io.open("/dev/null")
+          if not f then break end
+          files[#files + 1] = f
+        end
+        local tries = { pool = function() return concur.ProcessPool(1) end,
+          process = function() return concur.Process(function() end) end,
+          queue = concur.Queue, client = function() return fetch.Client{} end }
+        for _, what in ipairs{ "pool", "process", "queue", "client" } do
+          local ok, err = pcall(tries[what])
+          print(what, ok, err.kind, err.message)
+        end
+        for i = 1, 8 do files[#files]:close() files[#files] = nil end
+        local p <close> = concur.ProcessPool(1)
+        print("then", concur.Queue() ~= nil, p:submit(function() return "ran" end):result(30))
+      ]], 60, nil, "ulimit -n 64")
+      assert.is_true(ok, out)
+      for _, what in ipairs{ "pool", "process", "queue", "client" } do
+        assert.truthy(out:find(what .. "\tfalse\tlimit\t[^\n]*no free file descriptors %(at most 64 open"),
+          out)
+      end
+      assert.falsy(out:find("out of memory", 1, true), out)
+      assert.truthy(out:find("then\ttrue\tran", 1, true), out)
+    end)
+
     it("checks submit's arguments", function()
       local pool <close> = concur.ProcessPool(1)
       raises("argument", nil, pool.submit, pool, 42)
       raises("argument", "timeout", pool.submit, pool, { function() end, timeout = -1 })
+    end)
+
+    it("carries hundreds of values, and fails a task with more than a stack can take", function()
+      local ok, _, out = helpers.run_lua([[
+        local concur = require "concur"
+        local t = {}
+        for i = 1, 300 do t[i] = i end
+        local pool <close> = concur.ProcessPool { workers = 1, initargs = t,
+          initializer = function(...) N = select("#", ...) end }
+        print("args", pool:submit(function(...) return select("#", ...) end, table.unpack(t)):result())
+        print("init", pool:submit(function() return N end):result())
+        print("results", select("#", pool:submit(function(n) return table.unpack({}, 1, n) end, 700):result()))
+        local f = pool:submit(function()
+          local r = {}
+          for i = 1, 999980 do r[i] = i end
+          return table.unpack(r)
+        end)
+        local ok, err = pcall(f.result, f, 30)
+        print("huge", ok, err.kind)
+        print("after", pool:submit(function() return "fine" end):result(30))
+        local p = concur.Process(function(...) return select("#", ...) end, table.unpack(t))
+        print("process", p:join(30))
+      ]], 90)
+      assert.is_true(ok, out)
+      assert.matches("args\t300\n", out)
+      assert.matches("init\t300\n", out)
+      assert.matches("results\t700\n", out)
+      assert.matches("huge\tfalse\tlimit\n", out)
+      assert.matches("after\tfine\n", out)
+      assert.matches("process\ttrue\t300\n", out)
     end)
   end)
 
@@ -275,6 +376,98 @@ describe("ProcessPool", function()
       end
       assert.equal(3, n)
     end)
+
+    it("runs a task whose worker died before it started on another worker", function()
+      local pool <close> = concur.ProcessPool(2)
+      local a, b, busy, release, busyf = occupy_one(pool)
+      local idle = a == busy and b or a
+      assert.is_true(os.execute("kill -STOP " .. idle))
+      -- the task goes to the stopped worker (the only idle one), which can
+      -- neither read it nor say it started it; then that worker dies
+      local f = pool:submit(function(x) return x * 2 end, 21)
+      assert.is_true(os.execute("kill -KILL " .. idle))
+      assert.equal(42, f:result(20))
+      release:set()
+      assert.equal("released", busyf:result(20))
+      local st = pool:stats()
+      assert.equal(0, st.failed)
+      assert.is_false(exists(idle))
+    end)
+
+    it("fails none of the tasks submitted right after an idle worker is killed", function()
+      local pool <close> = concur.ProcessPool(2)
+      for _ = 1, 3 do
+        local a = occupy_one(pool, true)
+        assert.is_true(os.execute("kill -KILL " .. a))
+        local fs = {}
+        for i = 1, 40 do fs[i] = pool:submit(function(x) return x end, i) end
+        for i = 1, 40 do assert.equal(i, fs[i]:result(20)) end
+      end
+      assert.equal(0, pool:stats().failed)
+    end)
+
+    it("fails only the task its worker had started when it died", function()
+      local pool <close> = concur.ProcessPool(1)
+      local started = concur.Event()
+      local f = pool:submit(function(ev) ev:set() while true do end end, started)
+      local after = {}
+      for i = 1, 3 do after[i] = pool:submit(function(x) return x end, i) end
+      assert.is_true(started:wait(20))
+      assert.is_true(os.execute("kill -KILL " .. pool:pids()[1]))
+      raises("broken", "killed by signal 9", f.result, f, 20)
+      for i = 1, 3 do assert.equal(i, after[i]:result(20)) end
+    end)
+  end)
+
+  describe("a stopped worker", function()
+    it("holds up only its own task: others run, cancel, timeouts and close work", function()
+      local guard <close> = concur.ThreadPool(1)
+      local victim, closed = concur.Queue(), concur.Event()
+      -- should close() hang, the guard kills the stopped worker after a
+      -- minute, so that this spec fails instead of hanging
+      local watch = guard:submit(function(pids, done)
+        local pid = pids:get(120)
+        if done:wait(60) then return "closed" end
+        os.execute("kill -KILL " .. pid)
+        return "had to kill " .. pid
+      end, victim, closed)
+      local pool = concur.ProcessPool(2)
+      local a, b, busy, release, busyf = occupy_one(pool)
+      local stopped = a == busy and b or a
+      assert.is_true(os.execute("kill -STOP " .. stopped))
+      victim:put(stopped)
+      -- far more than a socket buffer holds, to the stopped worker (the only
+      -- idle one): the supervisor must not wait for it to read
+      local big = ("x"):rep(16 * 1024 * 1024)
+      local stuck = pool:submit(function(s) return #s end, big)
+      release:set()
+      assert.equal("released", busyf:result(20))
+      for i = 1, 5 do assert.equal(i, pool:submit(function(x) return x end, i):result(20)) end
+      local slow = pool:submit{ function() while true do end end, timeout = 0.2 }
+      raises("timeout", "exceeded its timeout", slow.result, slow, 20)
+      assert.equal(6, pool:submit(function() return 6 end):result(20))
+      assert.is_false(stuck:done())
+      assert.is_true(stuck:cancel())
+      raises("cancelled", nil, stuck.result, stuck, 20)
+      pool:close()
+      closed:set()
+      assert.equal("closed", watch:result(120))
+      assert.is_false(exists(stopped))
+    end)
+
+    it("gets a large task delivered once it continues", function()
+      local pool <close> = concur.ProcessPool(2)
+      local a, b, busy, release, busyf = occupy_one(pool)
+      local stopped = a == busy and b or a
+      assert.is_true(os.execute("kill -STOP " .. stopped))
+      local big = ("y"):rep(16 * 1024 * 1024)
+      local f = pool:submit(function(s) return #s, s:sub(-3) end, big)
+      release:set()
+      assert.equal("released", busyf:result(20))
+      assert.is_false(f:done())
+      assert.is_true(os.execute("kill -CONT " .. stopped))
+      assert.same({ #big, "yyy" }, { f:result(60) })
+    end)
   end)
 
   describe("initializer", function()
@@ -320,6 +513,14 @@ describe("ProcessPool", function()
       local pool = concur.ProcessPool(1)
       pool:shutdown()
       raises("closed", nil, pool.submit, pool, function() end)
+    end)
+
+    it("requires booleans for wait and cancel_pending", function()
+      local pool <close> = concur.ProcessPool(1)
+      raises("argument", "option 'wait' must be a boolean", pool.shutdown, pool, { wait = 0 })
+      raises("argument", "option 'cancel_pending' must be a boolean", pool.shutdown, pool,
+        { cancel_pending = "yes" })
+      assert.equal(1, pool:submit(function() return 1 end):result(30))   -- still open
     end)
 
     it("finishes the queue on shutdown{ wait = true }", function()
@@ -393,6 +594,86 @@ describe("ProcessPool", function()
         while not gone(pid) and concur.monotonic() < deadline do concur.sleep(0.01) end
         assert.is_true(gone(pid), out)
       end
+    end)
+  end)
+
+  describe("the interpreter that runs the workers", function()
+    -- The interpreter running these specs (a sanitized one under make check).
+    local function interpreter()
+      local p = os.getenv("CONCUR_LUA")
+      if p then return p end
+      local f = io.popen("command -v lua5.4")
+      p = f:read("l")
+      f:close()
+      return p
+    end
+
+    --- Runs 'code' with copies of the interpreter named names[1], ... in a
+    -- new directory DIR (names[1] runs it), PATH set to 'path' and
+    -- CONCUR_LUA to 'clua' (unset when nil; DIR in both stands for the
+    -- directory); returns its output.
+    local function run_as(names, path, clua, code)
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute(("mkdir %q"):format(dir)))
+      for _, name in ipairs(names) do
+        assert(os.execute(("cp %q %q"):format(interpreter(), dir .. "/" .. name)))
+      end
+      local script = dir .. "/script.lua"
+      local f = assert(io.open(script, "w"))
+      f:write(code)
+      f:close()
+      clua = clua and clua:gsub("DIR", dir)
+      local p = io.popen(("timeout -s KILL 60 env -u CONCUR_LUA %s PATH=%q LUA_PATH=%q "
+        .. "LUA_CPATH=%q %q %q 2>&1"):format(clua and ("CONCUR_LUA=%q"):format(clua) or "",
+        (path:gsub("DIR", dir)), package.path, package.cpath, dir .. "/" .. names[1], script))
+      local out = p:read("a")
+      p:close()
+      os.execute(("rm -rf %q"):format(dir))
+      return out
+    end
+
+    local TRY = [[
+      local concur = require "concur"
+      local ok, pool = pcall(concur.ProcessPool, 1)
+      if not ok then
+        print("pool", pool.kind, pool.message)
+      else
+        print("pool", pool:submit(function() return 6 * 7 end):result(30))
+        pool:close()
+      end
+      local ok2, p = pcall(concur.Process, function() return "child" end)
+      if not ok2 then print("process", p.kind) else print("process", select(2, p:join(30))) end
+    ]]
+
+    it("is the running one when that is a Lua interpreter not called lua5.4", function()
+      local out = run_as({ "lua" }, "/nonexistent", nil, TRY)
+      assert.truthy(out:find("pool\t42", 1, true), out)
+      assert.truthy(out:find("process\tchild", 1, true), out)
+    end)
+
+    it("is lua5.4, then lua, on PATH when the running program is not one", function()
+      local out = run_as({ "host", "lua5.4" }, "DIR", nil, TRY)
+      assert.truthy(out:find("pool\t42", 1, true), out)
+      out = run_as({ "host", "lua" }, "/nonexistent:DIR", nil, TRY)
+      assert.truthy(out:find("pool\t42", 1, true), out)
+      assert.truthy(out:find("process\tchild", 1, true), out)
+    end)
+
+    it("is CONCUR_LUA when set", function()
+      local out = run_as({ "host" }, "/nonexistent", "DIR/host", TRY)
+      assert.truthy(out:find("pool\t42", 1, true), out)
+      out = run_as({ "host" }, "/nonexistent", "/nonexistent/lua", TRY)
+      assert.truthy(out:find("pool\targument\tCONCUR_LUA is '/nonexistent/lua', which is "
+        .. "not an executable file", 1, true), out)
+    end)
+
+    it("asks for CONCUR_LUA, with kind 'argument', when there is none to find", function()
+      local out = run_as({ "host" }, "/nonexistent", nil, TRY)
+      assert.truthy(out:find("pool\targument\tno Lua interpreter to run worker processes",
+        1, true), out)
+      assert.truthy(out:find("set CONCUR_LUA to the path of a Lua 5.4 interpreter", 1, true), out)
+      assert.truthy(out:find("process\targument", 1, true), out)
     end)
   end)
 

@@ -379,6 +379,179 @@ describe("shared across processes", function()
       assert.same({ true, "for the living" }, { p:join(30) })
     end)
 
+    describe("crossing to a process for the first time", function()
+      -- Until then a FIFO queue keeps its items in this process; the first
+      -- crossing moves them to shared memory, threads inside it included.
+      it("moves every item in order, objects and large ones too", function()
+        local q, lock = concur.Queue(), concur.Lock()
+        for i = 1, 600 do
+          if i % 3 == 0 then q:put(("s"):rep(i))
+          elseif i % 3 == 1 then q:put(i)
+          else q:put({ i = i, lock = lock }) end
+        end
+        assert.equal(600, q:size())
+        local p = concur.Process(function(q)
+          local bad = {}
+          for i = 1, 600 do
+            local v = q:get(5)
+            local ok
+            if i % 3 == 0 then ok = v == ("s"):rep(i)
+            elseif i % 3 == 1 then ok = v == i
+            else ok = v.i == i and v.lock:acquire(5) and v.lock:release() == nil end
+            if not ok then bad[#bad + 1] = i end
+          end
+          return #bad, q:size()
+        end, q)
+        assert.same({ true, 0, 0 }, { p:join(30) })
+        assert.is_false(lock:locked())
+      end)
+
+      it("wakes a thread asleep in get, which then takes the process's item", function()
+        local q, started = concur.Queue(), concur.Event()
+        local t = concur.spawn(function(q, started)
+          started:set()
+          return q:get(30)
+        end, q, started)
+        assert.is_true(started:wait(10))
+        concur.Process(function(q) q:put("from the process") end, q):join(30)
+        assert.same({ true, "from the process" }, { t:join(30) })
+      end)
+
+      it("wakes a thread asleep in put on a full queue", function()
+        local q, started = concur.Queue(2), concur.Event()
+        q:put(1)
+        q:put(2)
+        local t = concur.spawn(function(q, started)
+          started:set()
+          q:put(3, 30)
+          return "put"
+        end, q, started)
+        assert.is_true(started:wait(10))
+        local p = concur.Process(function(q) return q:get(30), q:get(30), q:get(30) end, q)
+        assert.same({ true, 1, 2, 3 }, { p:join(30) })
+        assert.same({ true, "put" }, { t:join(30) })
+      end)
+
+      it("keeps its closed state and what remains to drain", function()
+        local q = concur.Queue()
+        q:put("a")
+        q:put("b")
+        q:close()
+        local p = concur.Process(function(q)
+          local a, b = q:get(5), q:get(5)
+          local ok, err = pcall(q.get, q, 5)
+          return a, b, ok, err.kind, q:closed()
+        end, q)
+        assert.same({ true, "a", "b", false, "closed", true }, { p:join(30) })
+        raises("closed", "closed", q.put, q, "c")
+      end)
+
+      it("keeps the count of unfinished items, with a thread asleep in join", function()
+        local q, started = concur.Queue(), concur.Event()
+        for i = 1, 3 do q:put(i) end
+        local joiner = concur.spawn(function(q, started)
+          started:set()
+          return q:join(30)
+        end, q, started)
+        assert.is_true(started:wait(10))
+        assert.is_false(q:join(0))
+        local p = concur.Process(function(q)
+          local sum = 0
+          for _ = 1, 3 do
+            sum = sum + q:get(5)
+            q:task_done()
+          end
+          local ok, err = pcall(q.task_done, q)
+          return sum, ok, err.kind
+        end, q)
+        assert.same({ true, 6, false, "argument" }, { p:join(30) })
+        assert.same({ true, true }, { joiner:join(30) })
+        assert.is_true(q:join(0))
+      end)
+
+      it("puts back in its place an item a thread failed to decode meanwhile", function()
+        -- the thread's decode of a module it lacks runs while the queue
+        -- crosses: its loader waits for the crossing, then fails
+        local NAME = "concur_spec_module_only_here"
+        local mod = {}
+        package.loaded[NAME] = mod
+        local q, decoding, crossed = concur.Queue(), concur.Event(), concur.Event()
+        q:put(mod)
+        q:put("after")
+        local t = concur.spawn(function(q, decoding, crossed, name)
+          package.preload[name] = function()
+            decoding:set()
+            crossed:wait(30)
+            error("not in this thread")
+          end
+          local ok, err = pcall(q.get, q, 30)
+          return ok, err.kind, err.message
+        end, q, decoding, crossed, NAME)
+        assert.is_true(decoding:wait(10))
+        local go = concur.Event()
+        local p = concur.Process(function(q, go)
+          go:wait(30)
+          local ok, err = pcall(q.get, q, 5)   -- the module is not here either
+          return q:size(), ok, err.kind
+        end, q, go)
+        crossed:set()
+        local joined, got, kind, msg = t:join(30)
+        assert.is_true(joined)
+        assert.is_false(got)
+        assert.equal("transfer", kind, msg)
+        assert.matches("the item stays in the queue", msg, 1, true)
+        go:set()
+        assert.same({ true, 2, false, "transfer" }, { p:join(30) })
+        assert.equal(mod, q:get(0))   -- first, in its place
+        assert.equal("after", q:get(0))
+        package.loaded[NAME] = nil
+      end)
+
+      it("delivers every item once while threads put and get as it crosses", function()
+        local q, results, halfway = concur.Queue(100), concur.Queue(), concur.Semaphore(0)
+        local N = 20000
+        local function producer(q, from, n, halfway)
+          for i = from, from + n - 1 do
+            q:put(i, 30)
+            if i == from + n // 2 then halfway:release() end
+          end
+        end
+        local function consumer(q, results)
+          local sum, n = 0, 0
+          for v in q:items() do sum, n = sum + v, n + 1 end
+          results:put({ sum, n })
+        end
+        local ps = { concur.spawn(producer, q, 1, N, halfway),
+                     concur.spawn(producer, q, N + 1, N, halfway) }
+        local cs = { concur.spawn(consumer, q, results), concur.spawn(consumer, q, results) }
+        assert.is_true(halfway:acquire(30))
+        assert.is_true(halfway:acquire(30))
+        local p = concur.Process(consumer, q, results)   -- crosses now
+        for _, t in ipairs(ps) do assert.is_true(t:join(60)) end
+        q:close()
+        for _, t in ipairs(cs) do assert.is_true(t:join(60)) end
+        assert.is_true(p:join(60))
+        local sum, n = 0, 0
+        for _ = 1, 3 do
+          local r = results:get(5)
+          sum, n = sum + r[1], n + r[2]
+        end
+        assert.equal(2 * N, n)
+        assert.equal(2 * N * (2 * N + 1) // 2, sum)
+      end)
+
+      it("can hold itself when it crosses", function()
+        local q = concur.Queue()
+        q:put(q)
+        q:put("x")
+        local p = concur.Process(function(q)
+          local inner = q:get(5)
+          return inner == q, q:get(5), q:size()
+        end, q)
+        assert.same({ true, true, "x", 0 }, { p:join(30) })
+      end)
+    end)
+
     it("gives its shared memory back once drained and dropped", function()
       collectgarbage()
       collectgarbage()
@@ -425,8 +598,9 @@ describe("shared across processes", function()
       local tp <close> = concur.ThreadPool(1)
       raises("transfer", "concur.Future (in the task) cannot be sent to another process",
         concur.Process, function(f) return f end, tp:submit(function() end))
-      raises("transfer", "cannot transfer a userdata", concur.Process,
-        function(p) return p end, tp)
+      local err = raises("transfer", "cannot transfer a concur.ThreadPool (at args[1])",
+        concur.Process, function(p) return p end, tp)
+      assert.matches("submit from there", err.message)
     end)
 
     it("has every process agree on which objects are equal", function()
@@ -438,12 +612,97 @@ describe("shared across processes", function()
     end)
   end)
 
+  describe("processes that die without letting go", function()
+    it("give back what they held: os.exit, SIGKILL, a task-timeout kill, a killed idle worker", function()
+      collectgarbage()
+      collectgarbage()
+      local before = core._shm_used()
+      do
+        local q, held = concur.Queue(), concur.Semaphore(0)
+        q:put(("q"):rep(1024 * 1024))
+        local p = concur.Process(function(_q, held) held:release() os.exit(3) end, q, held)
+        assert.is_false(p:join(30))
+        p = concur.Process(function(_q, held) held:release() while true do end end, q, held)
+        assert.is_true(held:acquire(30))
+        p:kill(9)
+        p:join(30)
+        local pool <close> = concur.ProcessPool{ workers = 1, task_timeout = 0.5 }
+        local f = pool:submit(function(_q, held) held:release() while true do end end, q, held)
+        raises("timeout", nil, f.result, f, 30)
+        -- an idle worker that keeps the queue in a global, then is killed
+        pool:submit(function(q) _G.KEEP = q end, q):result(30)
+        assert.is_true(os.execute("kill -KILL " .. pool:pids()[1]))
+        assert.equal(1, pool:submit(function() return 1 end):result(30))
+        pool:close()
+        assert.equal(1024 * 1024, #q:get(0))
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.equal(before, core._shm_used())
+    end)
+
+    it("never fill a small shared memory, however many die holding a big queue", function()
+      local ok, _, out = helpers.run_lua([[
+        local concur = require "concur"
+        local core = require "concur.core"
+        local base
+        for round = 1, 40 do
+          local q, held = concur.Queue(), concur.Semaphore(0)
+          q:put(("z"):rep(1024 * 1024))
+          local p = concur.Process(function(q, held, kill)
+            held:release()
+            if kill then while true do end end
+            os.exit(0)
+          end, q, held, round % 2 == 0)
+          assert(held:acquire(30))
+          if round % 2 == 0 then p:kill(9) end
+          p:join(30)
+          q, held = nil, nil
+          collectgarbage()
+          collectgarbage()
+          base = base or core._shm_used()
+          assert(core._shm_used() == base, "round " .. round .. ": " .. core._shm_used())
+        end
+        print("rounds done")
+      ]], 120, { CONCUR_SHMSIZE = 8 * 1024 * 1024 })
+      assert.is_true(ok, out)
+      assert.truthy(out:find("rounds done", 1, true), out)
+    end)
+  end)
+
+  describe("a smaller address space (ulimit -v)", function()
+    it("still has shared memory, and says how big when it is full #nosan", function()
+      local ok, _, out = helpers.run_lua([[
+        local concur = require "concur"
+        local lock, ev = concur.Lock(), concur.Event()
+        assert(lock:acquire(0))
+        ev:set()
+        local q = concur.Queue()
+        concur.Process(function() end, q):join(30)   -- shared: in the arena
+        local n, err = 0, nil
+        while n < 10000 do
+          local ok, e = pcall(q.put, q, ("x"):rep(1024 * 1024))
+          if not ok then err = e break end
+          n = n + 1
+        end
+        print("full", n > 4, err and err.kind, err and err.message)
+        local p = concur.Process(function(q) return #q:get(5) end, q)
+        print("child", p:join(30))
+      ]], 60, nil, "ulimit -v 400000")
+      assert.is_true(ok, out)
+      assert.truthy(out:find("full\ttrue\tlimit\tcannot put the item: shared memory is full", 1, true), out)
+      assert.truthy(out:find("set CONCUR_SHMSIZE", 1, true), out)
+      assert.truthy(out:find("child\ttrue\t1048576", 1, true), out)
+    end)
+  end)
+
   it("reports a full shared memory as kind 'limit', and recovers when drained", function()
     local tmp = os.tmpname()
     local f = assert(io.open(tmp, "w"))
     f:write([[
       local concur = require "concur"
       local q = concur.Queue()
+      concur.Process(function() end, q):join(30)   -- shared: in the arena
       local big = ("z"):rep(512 * 1024)
       local n, err = 0, nil
       while n < 100 do

@@ -236,6 +236,14 @@ describe("concur.fetch", function()
       assert.is_true(concur.monotonic() - t0 < 3)
     end)
 
+    it("takes a timeout of a century or more as none", function()
+      local c <close> = fetch.Client{ timeout = 1e19, connect_timeout = 1e300,
+                                      low_speed_time = 1e19, retries = 0 }
+      assert.equal(200, c:get(srv:url("/echo")):result().status)
+      assert.equal(200, client:get(srv:url("/echo"), { timeout = 1e19, connect_timeout = 1e19 })
+                          :result(1e19).status)
+    end)
+
     it("stops a stalled server with the low-speed limit", function()
       local c <close> = fetch.Client{ low_speed_limit = 1000, low_speed_time = 1, retries = 0 }
       local err = c:get(srv:url("/slow")):error()
@@ -471,9 +479,6 @@ describe("concur.fetch", function()
   end)
 
   describe("processes", function()
-    -- NOTE: the wording reaches this message through the process code
-    -- (csrc/proc.c), which is being rewritten for cross-process objects; until
-    -- that lands, the kind is checked and the wording is reported as pending.
     it("refuses a Client captured by a ProcessPool task, saying to create one there", function()
       local pool <close> = concur.ProcessPool{ workers = 1 }
       local c = client
@@ -621,21 +626,94 @@ describe("concur.fetch", function()
       c:close()
       assert.is_true(c:closed())
     end)
+  end)
 
-    it("happens when the client is collected, without hanging", function()
+  -- A client nobody holds any more finishes what it was given, as a
+  -- collected pool finishes its queue; then its engine thread ends.
+  describe("collected", function()
+    it("lets a request finish when the client was never kept", function()
+      local f = fetch.Client{}:get(srv:url("/delay/0.2"))
+      collectgarbage(); collectgarbage()
+      assert.equal(200, f:result(10).status)
+    end)
+
+    it("lets every queued request finish", function()
+      local fs = {}
+      do
+        local c = fetch.Client{ per_host = 1, concurrency = 1 }
+        for i = 1, 6 do fs[i] = c:get(srv:url("/bytes/3?i=" .. i)) end
+      end
+      collectgarbage(); collectgarbage()
+      for i = 1, 6 do assert.equal("xxx", fs[i]:result(10).body) end
+      assert.equal(6, #srv:log("^/bytes"))
+    end)
+
+    it("lets retries and redirects finish", function()
+      local f1, f2
+      do
+        local c = fetch.Client{ backoff = 0.01 }
+        f1 = c:get(srv:url("/flaky/gc?fail=2&status=503"))
+        f2 = c:get(srv:url("/redirect/2"))
+      end
+      collectgarbage(); collectgarbage()
+      assert.equal(3, f1:result(10).attempts)
+      assert.equal("arrived", f2:result(10).body)
+    end)
+
+    it("ends its engine thread once the work is done", function()
+      local sync = require "helpers.sync"
+      local before = helpers.thread_count()
+      local f = fetch.Client{}:get(srv:url("/bytes/1"))
+      assert.equal(before + 1, helpers.thread_count())
+      collectgarbage(); collectgarbage()
+      assert.equal(200, f:result(10).status)
+      sync.wait_until(function() return helpers.thread_count() == before end)
+    end)
+
+    it("never keeps the process from exiting, even mid-transfer", function()
       local ok, code, out = helpers.run_lua(([[
         local fetch = require "concur.fetch"
-        local f
-        do
-          local c = fetch.Client{}
-          f = c:get(%q)
-        end
+        local f = fetch.Client{}:get(%q)
         collectgarbage(); collectgarbage()
-        local err = f:error()
-        print(err.kind)
+        while not f:running() do require("concur").sleep(0.005) end
+        print("exiting")
       ]]):format(srv:url("/slow")), 20)
       assert.is_true(ok, out .. " exit " .. tostring(code))
-      assert.matches("closed", out)
+      assert.matches("exiting", out)
+    end)
+  end)
+
+  describe("strings with NUL bytes", function()
+    -- C sees a string up to its first NUL: every string that reaches C is
+    -- refused whole rather than cut short
+    local nul = "\0"
+
+    it("refuses a URL that holds one, sending nothing", function()
+      raises("argument", "NUL", function() client:get(srv:url("/bytes/1") .. nul .. "/x") end)
+      raises("argument", "NUL", function()
+        client:request{ url = srv:url("/bytes/1") .. nul .. "x" }
+      end)
+      raises("argument", "urls[2]: string contains a NUL byte", function()
+        client:get_all({ srv:url("/bytes/1"), srv:url("/bytes/2") .. nul })
+      end)
+      raises("argument", "NUL", function() fetch.get(srv:url("/bytes/1") .. nul) end)
+      assert.equal(0, #srv:log())
+    end)
+
+    it("refuses a method, a header or a User-Agent that holds one", function()
+      raises("argument", "option 'method' contains a NUL byte", function()
+        client:request{ url = srv:url("/echo"), method = "GET" .. nul .. "X" }
+      end)
+      raises("argument", "bad header name", function()
+        client:get(srv:url("/echo"), { headers = { ["X-A" .. nul .. "b"] = "v" } })
+      end)
+      raises("argument", "CR, LF or NUL", function()
+        client:get(srv:url("/echo"), { headers = { ["X-A"] = "v" .. nul .. "w" } })
+      end)
+      raises("argument", "option 'user_agent'", function()
+        fetch.Client{ user_agent = "me" .. nul .. "you" }
+      end)
+      assert.equal(0, #srv:log())
     end)
   end)
 
@@ -654,6 +732,21 @@ describe("concur.fetch", function()
       assert.equal(2, st.by_status[200])
       assert.equal(1, st.by_status[404])
       assert.equal(1, st.by_status[500])
+    end)
+
+    it("encodes as JSON as it is, by_status keyed by strings", function()
+      local cjson = require "cjson"
+      client:get(srv:url("/bytes/1")):result()
+      client:get(srv:url("/status/404")):result()
+      local st = client:stats()
+      assert.equal(1, st.by_status["200"])
+      assert.equal(1, st.by_status[404])
+      assert.is_nil(st.by_status[201])
+      for k in pairs(st.by_status) do assert.equal("string", type(k)) end
+      local back = cjson.decode(cjson.encode(st))
+      assert.same({ ["200"] = 1, ["404"] = 1 }, back.by_status)
+      assert.equal(st.requests, back.requests)
+      assert.equal(st.bytes, back.bytes)
     end)
   end)
 

@@ -2,6 +2,7 @@
 -- against the test server on 127.0.0.1.
 local helpers = require "helpers"
 local httpserver = require "helpers.httpserver"
+local concur = require "concur"
 local core = require "concur.core"
 local fetch = require "concur.fetch"
 
@@ -48,6 +49,33 @@ describe("robots.txt", function()
       assert.is_true(allowed(txt, "/docs/a.pdf?download=1"))
       assert.is_false(allowed(txt, "/tmp123/x"))
       assert.is_true(allowed(txt, "/tmp123/y"))
+    end)
+
+    it("matches stars and ends exactly", function()
+      local function m(rule, path)
+        return not allowed("User-agent: *\nDisallow: " .. rule .. "\n", path)
+      end
+      assert.is_true(m("/$", "/"))
+      assert.is_false(m("/$", "/a"))
+      assert.is_true(m("/*", "/anything"))
+      assert.is_true(m("/a*b$", "/axxb"))
+      assert.is_false(m("/a*b$", "/axxbc"))
+      assert.is_true(m("/a**b", "/ab"))
+      assert.is_true(m("/a*b*b$", "/abb"))
+      assert.is_false(m("/a*bc*bc$", "/abc"))
+      assert.is_true(m("*x", "/yx"))
+      assert.is_false(m("/ab*", "/a"))
+    end)
+
+    it("matches a hostile pattern in time linear in its size", function()
+      local ok, code, out = helpers.run_lua([[
+        local core = require "concur.core"
+        local txt = "User-agent: *\nDisallow: /" .. ("*a"):rep(200000) .. "$\n"
+        local path = "/" .. ("a"):rep(60000) .. "b"
+        print(core.fetch.robots(txt, "x", path))
+      ]], 20)
+      assert.is_true(ok, out .. " exit " .. tostring(code))
+      assert.matches("true", out)
     end)
 
     it("matches the query string too", function()
@@ -183,11 +211,146 @@ describe("robots.txt", function()
       assert.equal("robots", err.kind)
     end)
 
+    it("asks for a missing robots.txt once, not at every request", function()
+      srv:robots(nil)
+      local c <close> = fetch.Client{ robots = true }
+      assert.equal(200, c:get(srv:url("/bytes/1")):result().status)
+      assert.equal(200, c:get(srv:url("/bytes/2")):result().status)
+      assert.equal(1, #srv:log("^/robots.txt"))
+    end)
+
     it("leaves robots.txt alone when robots = false", function()
       srv:robots("User-agent: *\nDisallow: /\n")
       local c <close> = fetch.Client{}
       assert.equal(200, c:get(srv:url("/bytes/1")):result().status)
       assert.equal(0, #srv:log("^/robots.txt"))
+    end)
+  end)
+
+  -- Every way a robots.txt fetch can end settles its host (RFC 9309): 4xx
+  -- and redirects that cannot be followed allow everything; 429, 5xx and no
+  -- answer disallow everything for robots_retry seconds. And a request never
+  -- waits for robots.txt longer than its own timeout. result(10) and
+  -- error(10) are guards: a host left waiting for ever raises kind timeout.
+  describe("a robots.txt that cannot be fetched", function()
+    local srv
+
+    setup(function() srv = httpserver.start() end)
+    teardown(function() srv:robots(nil); srv:stop() end)
+    before_each(function() srv:reset() end)
+
+    it("allows everything when its redirect is refused (another scheme)", function()
+      srv:robots("REDIRECT file:///etc/passwd")
+      local c <close> = fetch.Client{ robots = true }
+      assert.equal(200, c:get(srv:url("/bytes/1")):result(10).status)
+      assert.equal(1, #srv:log("^/robots.txt"))
+    end)
+
+    it("allows everything after five redirects in a loop", function()
+      srv:robots("REDIRECT /robots.txt")
+      local c <close> = fetch.Client{ robots = true }
+      assert.equal(200, c:get(srv:url("/bytes/1")):result(10).status)
+      assert.equal(6, #srv:log("^/robots.txt"))   -- the first and five redirects
+      assert.equal(200, c:get(srv:url("/bytes/2")):result(10).status)
+      assert.equal(6, #srv:log("^/robots.txt"))   -- settled: not asked again
+    end)
+
+    it("follows a redirect to the rules", function()
+      srv:robots("REDIRECT /text?s=User-agent:%20*%0ADisallow:%20/bytes/")
+      local c <close> = fetch.Client{ robots = true }
+      local err = c:get(srv:url("/bytes/1")):error(10)
+      assert.equal("robots", err.kind)
+      assert.matches("disallows", err.message)
+      assert.equal(0, #srv:log("^/bytes"))
+      assert.equal(200, c:get(srv:url("/echo")):result(10).status)
+    end)
+
+    it("fails a waiting request at its own timeout when robots.txt never answers", function()
+      srv:robots("HANG")
+      local c <close> = fetch.Client{ robots = true, timeout = 60 }
+      local t0 = concur.monotonic()
+      local err = c:get(srv:url("/bytes/1"), { timeout = 0.5 }):error(10)
+      assert.equal("network", err.kind)
+      assert.equal(28, err.code)
+      assert.matches("waiting for robots.txt", err.message)
+      assert.is_true(concur.monotonic() - t0 < 5)
+      assert.equal(0, #srv:log("^/bytes"))
+    end)
+
+    it("fails every waiting request at its own timeout, in any order", function()
+      srv:robots("HANG")
+      local c <close> = fetch.Client{ robots = true, timeout = 60 }
+      local slow = c:get(srv:url("/bytes/1"), { timeout = 2 })
+      local quick = c:get(srv:url("/bytes/2"), { timeout = 0.3 })
+      assert.equal(28, quick:error(10).code)
+      assert.is_false(slow:done())
+      assert.equal(28, slow:error(10).code)
+    end)
+
+    it("disallows everything when robots.txt times out, and says why", function()
+      srv:robots("HANG")
+      local c <close> = fetch.Client{ robots = true, timeout = 0.3, retries = 0 }
+      local err = c:get(srv:url("/bytes/1"), { timeout = 30 }):error(10)
+      assert.equal("robots", err.kind)
+      assert.matches("could not be fetched", err.message)
+      assert.matches("timed out", err.message)
+      assert.equal(0, #srv:log("^/bytes"))
+    end)
+
+    it("disallows everything when the host does not answer", function()
+      local c <close> = fetch.Client{ robots = true, retries = 0 }
+      local err = c:get("http://127.0.0.1:1/page"):error(10)
+      assert.equal("robots", err.kind)
+      assert.matches("robots.txt of http://127.0.0.1:1 could not be fetched", err.message, 1, true)
+    end)
+
+    it("disallows everything on 500, then asks again after robots_retry", function()
+      srv:robots("STATUS 500")
+      local c <close> = fetch.Client{ robots = true, retries = 0, robots_retry = 0 }
+      local err = c:get(srv:url("/bytes/1")):error(10)
+      assert.equal("robots", err.kind)
+      assert.matches("HTTP 500", err.message)
+      srv:robots("User-agent: *\nDisallow: /private\n")
+      assert.equal(200, c:get(srv:url("/bytes/1")):result(10).status)
+      assert.equal(2, #srv:log("^/robots.txt"))
+      assert.equal(1, #srv:log("^/bytes"))
+    end)
+
+    it("keeps disallowing within robots_retry without asking again", function()
+      srv:robots("STATUS 503")
+      local c <close> = fetch.Client{ robots = true, retries = 0, robots_retry = 3600 }
+      assert.equal("robots", c:get(srv:url("/bytes/1")):error(10).kind)
+      srv:robots(nil)
+      assert.equal("robots", c:get(srv:url("/bytes/2")):error(10).kind)
+      assert.equal(1, #srv:log("^/robots.txt"))
+      assert.equal(0, #srv:log("^/bytes"))
+    end)
+
+    it("retries a 5xx robots.txt with the client's retries first", function()
+      srv:robots("STATUS 502")
+      local c <close> = fetch.Client{ robots = true, retries = 2, backoff = 0.01 }
+      assert.equal("robots", c:get(srv:url("/bytes/1")):error(10).kind)
+      assert.equal(3, #srv:log("^/robots.txt"))
+    end)
+
+    it("treats 429 as unreachable, not as missing", function()
+      srv:robots("STATUS 429")
+      local c <close> = fetch.Client{ robots = true, retries = 0 }
+      assert.equal("robots", c:get(srv:url("/bytes/1")):error(10).kind)
+    end)
+
+    it("allows everything on 404 and 403", function()
+      for _, st in ipairs{ "STATUS 404", "STATUS 403" } do
+        srv:robots(st)
+        local c <close> = fetch.Client{ robots = true, retries = 0 }
+        assert.equal(200, c:get(srv:url("/bytes/1")):result(10).status)
+      end
+    end)
+
+    it("rejects a negative robots_retry", function()
+      raises("argument", "option 'robots_retry'", function()
+        fetch.Client{ robots_retry = -1 }
+      end)
     end)
   end)
 end)

@@ -234,6 +234,16 @@ describe("concur.bigint", function ()
         assert.equal("argument", raised(function () return bigint(1) % bigint(0) end).kind)
       end)
 
+      it("division by zero in Lua's words", function ()
+        -- the same text Lua gives for integers: 'n%%0' and 'n//0'
+        local _, lua_mod = pcall(function () local z = 0 return 7 % z end)
+        local err = raised(function () return bigint(7) % 0 end)
+        assert.truthy(err.message:find("attempt to perform 'n%0'", 1, true), err.message)
+        assert.truthy(lua_mod:find("attempt to perform 'n%0'", 1, true), lua_mod)
+        err = raised(function () return bigint(7) // 0 end)
+        assert.truthy(err.message:find("attempt to perform 'n//0'", 1, true), err.message)
+      end)
+
       it("negative and non-integral exponents", function ()
         local err = raised(function () return bigint(2) ^ -1 end)
         assert.equal("argument", err.kind)
@@ -529,6 +539,128 @@ describe("concur.bigint", function ()
         assert.equal("argument", raised(bigint.factorial, 10, { threads = "2" }).kind)
         assert.equal("argument", raised(bigint.factorial, 10, 2).kind)
       end)
+    end)
+  end)
+
+  describe("running out of memory", function ()
+    -- core.bigint._fail_after(k): the k-th GMP allocation from now fails, as
+    -- under a full machine; each operation must raise kind "limit", free
+    -- what it had allocated (checked by LeakSanitizer under make check-asan)
+    -- and leave the state working
+    local ops = {
+      { "+", function (a, b) return a + b end },
+      { "*", function (a, b) return a * b end },
+      { "//", function (a, b) return a // b end },
+      { "%", function (a, b) return a % b end },
+      { "^", function (a) return a ^ 7 end },
+      { "<<", function (a) return a << 3000 end },
+      { "&", function (a, b) return a & -b end },
+      { "-", function (a) return -a end },
+      { "~", function (a) return ~a end },
+      { "tostring", function (a) return tostring(a * a) end },
+      { "digits", function (a) return (a * a):digits() end },
+      { "parse", function (a) return bigint(a:tostring(16), 16) end },
+      { "divmod", function (a, b) return bigint.divmod(a * a, b) end },
+      { "gcd", function (a, b) return bigint.gcd(a * 6, b * 4) end },
+      { "powmod", function (a, b) return bigint.powmod(b, -5, a) end },
+      { "isqrt", function (a) return bigint.isqrt(a * a) end },
+      { "abs", function (a) return (-a):abs() end },
+      { "factorial", function () return bigint.factorial(20000) end },
+    }
+
+    it("raises kind limit from every operation, and goes on", function ()
+      local a, b = bigint(3) ^ 5000 + 1, bigint(7) ^ 1200
+      for _, op in ipairs(ops) do
+        local failed = 0
+        for k = 1, 6 do
+          split._fail_after(k)
+          local ok, err = pcall(op[2], a, b)
+          split._fail_after(0)
+          if not ok then
+            failed = failed + 1
+            assert.is_true(Error.is(err, "limit"), op[1] .. ": " .. tostring(err))
+            assert.matches("not enough memory", err.message)
+          end
+        end
+        assert.is_true(failed > 0, op[1] .. " never failed")
+        local x, y = op[2](a, b), op[2](a, b)   -- works again
+        assert.is_true(bigint.isbigint(x) and bigint.eq(x, y) or x == y, op[1])
+      end
+    end)
+
+    it("stops every thread of a split factorial and reports limit once", function ()
+      local n = size(300000, 150000)
+      local good = split._split_factorial(n, 2)
+      local failed = 0
+      for k = 1, size(120, 30), 3 do
+        split._fail_after(k)
+        local ok, err = pcall(split._split_factorial, n, 2)
+        split._fail_after(0)
+        if ok then assert.is_true(bigint.eq(good, err))
+        else
+          failed = failed + 1
+          assert.is_true(Error.is(err, "limit"), tostring(err))
+        end
+      end
+      assert.is_true(failed > 0)
+      assert.is_true(bigint.eq(good, split._split_factorial(n, 2)))
+    end)
+
+    it("reports limit from a split conversion to text", function ()
+      local big = bigint.factorial(size(200000, 120000))
+      local text = split._split_tostring(big, 4)
+      local failed = 0
+      for k = 1, 40, 2 do
+        split._fail_after(k)
+        local ok, err = pcall(split._split_tostring, big, 4)
+        split._fail_after(0)
+        if ok then assert.equal(text, err)
+        else
+          failed = failed + 1
+          assert.is_true(Error.is(err, "limit"), tostring(err))
+        end
+      end
+      assert.is_true(failed > 0)
+    end)
+
+    it("reports limit from a bigint arriving in a state with no memory left", function ()
+      local pool <close> = concur.ThreadPool(1)
+      local f = pool:submit(function () return require("concur.bigint")(3) ^ 4000 end)
+      concur.wait({ f })     -- done, nothing decoded yet
+      split._fail_after(1)   -- the first allocation: decoding the result here
+      local ok, err = pcall(f.result, f)
+      split._fail_after(0)
+      assert.is_false(ok)
+      assert.is_true(Error.is(err, "limit"), tostring(err))
+      assert.is_true(bigint.eq(bigint(3) ^ 4000, f:result()))
+    end)
+
+    -- a real lowered address-space limit: GMP would abort the process; not
+    -- under sanitizers or valgrind, whose allocators need the address space
+    it("raises kind limit under a lowered ulimit -v instead of aborting #nosan #novalgrind", function ()
+      local script = os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write([[
+        local bigint = require "concur.bigint"
+        local core = require "concur.core"
+        local ok, err = pcall(function () return bigint(2) ^ (2^31) + 1 end)
+        print("pow", ok, ok or err.kind, ok or err.message)
+        collectgarbage()
+        ok, err = pcall(core.bigint._split_factorial, 3 * 10^7, 2)
+        print("factorial", ok, ok or err.kind)
+        collectgarbage()
+        print("after", bigint.factorial(30))
+      ]])
+      f:close()
+      local p = io.popen(("ulimit -v 400000; LUA_PATH=%q LUA_CPATH=%q timeout -s KILL 120 " ..
+        "lua5.4 %s 2>&1; echo \"exit=$?\""):format(package.path, package.cpath, script))
+      local out = p:read("a")
+      p:close()
+      os.remove(script)
+      assert.matches("pow\tfalse\tlimit\t'%+': not enough memory", out)
+      assert.matches("factorial\tfalse\tlimit", out)
+      assert.matches("after\t265252859812191058636308480000000", out)
+      assert.matches("exit=0", out)
     end)
   end)
 

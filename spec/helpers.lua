@@ -37,14 +37,19 @@ end
 --- Runs a Lua snippet in a fresh lua5.4 process with this checkout's
 -- paths; returns ok, exit code, output (stdout and stderr). The process is
 -- killed after 'limit' seconds (so a hang fails the spec, never blocks it).
-function helpers.run_lua(code, limit)
+-- 'env' (optional) adds environment variables; 'shell' (optional) is a
+-- shell command run first in the same shell (e.g. "ulimit -v 400000").
+function helpers.run_lua(code, limit, env, shell)
   local tmp = os.tmpname()
   local f = assert(io.open(tmp, "w"))
   f:write(code)
   f:close()
   local lua = os.getenv("CONCUR_LUA") or "lua5.4"   -- a sanitized one in make check
-  local cmd = ("LUA_PATH=%q LUA_CPATH=%q timeout -s KILL %d %s %s 2>&1; echo \"exit=$?\"")
-    :format(package.path, package.cpath, limit or 20, lua, tmp)
+  local vars = {}
+  for k, v in pairs(env or {}) do vars[#vars + 1] = ("%s=%q"):format(k, tostring(v)) end
+  local cmd = ("%s LUA_PATH=%q LUA_CPATH=%q %s timeout -s KILL %d %s %s 2>&1; echo \"exit=$?\"")
+    :format(shell and (shell .. ";") or "", package.path, package.cpath,
+      table.concat(vars, " "), limit or 20, lua, tmp)
   local p = io.popen(cmd)
   local out = p:read("a")
   p:close()
@@ -53,10 +58,33 @@ function helpers.run_lua(code, limit)
   return code_ == 0, code_, out:gsub("exit=%d+%s*$", "")
 end
 
---- A CPU-bound function: counts the primes in lo..hi (used as real work).
--- The benchmarks' own (bench/benchlib.lua), so both measure the same work.
-helpers.count_primes = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "")
-  .. "../bench/benchlib.lua").count_primes
+--- Starts a Lua snippet in a fresh lua5.4 process, as run_lua does, and
+-- returns a handle at once: h:line() reads the next line of its output
+-- (stdout and stderr; nil at the end), h:finish() reads the rest and
+-- returns exit code, output. The process is killed after 'limit' seconds.
+function helpers.start_lua(code, limit)
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "w"))
+  f:write(code)
+  f:close()
+  local lua = os.getenv("CONCUR_LUA") or "lua5.4"
+  local cmd = ("LUA_PATH=%q LUA_CPATH=%q timeout -s KILL %d %s %s 2>&1; echo \"exit=$?\"")
+    :format(package.path, package.cpath, limit or 20, lua, tmp)
+  local h = { pipe = io.popen(cmd), out = {} }
+  function h:line()
+    local l = self.pipe:read("l")
+    if l then self.out[#self.out + 1] = l end
+    return l
+  end
+  function h:finish()
+    self.out[#self.out + 1] = self.pipe:read("a")
+    self.pipe:close()
+    os.remove(tmp)
+    local out = table.concat(self.out, "\n")
+    return tonumber(out:match("exit=(%d+)%s*$")), (out:gsub("exit=%d+%s*$", ""))
+  end
+  return h
+end
 
 --- True when the suite runs under valgrind (tools/valgrind.sh sets
 -- CONCUR_VALGRIND=1), which runs one thread at a time, 20-50 times slower.
@@ -68,6 +96,17 @@ helpers.valgrind = os.getenv("CONCUR_VALGRIND") == "1"
 function helpers.size(full, small)
   if helpers.valgrind then return small end
   return full
+end
+
+--- How much longer than on a plain run a prompt reaction may take here:
+-- valgrind runs one thread at a time, 20-50 times slower; the sanitizers
+-- several times slower. A spec that asserts "within 0.1 s" (a cancel, a
+-- timeout) asserts "within helpers.prompt(0.1)", so it checks the same
+-- promptness on a plain run and stays true under the checkers.
+function helpers.prompt(seconds)
+  if helpers.valgrind then return seconds * 40 end
+  if os.getenv("CONCUR_SANITIZER") then return seconds * 5 end
+  return seconds
 end
 
 return helpers

@@ -1,12 +1,54 @@
 #!/bin/sh
-# Installs the Debian packages concur needs to build and test, when run as
-# root; otherwise prints the command to run. Quiet when all are present.
-# `deps.sh docs` checks instead what `make docs` needs (LDoc is for it only).
-PKGS="lua5.4 liblua5.4-dev luarocks lua-busted lua-check lua-luv libcurl4-openssl-dev libgmp-dev pkg-config gcc clang libclang-rt-14-dev valgrind make curl openssl nginx-light wrk python3 python3-aiohttp lua-socket"
-[ "$1" = docs ] && PKGS="lua5.4 lua-ldoc"
+# tools/deps.sh TARGET...: makes sure the Debian packages those make
+# targets need are installed. As root it installs the missing ones; as
+# another user it prints the exact apt-get line and fails. Quiet when all
+# are present; does nothing on a system without dpkg.
+#
+# Each group lists what its target adds to the ones it builds on; a target
+# that is not named here (clean, rockspec, a file) needs the build group.
+# To add a dependency, add the package to the group of the first target
+# that needs it.
+
+# make: compile and link concur.core
+BUILD="lua5.4 liblua5.4-dev libcurl4-openssl-dev libgmp-dev libhiredis-dev libssl-dev libxml2-dev gcc make pkg-config"
+# make test: busted and what the specs run (the HTTP test server is Python,
+# with a self-signed certificate made by openssl; curl drives it; the
+# cluster specs start their own redis-server)
+TEST="lua-busted lua-socket lua-cjson lua-logging python3 curl openssl redis-server"
+# make lint: luacheck, the second compiler, and luassert (tools/luals_check.lua
+# loads concur.testing)
+LINT="lua-check clang lua-busted"
+# make check: sanitizers, libFuzzer, valgrind
+CHECK="clang libclang-rt-14-dev valgrind"
+# make bench: the peers measured in the same run
+BENCH="lua-luv nginx-light wrk python3-aiohttp python3-redis python3-rq python3-celery python3-scrapy"
+# make docs: LDoc
+DOCS="lua5.4 lua-ldoc lua-discount"
+# make dist, make dist-check: luarocks packs and installs the rock
+DIST="luarocks unzip zip lua-ldoc"
+
+[ $# -eq 0 ] && set -- all
+pkgs=""
+for target in "$@"; do
+  case "$target" in
+    docs) pkgs="$pkgs $DOCS" ;;
+    test|demo) pkgs="$pkgs $BUILD $TEST" ;;
+    lint) pkgs="$pkgs $BUILD $LINT" ;;
+    check) pkgs="$pkgs $BUILD $TEST $LINT $CHECK" ;;
+    check-asan|check-tsan|check-valgrind|fuzz) pkgs="$pkgs $BUILD $TEST $CHECK" ;;
+    bench) pkgs="$pkgs $BUILD $TEST $BENCH" ;;
+    dist|rock) pkgs="$pkgs $BUILD $DIST" ;;
+    dist-check) pkgs="$pkgs $BUILD $TEST $DIST" ;;
+    *) pkgs="$pkgs $BUILD" ;;
+  esac
+done
+
+command -v dpkg-query >/dev/null 2>&1 || exit 0
 missing=""
-for p in $PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+for p in $pkgs; do
+  case " $missing " in *" $p "*) continue ;; esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ]; then
@@ -15,7 +57,7 @@ if [ "$(id -u)" = 0 ]; then
   apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null || {
     echo "concur: apt-get install failed for:$missing" >&2; exit 1; }
 else
-  echo "concur: missing Debian packages; run as root:" >&2
+  echo "concur: 'make $*' needs Debian packages that are missing; as root, run:" >&2
   echo "  apt-get install -y$missing" >&2
   exit 1
 fi

@@ -30,19 +30,23 @@
 ** Threads are created per call (a factorial worth splitting costs
 ** milliseconds, a thread tens of microseconds) and always joined before
 ** returning; no state outlives a call and none is shared between calls.
+**
+** Memory: called inside a GMP scope (gmpalloc.h), every allocation here,
+** on any thread, is the scope's: when one fails, every thread stops at its
+** next allocation, the caller's jump point is reached once they are all
+** joined, and unwinding the scope frees what they held.
 */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE   /* sched_getaffinity */
-#endif
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "bignum.h"
+#include "gmpalloc.h"
+#include "sys.h"
+#include "wait.h"
 
 /* Measured on 2 idle x86-64 cores (GMP 6.2): a split over 2 threads is
 ** 1.16x faster than mpz_fac_ui at n = 50,000 and 1.3-1.5x from 80,000 to
@@ -63,14 +67,8 @@
 #define MAX_LEVELS 64
 
 int concur_bignum_ncpu (void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-#if defined(__linux__)
-  cpu_set_t set;   /* the CPUs this process may run on (taskset, cpusets) */
-  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < n)
-    n = CPU_COUNT(&set);
-#endif
-  return n < 1 ? 1 : (n > CONCUR_BIGNUM_MAX_THREADS ? CONCUR_BIGNUM_MAX_THREADS
-                                                   : (int)n);
+  int n = concur_cpu_usable();
+  return n > CONCUR_BIGNUM_MAX_THREADS ? CONCUR_BIGNUM_MAX_THREADS : n;
 }
 
 /* Threads running or ready to run right now in the whole system, this one
@@ -110,11 +108,12 @@ typedef struct team_arg {
   team_fn fn;
   void *ud;
   int i;
+  concur_gmp_scope *sc;
 } team_arg;
 
 static void *team_main (void *p) {
   team_arg *a = (team_arg *)p;
-  a->fn(a->ud, a->i);
+  concur_gmp_run(a->sc, a->fn, a->ud, a->i);
   return NULL;
 }
 
@@ -122,23 +121,31 @@ static void *team_main (void *p) {
 ** Runs fn(ud, i) for i = 0 .. n-1 (n <= CONCUR_BIGNUM_MAX_THREADS): i = 0 on
 ** the calling thread, the others on new threads; returns when all are done.
 ** A share whose thread cannot be created runs on the caller after its own.
+** Every share runs in the caller's GMP scope (gmpalloc.h): when memory ran
+** out in any of them, this jumps to the caller's jump point once all are
+** joined.
 */
 static void team_run (int n, team_fn fn, void *ud) {
   pthread_t th[CONCUR_BIGNUM_MAX_THREADS];
   team_arg args[CONCUR_BIGNUM_MAX_THREADS];
   int started[CONCUR_BIGNUM_MAX_THREADS];
+  concur_gmp_scope *sc = concur_gmp_current();
   int i;
+  concur_gmp_team(sc, 1);
   for (i = 1; i < n; i++) {
     args[i].fn = fn;
     args[i].ud = ud;
     args[i].i = i;
-    started[i] = pthread_create(&th[i], NULL, team_main, &args[i]) == 0;
+    args[i].sc = sc;
+    started[i] = concur_thread_create(&th[i], team_main, &args[i]) == 0;
   }
-  fn(ud, 0);
+  concur_gmp_run(sc, fn, ud, 0);
   for (i = 1; i < n; i++) {
     if (started[i]) pthread_join(th[i], NULL);
-    else fn(ud, i);
+    else concur_gmp_run(sc, fn, ud, i);
   }
+  concur_gmp_team(sc, -1);
+  concur_gmp_check(sc);
 }
 
 
@@ -196,8 +203,8 @@ static void pmul (mpz_ptr r, mpz_srcptr a, mpz_srcptr b, int k) {
   if ((mp_size_t)nparts > an / (PART_MIN_RATIO * bn))
     nparts = (int)(an / (PART_MIN_RATIO * bn));
   if (nparts < k) nparts = k;
-  j = (pmul_job *)malloc(sizeof *j);
-  if (j == NULL) {
+  j = (pmul_job *)concur_gmp_alloc(sizeof *j);
+  if (j == NULL) {   /* (only outside a scope: in one, a failure jumps) */
     mpz_mul(r, a, b);
     return;
   }
@@ -222,7 +229,7 @@ static void pmul (mpz_ptr r, mpz_srcptr a, mpz_srcptr b, int k) {
     }
     mpz_clear(j->part[i]);
   }
-  free(j);
+  concur_gmp_free(j, sizeof *j);
   mpz_limbs_finish(r, rn);
 }
 
@@ -414,7 +421,7 @@ static size_t tostr_abs (char *out, int base, mpz_srcptr x, int threads) {
     return strlen(mpz_get_str(out, base, x));
   d = mpz_sizeinbase(x, base);
   k = d / 2;
-  side = (char *)malloc(k + 2);
+  side = (char *)concur_gmp_alloc(k + 2);
   if (side == NULL)   /* no room for a split: convert in one piece */
     return strlen(mpz_get_str(out, base, x));
   mpz_init(p);
@@ -431,7 +438,7 @@ static size_t tostr_abs (char *out, int base, mpz_srcptr x, int threads) {
   hilen = j[0].len;
   memset(out + hilen, '0', k - j[1].len);
   memcpy(out + hilen + (k - j[1].len), side, j[1].len + 1);   /* with NUL */
-  free(side);
+  concur_gmp_free(side, k + 2);
   mpz_clear(hi);
   mpz_clear(lo);
   return hilen + k;

@@ -9,9 +9,10 @@
 ** cannot be created its share runs on the calling thread, so the result never
 ** depends on how many threads were actually available.
 **
-** GMP aborts the process when an allocation fails, so callers size-check
-** before calling (see the caps below); nothing here allocates beyond what the
-** result and its intermediate products need.
+** Memory: call these inside a GMP scope (gmpalloc.h), so that running out
+** of memory on any of their threads jumps back to the caller instead of
+** aborting; nothing here allocates beyond what the result and its
+** intermediate products need. Results are capped too (below).
 */
 #ifndef CONCUR_CORE_BIGNUM_H
 #define CONCUR_CORE_BIGNUM_H

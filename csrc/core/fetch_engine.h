@@ -23,9 +23,24 @@
 #include <stddef.h>
 #include "future.h"
 
-/* the Response metatable's registry name (21 bytes: see bodyopen) */
+/* the Response metatable's registry name */
 #define CONCUR_FETCH_RESPONSE_MT "concur.fetch.Response"
 #define CONCUR_FETCH_MAXRETRYON 64
+
+/* Start slots shared beyond one engine (cluster.limits: per-host rates
+** held in Redis for every client of every machine). A shared object (obj.h)
+** whose metatable is registered as CONCUR_FETCH_LIMITS_MT; the engine keeps
+** a reference. reserve() runs on the engine's thread, before each request
+** starts: it returns when (concur_now's clock) the next request to 'host'
+** may start, that slot reserved, or < 0 when it has no answer (the engine's
+** own limiter alone decides then); the engine starts the request at the
+** later of that and its own limiter's slot. */
+#define CONCUR_FETCH_LIMITS_MT "concur.cluster.Limits"
+typedef struct concur_fetch_limits {
+  concur_obj obj;
+  double (*reserve) (struct concur_fetch_limits *l, const char *host,
+                     double rate, double per, double burst);
+} concur_fetch_limits;
 
 /* Client configuration; strings are copied by concur_fetch_new. */
 typedef struct concur_fetch_config {
@@ -41,9 +56,13 @@ typedef struct concur_fetch_config {
   long long max_body;             /* bytes of (decoded) body */
   long max_redirects;
   int verify, robots;
+  double robots_retry;            /* seconds before an unreachable
+                                  ** robots.txt is asked for again */
   const char *user_agent;
   const char *const *headers;     /* "Name: value" lines */
   size_t nheaders;
+  concur_fetch_limits *limits;    /* or NULL (needs a rate); the engine
+                                  ** takes a reference */
 } concur_fetch_config;
 
 /* One request as the caller describes it; all pointers are borrowed for the
@@ -59,6 +78,8 @@ typedef struct concur_fetch_spec {
   double timeout, connect_timeout;
   long retries, max_redirects;
   long long max_body;
+  int follow;                     /* 0: a redirect is the response itself
+                                  ** (headers.location says where) */
 } concur_fetch_spec;
 
 typedef struct concur_fetch_stats {
@@ -114,6 +135,34 @@ long concur_fetch_batch_wait (concur_fetch_batch *b, long left,
 long concur_fetch_batch_left (concur_fetch_batch *b);
 void concur_fetch_batch_free (concur_fetch_batch *b);
 
+/* Streams: requests (and other futures) reported one by one as each
+** completes, to one owner (fetch_stream.c). A slot names each until the
+** owner releases it. */
+typedef struct concur_fetch_stream concur_fetch_stream;
+
+concur_fetch_stream *concur_fetch_stream_new (void);   /* NULL: no memory */
+/* Queues a request in the stream; *slot names it. As concur_fetch_submit. */
+int concur_fetch_stream_submit (concur_fetch_engine *e,
+                                concur_fetch_stream *s,
+                                const concur_fetch_spec *spec, size_t *slot,
+                                char *err, size_t errlen);
+/* Reports f (any future: a task's) in the stream when it completes. */
+int concur_fetch_stream_watch (concur_fetch_stream *s, concur_future *f,
+                               size_t *slot);
+/* The slot of the next completion (waiting until the deadline); -1 when
+** nothing is in flight; -2 when the wait ended first (rc: why). */
+long concur_fetch_stream_next (concur_fetch_stream *s, double deadline,
+                               int *rc);
+long concur_fetch_stream_pending (concur_fetch_stream *s);
+/* The slot's future (borrowed, until release), and whether it is watched
+** (else a request of the stream). */
+concur_future *concur_fetch_stream_future (concur_fetch_stream *s,
+                                           size_t slot);
+int concur_fetch_stream_watched (concur_fetch_stream *s, size_t slot);
+void concur_fetch_stream_release (concur_fetch_stream *s, size_t slot);
+/* The owner lets go (requests in flight finish on their own). */
+void concur_fetch_stream_free (concur_fetch_stream *s);
+
 /* Checks a URL as submit would (http/https, well formed); 0 or EARG. */
 int concur_fetch_checkurl (const char *url, char *err, size_t errlen);
 
@@ -133,5 +182,12 @@ int concur_fetch_closed (concur_fetch_engine *e);
 
 /* Closes and frees. */
 void concur_fetch_free (concur_fetch_engine *e);
+
+/* The owner lets the engine go (the last reference to its client is gone):
+** nothing more is submitted; what is queued and running finishes (each
+** request within its timeouts), then the engine frees itself. Never blocks.
+** At process exit, engines still finishing are closed. e must not be used
+** after this call. */
+void concur_fetch_letgo (concur_fetch_engine *e);
 
 #endif

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include "clock.h"
+#include "wait.h"
 #include "fetch_internal.h"
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -57,97 +57,6 @@ void concur_fetch_seterr (char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* ---- URLs ---------------------------------------------------------------- */
-
-/*
-** Parses 'url' with libcurl's URL parser: well formed, scheme http or
-** https, a host. On success fills (malloc'd) the normalized URL, the host
-** key "scheme://host:port" and (if want_path) the path and query.
-*/
-int concur_fetch_parseurl (const char *url, char **norm, char **key,
-                           char **path,
-                      char *err, size_t errlen) {
-  CURLU *u = curl_url();
-  char *scheme = NULL, *hostn = NULL, *port = NULL, *full = NULL;
-  char *p = NULL, *q = NULL;
-  int rc = CONCUR_FETCH_EARG;
-  CURLUcode uc;
-  if (u == NULL) return CONCUR_FETCH_ENOMEM;
-  if (strlen(url) > 65536) {
-    concur_fetch_seterr(err, errlen, "URL too long");
-    goto done;
-  }
-  for (const char *c = url; *c; c++)
-    if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-      concur_fetch_seterr(err, errlen,
-                          "malformed URL '%s' (control or space characters)",
-             url);
-      goto done;
-    }
-  uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
-  if (uc != CURLUE_OK) {
-    concur_fetch_seterr(err, errlen, "malformed URL '%s' (%s)", url,
-                        curl_url_strerror(uc));
-    goto done;
-  }
-  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-      (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)) {
-    concur_fetch_seterr(err, errlen,
-                        "unsupported URL scheme '%s' in '%s' (only http and "
-           "https)", scheme ? scheme : "", url);
-    goto done;
-  }
-  if (curl_url_get(u, CURLUPART_HOST, &hostn, 0) != CURLUE_OK ||
-      hostn[0] == '\0') {
-    concur_fetch_seterr(err, errlen, "malformed URL '%s' (no host)", url);
-    goto done;
-  }
-  if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK
-      || curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK) {
-    concur_fetch_seterr(err, errlen, "malformed URL '%s'", url);
-    goto done;
-  }
-  rc = CONCUR_FETCH_ENOMEM;
-  if (key) {
-    size_t n = strlen(scheme) + strlen(hostn) + strlen(port) + 5;
-    *key = malloc(n);
-    if (*key == NULL) goto done;
-    snprintf(*key, n, "%s://%s:%s", scheme, hostn, port);
-    for (char *c = *key; *c; c++) *c = (char)tolower((unsigned char)*c);
-  }
-  if (path) {
-    size_t n;
-    curl_url_get(u, CURLUPART_PATH, &p, 0);
-    curl_url_get(u, CURLUPART_QUERY, &q, 0);
-    n = (p ? strlen(p) : 1) + (q ? strlen(q) + 1 : 0) + 1;
-    *path = malloc(n);
-    if (*path == NULL) {
-      if (key) { free(*key); *key = NULL; }
-      goto done;
-    }
-    snprintf(*path, n, "%s%s%s", p ? p : "/", q ? "?" : "", q ? q : "");
-  }
-  *norm = concur_fetch_strdup(full);
-  if (*norm == NULL) {
-    if (key) { free(*key); *key = NULL; }
-    if (path) { free(*path); *path = NULL; }
-    goto done;
-  }
-  rc = CONCUR_FETCH_OK;
-done:
-  curl_free(scheme); curl_free(hostn); curl_free(port); curl_free(full);
-  curl_free(p); curl_free(q);
-  curl_url_cleanup(u);
-  return rc;
-}
-
-int concur_fetch_checkurl (const char *url, char *err, size_t errlen) {
-  char *norm = NULL;
-  int rc = concur_fetch_parseurl(url, &norm, NULL, NULL, err, errlen);
-  free(norm);
-  return rc;
-}
-
 static int istchar (int c) {   /* RFC 9110 token characters */
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
@@ -185,6 +94,7 @@ void concur_fetch_reqfree (req *r) {
   if (r == NULL) return;
   if (r->f) concur_obj_unref(&r->f->obj);
   if (r->batch) batch_done(r->batch);
+  if (r->on_free) r->on_free(r->on_free_ud, r->slot);
   free(r->method); free(r->url); free(r->key); free(r->path); free(r->body);
   curl_slist_free_all(r->hdrs);
   concur_buf_free(&r->out);
@@ -249,8 +159,8 @@ oom:
 
 /* Builds a request from s (copies everything) with its future; nothing is
 ** queued. Any thread, no lock. */
-static int prepare (concur_fetch_engine *e, const concur_fetch_spec *s,
-                    req **out, char *err, size_t errlen) {
+int concur_fetch_prepare (concur_fetch_engine *e, const concur_fetch_spec *s,
+                          req **out, char *err, size_t errlen) {
   req *r;
   const char *method = s->method ? s->method : "GET";
   int rc;
@@ -288,6 +198,7 @@ static int prepare (concur_fetch_engine *e, const concur_fetch_spec *s,
   r->max_redirects = s->max_redirects >= 0 ? s->max_redirects
                                            : e->cfg.max_redirects;
   r->max_body = s->max_body >= 0 ? s->max_body : e->cfg.max_body;
+  r->follow = s->follow != 0;
   r->f = concur_future_new(&req_ops, r);
   if (r->f == NULL) goto oom;
   *out = r;
@@ -299,7 +210,8 @@ oom:
 
 /* Appends the list head..tail (n requests) to the inbox and wakes the
 ** engine; returns ECLOSED (and queues nothing) after close. */
-static int enqueue (concur_fetch_engine *e, req *head, req *tail, long n) {
+int concur_fetch_enqueue (concur_fetch_engine *e, req *head, req *tail,
+                          long n) {
   int first;
   pthread_mutex_lock(&e->mu);
   if (e->closing) {
@@ -322,10 +234,10 @@ int concur_fetch_submit (concur_fetch_engine *e, const concur_fetch_spec *s,
                          concur_future **out, char *err, size_t errlen) {
   req *r;
   concur_future *f;
-  int rc = prepare(e, s, &r, err, errlen);
+  int rc = concur_fetch_prepare(e, s, &r, err, errlen);
   if (rc != CONCUR_FETCH_OK) return rc;
   f = (concur_future *)concur_obj_ref(&r->f->obj);   /* the caller's */
-  if (enqueue(e, r, r, 1) != CONCUR_FETCH_OK) {
+  if (concur_fetch_enqueue(e, r, r, 1) != CONCUR_FETCH_OK) {
     concur_obj_unref(&f->obj);
     concur_fetch_reqfree(r);
     concur_fetch_seterr(err, errlen, "client is closed");
@@ -398,7 +310,7 @@ int concur_fetch_submit_batch (concur_fetch_engine *e,
   atomic_init(&b->refs, 1);
   for (size_t i = 0; i < n; i++) {   /* all or nothing */
     req *r;
-    rc = prepare(e, &specs[i], &r, err, errlen);
+    rc = concur_fetch_prepare(e, &specs[i], &r, err, errlen);
     if (rc != CONCUR_FETCH_OK) {
       *bad = i;
       break;
@@ -411,7 +323,7 @@ int concur_fetch_submit_batch (concur_fetch_engine *e,
   }
   if (rc == CONCUR_FETCH_OK && n > 0) {
     atomic_fetch_add(&b->refs, (long)n);   /* before the engine sees them */
-    rc = enqueue(e, head, tail, (long)n);
+    rc = concur_fetch_enqueue(e, head, tail, (long)n);
     if (rc != CONCUR_FETCH_OK) {
       atomic_fetch_sub(&b->refs, (long)n);
       concur_fetch_seterr(err, errlen, "client is closed");
@@ -551,30 +463,17 @@ static int wire_headers (concur_buf *b, const strbuf *h) {
 
 /*
 ** The Response is built in place, so the body is copied once, from
-** libcurl's buffer into the bytes the future hands to Lua:
-**   'N' "concur.fetch.Response" 'H' 8 'T' 0 | "body" 's' len5 <body> |
-**   the 7 other pairs | 'e'
-** (a table of 8 pairs that arrives with the Response metatable, wire.h), where
-** len5 is a varint padded to 5 bytes (the decoder takes non-minimal
-** varints), patched when the length is known.
+** libcurl's buffer into the bytes the future hands to Lua: a table of 8
+** pairs named by the Response metatable (wire.h's 'N'), whose first pair,
+** "body", is a string written in place (concur_wire_strbegin), its length
+** written when the body is complete; the 7 other pairs follow it.
 */
-#define PAD5 5
-
-static void put_pad5 (char *p, uint64_t v) {
-  for (int i = 0; i < PAD5 - 1; i++)
-    p[i] = (char)(((v >> (7 * i)) & 0x7f) | 0x80);
-  p[PAD5 - 1] = (char)((v >> (7 * (PAD5 - 1))) & 0x7f);
-}
-
-_Static_assert(sizeof CONCUR_FETCH_RESPONSE_MT - 1 == 0x15,
-               "the Response head below spells the name's length");
-
-/* Starts (or restarts, for another attempt) the Response in r->out. */
 int concur_fetch_bodyopen (req *r) {
-  static const char head[] = "N" "s\x15" CONCUR_FETCH_RESPONSE_MT
-    "H\x08" "T\0" "s\4body" "s\0\0\0\0";   /* + the final 0: 5 bytes */
   r->out.len = 0;
-  if (concur_buf_write(&r->out, head, sizeof head)) return -1;
+  if (concur_wire_named(&r->out, CONCUR_FETCH_RESPONSE_MT) ||
+      concur_wire_hint(&r->out, 8) || concur_wire_table(&r->out, 0) ||
+      concur_wire_cstr(&r->out, "body") || concur_wire_strbegin(&r->out))
+    return -1;
   r->body0 = r->out.len;
   return 0;
 }
@@ -592,7 +491,7 @@ void concur_fetch_respond (concur_fetch_engine *e, req *r, long status,
   if (b->len < r->body0)   /* never started: an empty body */
     rc = concur_fetch_bodyopen(r);
   if (!rc) {
-    put_pad5(b->data + r->body0 - PAD5, concur_fetch_bodylen(r));
+    concur_wire_strend(b, r->body0);
     rc |= concur_wire_cstr(b, "status"); rc |= concur_wire_int(b, status);
     rc |= concur_wire_cstr(b, "ok");
     rc |= concur_wire_bool(b, status >= 200 && status < 300);

@@ -9,6 +9,7 @@
 ** are ignored, and so is anything the parser cannot read: a broken
 ** robots.txt allows what it cannot express.
 */
+#define _GNU_SOURCE
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,30 +159,38 @@ concur_robots *concur_fetch_robots_all (int allow) {
   return r;
 }
 
-/* Does pattern pat (with '*' and a final '$') match a prefix of s, or all
-** of s when it ends in '$'? Iterative, with one backtrack point per '*'
-** (the classic greedy wildcard match). */
+/*
+** Does pattern pat (with '*' and a final '$') match a prefix of s, or all
+** of s when it ends in '$'? The pattern is literal pieces between stars,
+** P0*P1*...*Pk: P0 must start s, each later piece is found at its leftmost
+** place after the one before (leftmost is never worse for what follows), and
+** with '$' the last piece must end s. memmem is linear, so a hostile
+** robots.txt (long patterns full of stars, long paths) costs time in
+** proportion to its size, never its size squared.
+*/
 static int match (const char *pat, size_t plen, const char *s) {
   int anchored = plen > 0 && pat[plen - 1] == '$';
   const char *pe = pat + plen - (anchored ? 1 : 0);
-  const char *p = pat, *star = NULL, *ss = NULL;
-  for (;;) {
-    if (p == pe) {
-      if (!anchored || *s == '\0') return 1;
+  const char *star = memchr(pat, '*', (size_t)(pe - pat));
+  size_t slen = strlen(s), at;
+  size_t n0 = (size_t)((star ? star : pe) - pat);
+  if (n0 > slen || memcmp(pat, s, n0) != 0) return 0;
+  if (star == NULL) return !anchored || n0 == slen;
+  at = n0;
+  pat = star + 1;
+  for (;;) {   /* pat: just after a star */
+    const char *next = memchr(pat, '*', (size_t)(pe - pat));
+    size_t n = (size_t)((next ? next : pe) - pat);
+    if (next == NULL) {   /* the last piece */
+      if (!anchored) return memmem(s + at, slen - at, pat, n) != NULL || n == 0;
+      return n <= slen - at && memcmp(s + slen - n, pat, n) == 0;
     }
-    else if (*p == '*') {
-      star = ++p;
-      ss = s;
-      continue;
+    if (n > 0) {
+      const char *found = memmem(s + at, slen - at, pat, n);
+      if (found == NULL) return 0;
+      at = (size_t)(found - s) + n;
     }
-    else if (*s != '\0' && *p == *s) {
-      p++;
-      s++;
-      continue;
-    }
-    if (star == NULL || *ss == '\0') return 0;
-    p = star;
-    s = ++ss;
+    pat = next + 1;
   }
 }
 

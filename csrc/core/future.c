@@ -2,16 +2,20 @@
 ** future.c: the future state machine and waiting on many futures.
 **
 ** Invariants: 'state' changes only under f->mu, and only forward (pending ->
-** running -> finished/failed/cancelled, or pending -> cancelled). 'out' is
+** running -> finished/failed/cancelled, or pending -> cancelled), but for
+** running -> pending when a task is given back before it started. 'out' is
 ** written once, before the state becomes done, and never after; so a thread
 ** that has seen a done state (under the lock) may read 'out' without it.
 ** A future on a waitset has one node there; completion appends the future's
-** index to the set's ring under both locks (future first, then set).
+** index to the set's ring under both locks (future first, then set). While
+** a set is being built, the futures registered so far can already complete,
+** so every append to the ring, also of a future found done when the set is
+** built, takes the set's lock.
 */
 #include <stdlib.h>
 #include <string.h>
 #include "future.h"
-#include "clock.h"
+#include "wait.h"
 
 struct concur_wnode {
   concur_wnode *prev, *next;   /* in the future's list, under future->mu */
@@ -27,6 +31,8 @@ struct concur_waitset {
   size_t returned;
   concur_future **fs;          /* one reference each */
   concur_wnode *nodes;
+  void (*cb) (void *ud, size_t index);   /* or NULL */
+  void *cbud;
 };
 
 static void future_destroy (concur_obj *o) {
@@ -67,6 +73,18 @@ int concur_future_start (concur_future *f, void *worker) {
   return ok;
 }
 
+int concur_future_unstart (concur_future *f) {
+  int ok;
+  pthread_mutex_lock(&f->mu);
+  ok = f->state == CONCUR_F_RUNNING && !atomic_load(&f->cancel_req);
+  if (ok) {
+    f->state = CONCUR_F_PENDING;
+    f->worker = NULL;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return ok;
+}
+
 /* Wakes every waiter; f->mu held. */
 static void notify_done (concur_future *f) {
   pthread_cond_broadcast(&f->cv);
@@ -75,17 +93,20 @@ static void notify_done (concur_future *f) {
     pthread_mutex_lock(&ws->mu);
     ws->ring[ws->tail++ % ws->n] = w->index;
     pthread_cond_signal(&ws->cv);
+    if (ws->cb) ws->cb(ws->cbud, w->index);
     pthread_mutex_unlock(&ws->mu);
   }
 }
 
-int concur_future_finish (concur_future *f, int failed, concur_buf *out) {
+/* finish and fail; 'force': a cancel request does not win */
+static int complete (concur_future *f, int failed, concur_buf *out,
+                     int force) {
   int st;
   concur_buf old = CONCUR_BUF_INIT;
   pthread_mutex_lock(&f->mu);
   st = f->state;
   if (st == CONCUR_F_PENDING || st == CONCUR_F_RUNNING) {
-    if (atomic_load(&f->cancel_req))
+    if (!force && atomic_load(&f->cancel_req))
       st = CONCUR_F_CANCELLED;
     else {
       st = failed ? CONCUR_F_FAILED : CONCUR_F_FINISHED;
@@ -102,6 +123,14 @@ int concur_future_finish (concur_future *f, int failed, concur_buf *out) {
     concur_buf_free(&old);
   }
   return st;
+}
+
+int concur_future_finish (concur_future *f, int failed, concur_buf *out) {
+  return complete(f, failed, out, 0);
+}
+
+int concur_future_fail (concur_future *f, concur_buf *out) {
+  return complete(f, 1, out, 1);
 }
 
 int concur_future_cancel (concur_future *f) {
@@ -150,6 +179,11 @@ int concur_future_wait (concur_future *f, double deadline) {
 /* ---- waitsets ------------------------------------------------------------- */
 
 concur_waitset *concur_waitset_new (concur_future **fs, size_t n) {
+  return concur_waitset_newcb(fs, n, NULL, NULL);
+}
+
+concur_waitset *concur_waitset_newcb (concur_future **fs, size_t n,
+                                      void (*cb) (void *ud, size_t index), void *ud) {
   concur_waitset *ws = calloc(1, sizeof *ws);
   if (ws == NULL) return NULL;
   ws->n = n ? n : 1;
@@ -161,6 +195,8 @@ concur_waitset *concur_waitset_new (concur_future **fs, size_t n) {
     return NULL;
   }
   ws->n = n;
+  ws->cb = cb;
+  ws->cbud = ud;
   pthread_mutex_init(&ws->mu, NULL);
   concur_cond_init(&ws->cv, 0);
   for (size_t i = 0; i < n; i++) {
@@ -172,8 +208,13 @@ concur_waitset *concur_waitset_new (concur_future **fs, size_t n) {
     w->index = i;
     pthread_mutex_lock(&f->mu);
     if (f->state >= CONCUR_F_FINISHED) {   /* already done: queue it now */
+      /* NOTE: under the set's lock: a future registered before this one
+      ** may be completing right now and appending to the same ring */
       w->ws = NULL;
-      ws->ring[ws->tail++] = i;            /* no other thread knows ws yet */
+      pthread_mutex_lock(&ws->mu);
+      ws->ring[ws->tail++] = i;
+      if (cb) cb(ud, i);
+      pthread_mutex_unlock(&ws->mu);
     }
     else {
       w->next = f->waiters;

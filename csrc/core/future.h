@@ -2,7 +2,9 @@
 ** future.h: the future state machine, shared by submitter and worker.
 **
 ** A future is a shared object (see obj.h): pending -> running -> finished,
-** failed or cancelled; a pending future may also go straight to cancelled.
+** failed or cancelled; a pending future may also go straight to cancelled,
+** and a running one back to pending when its task never reached the worker
+** it was handed to (concur_future_unstart).
 ** 'out' holds the encoded results (finished) or the encoded error object
 ** (failed; a table with kind, message, ...). Once done, a future never
 ** changes again, so readers may use 'out' without the lock after seeing done.
@@ -53,6 +55,7 @@ struct concur_future {
   double timeout;              /* per-task timeout, seconds (< 0: none) */
   double deadline;             /* absolute, set when the task starts */
   void *worker;                /* the worker running it, under mu */
+  int tries;                   /* workers that died before it reached them */
 };
 
 extern const concur_objtype concur_future_type;
@@ -62,10 +65,19 @@ concur_future *concur_future_new (const concur_future_ops *ops, void *owner);
 /* pending -> running; returns 0 (and changes nothing) when not pending */
 int concur_future_start (concur_future *f, void *worker);
 
+/* running -> pending, for a runner that learns the task never reached its
+** worker (a process pool's worker died first): returns 1, or 0 (and
+** changes nothing) when it is not running or was cancelled meanwhile. */
+int concur_future_unstart (concur_future *f);
+
 /* Completes the future, taking 'out' (moved); failed: 'out' is an encoded
 ** error object. A cancel request that arrived while running wins: the future
 ** ends cancelled. Returns the final state. */
 int concur_future_finish (concur_future *f, int failed, concur_buf *out);
+/* Fails the future with the encoded error object 'out' (moved), even when a
+** cancel was requested (the runner gave up on it: see threadpool.c).
+** Returns the final state. */
+int concur_future_fail (concur_future *f, concur_buf *out);
 
 /* Cancels: returns 1 when the future was pending or running (it will end
 ** cancelled), 0 when it had already finished. */
@@ -80,6 +92,12 @@ int concur_future_wait (concur_future *f, double deadline);
 /* Waiting on many futures. */
 typedef struct concur_waitset concur_waitset;
 concur_waitset *concur_waitset_new (concur_future **fs, size_t n);
+/* A waitset that also calls cb(ud, index) as each future completes (at
+** once, on this thread, for one that already had): with that future's mu
+** and the set's held, so cb must not block and must not touch the future
+** (it may take a lock of its own, after them in the lock order). */
+concur_waitset *concur_waitset_newcb (concur_future **fs, size_t n,
+                                      void (*cb) (void *ud, size_t index), void *ud);
 /* Returns the index of the next future to complete (each exactly once), -1
 ** when all were returned, or -2 - rc for a wait result rc (timeout, ...). */
 long concur_waitset_next (concur_waitset *ws, double deadline);

@@ -3,7 +3,7 @@
 **
 ** A shared object is a C struct that starts with a concur_obj: a type and an
 ** atomic reference count. Each Lua state that holds the object has a small
-** proxy userdata (see csrc/object.c) owning one reference; the codec gives a
+** proxy userdata (see csrc/proxy.c) owning one reference; the codec gives a
 ** receiving state a new proxy and a new reference. The last unref calls the
 ** type's destroy function, on whichever thread dropped it, so destroy must
 ** never block and must not touch any Lua state.

@@ -1,68 +1,74 @@
 /*
-** procsup.c: worker processes and the thread that supervises them.
-**
-** Starting a worker: a socketpair (close-on-exec on both ends), then
-** posix_spawn of the interpreter (env CONCUR_LUA, else lua5.4 on PATH)
-** running a tiny script (held in a memfd) that calls
-** concur.core.process_worker(). posix_spawn forks with CLONE_VFORK and
-** execs at once, so a lock held by another thread of the parent at that
-** moment never matters. The child gets its end of the socket as fd 3, the
-** script as fd 4, every other descriptor closed, default signal dispositions
-** and an empty signal mask, and in its environment the module paths, the
-** codec's hash key, the parent's pid and the memory limit.
+** procsup.c: the thread that supervises worker processes (procsup.h).
 **
 ** The supervisor thread is the only one that touches a slot's process (fd,
-** read buffer, deadlines) and the only one that reaps. Under ps->mu: the
-** queue, 'closing', 'broken', each slot's 'running' future, 'pid' and
-** 'status' (so Lua may read and kill a pid that is never a reaped one).
-** Lock order: a future's mu, then ps->mu (op_dropped); interrupt() runs
-** with the future's mu held and only sets a flag and writes the eventfd.
+** buffers, deadlines) and the only one that reaps. It never blocks on a
+** worker: it reads with MSG_DONTWAIT, and a frame it sends goes out as the
+** socket takes it (the rest waits in the slot, sent when poll says the
+** socket has room), so a stopped or wedged worker holds up nothing but its
+** own task. Under ps->mu: the queue, 'closing', 'broken', each slot's
+** 'task', 'pid' and 'status' (so Lua may read and kill a pid that is never
+** a reaped one). Lock order: a future's mu, then ps->mu
+** (op_dropped); interrupt() runs with the future's mu held and only sets a
+** flag and writes the eventfd.
 **
-** Slot life: EMPTY -> STARTING (spawned; sent 'I') -> IDLE (got 'H') <->
-** BUSY (sent 'T') ... -> EXITING (socket closed; SIGKILL at kill_at) ->
-** reaped -> EMPTY. The future a dying worker was running is completed when
-** the worker is reaped, with what the wait status tells.
+** Slot life: EMPTY -> STARTING (spawned; 'I' queued) -> IDLE (got 'H') <->
+** BUSY (sent 'T') ... -> EXITING (socket shut for writing; SIGKILL at
+** kill_at) -> reaped -> EMPTY. An exiting worker's socket is read to its
+** end, and the references in what it sent are dropped. Once reaped, what
+** the worker still held in the arena is dropped (its holdings table,
+** holdings.h), and its task is completed with what the wait status tells;
+** but a task the worker never received (its table does not name it as
+** begun: the frame was still on its way) goes back to the head of the
+** queue (pending again), for another worker. A worker records the task it
+** received in shared memory, so this costs no message.
 */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include "procsup.h"
-#include "clock.h"
-#include "shm.h"
-
-extern char **environ;
+#include "procspawn.h"
+#include "holdings.h"
+#include "shobj.h"
+#include "sys.h"
+#include "wait.h"
 
 enum { S_EMPTY, S_STARTING, S_IDLE, S_BUSY, S_EXITING };
 enum { R_NONE, R_CRASH, R_TIMEOUT, R_CANCEL };
 
-#define SHM_FD 5           /* where a worker finds the shared arena */
 #define TERM_GRACE 0.1     /* SIGTERM, then SIGKILL after this */
 #define EXIT_GRACE 2.0     /* a worker told to exit gets this long */
+#define MAX_TRIES 3        /* workers dying before a task starts, before it fails */
 
 typedef struct slot {
   concur_procsup *ps;
   int state, reason, fd;
+  int eof;                   /* its socket was read to the end (or is unreadable) */
   pid_t pid;                 /* under ps->mu */
   int status;                /* last reaped wait status, -1: none; under mu */
-  concur_future *running;    /* one reference; under ps->mu */
+  concur_future *task;       /* the task handed to it (running), one
+                             ** reference; under mu */
   uint64_t id;
   long ntasks;
   double deadline, kill_at;
   int never_ready;           /* it died before its hello */
   atomic_int cancel;         /* the running future was cancelled */
-  char *rbuf;
+  concur_shoff holdings;     /* its holdings table, 0: none */
+  char *rbuf;                /* what it sent, not yet handled */
   size_t rlen, rcap;
+  char *wpre;                /* the frame being sent: header and references */
+  const char *wbody;         /* then its codec bytes (a future's task or the init) */
+  size_t wprelen, wbodylen, wsent;
 } slot;
 
 struct concur_procsup {
@@ -78,154 +84,19 @@ struct concur_procsup {
   pthread_t thread;
   int nworkers;
   slot *slots;
+  struct pollfd *pfd;        /* the supervisor's, one per slot and the eventfd */
+  int *who;                  /* the slot of each pfd */
+  int single;                /* a Process: its task never moves to another */
   long max_tasks;
   double task_timeout;
   size_t memory_limit;
   concur_buf init;
   char **envp;
-  const char *lua;
+  char *lua;
   uint64_t nextid;
   int start_failures, max_start_failures;   /* in a row; then broken */
   atomic_long running, completed, failed, cancelled;
 };
-
-static const char SCRIPT[] = "require('concur.core').process_worker()\n";
-
-/* ---- frames ---------------------------------------------------------------- */
-
-static int write_all (int fd, const void *p, size_t n) {
-  const char *s = p;
-  while (n > 0) {
-    ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    s += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-/* A frame whose body is 'pre' and then 'body'. */
-static int frame_write2 (int fd, uint32_t type, uint64_t id, const void *pre,
-                         size_t prelen, const void *body, size_t len) {
-  concur_frame h;
-  if (len > CONCUR_FRAME_MAX || prelen > CONCUR_FRAME_MAX - len) return -1;
-  h.len = (uint32_t)(prelen + len);
-  h.type = type;
-  h.id = id;
-  if (h.len > 0 && h.len <= 4096) {   /* one send for small frames */
-    char small[sizeof h + 4096];
-    memcpy(small, &h, sizeof h);
-    if (prelen) memcpy(small + sizeof h, pre, prelen);
-    if (len) memcpy(small + sizeof h + prelen, body, len);
-    return write_all(fd, small, sizeof h + h.len);
-  }
-  if (write_all(fd, &h, sizeof h)) return -1;
-  if (prelen && write_all(fd, pre, prelen)) return -1;
-  return len ? write_all(fd, body, len) : 0;
-}
-
-int concur_frame_write (int fd, uint32_t type, uint64_t id,
-                        const void *body, size_t len) {
-  return frame_write2(fd, type, id, NULL, 0, body, len);
-}
-
-/* The references part of a body: a 32-bit count, then the references. */
-
-/* Reference i of the references part at p (maybe unaligned). */
-static concur_shref ref_at (const char *p, uint32_t i) {
-  concur_shref r;
-  memcpy(&r, p + sizeof(uint32_t) + i * sizeof r, sizeof r);
-  return r;
-}
-
-int concur_frame_writebuf (int fd, uint32_t type, uint64_t id,
-                           const concur_buf *b) {
-  uint32_t n = (uint32_t)b->nobjs;
-  size_t prelen = sizeof n + (size_t)n * sizeof(concur_shref);
-  char small[sizeof n + 8 * sizeof(concur_shref)];
-  char *pre = n <= 8 ? small : malloc(prelen);
-  int rc;
-  if (pre == NULL) return -1;
-  memcpy(pre, &n, sizeof n);
-  for (uint32_t i = 0; i < n; i++) {
-    concur_shref r;
-    concur_shobj_export(b->objs[i], &r);
-    memcpy(pre + sizeof n + i * sizeof r, &r, sizeof r);
-  }
-  rc = frame_write2(fd, type, id, pre, prelen, b->data, b->len);
-  if (rc != 0)    /* not delivered: nobody will adopt them */
-    for (uint32_t i = 0; i < n; i++) {
-      concur_shref r = ref_at(pre, i);
-      concur_shref_drop(&r);
-    }
-  if (pre != small) free(pre);
-  return rc;
-}
-
-int concur_frame_tobuf (const char *body, size_t len, concur_buf *out) {
-  uint32_t n = 0;
-  size_t i = 0, skip;
-  int rc = 0;
-  if (len >= sizeof n) memcpy(&n, body, sizeof n);
-  skip = sizeof n + (size_t)n * sizeof(concur_shref);
-  if (len < sizeof n || n > (len - sizeof n) / sizeof(concur_shref)) return -1;
-  for (; i < n; i++) {
-    concur_shref r = ref_at(body, (uint32_t)i);
-    concur_obj *o;
-    if ((o = concur_shobj_import(&r)) == NULL) {
-      rc = -1;
-      i++;
-      break;
-    }
-    rc = concur_buf_addobj(out, o);
-    concur_obj_unref(o);
-    if (rc != 0) {
-      i++;
-      break;
-    }
-  }
-  for (; i < n; i++) {   /* after a failure: drop the rest */
-    concur_shref r = ref_at(body, (uint32_t)i);
-    concur_shref_drop(&r);
-  }
-  if (rc == 0 && len > skip) rc = concur_buf_write(out, body + skip, len - skip);
-  if (rc != 0) concur_buf_free(out);
-  return rc;
-}
-
-static int read_all (int fd, void *p, size_t n) {
-  char *s = p;
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, s + got, n - got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    if (r == 0) return got == 0 ? 1 : -1;
-    got += (size_t)r;
-  }
-  return 0;
-}
-
-int concur_frame_read (int fd, concur_frame *h, char **body) {
-  int rc = read_all(fd, h, sizeof *h);
-  *body = NULL;
-  if (rc) return rc;
-  if (h->len > CONCUR_FRAME_MAX) return -1;
-  if (h->len == 0) return 0;
-  *body = malloc(h->len);
-  if (*body == NULL) return -1;
-  if (read_all(fd, *body, h->len) != 0) {
-    free(*body);
-    *body = NULL;
-    return -1;
-  }
-  return 0;
-}
 
 /* ---- small helpers ------------------------------------------------------------- */
 
@@ -239,18 +110,9 @@ void concur_procsup_describe (int status, char *buf, size_t size) {
     snprintf(buf, size, "ended with wait status %d", status);
 }
 
-/* An encoded error object {kind, message}, built without Lua. */
-static void errbuf (concur_buf *b, const char *kind, const char *msg) {
-  concur_buf_free(b);
-  if (concur_wire_table(b, 0) || concur_wire_cstr(b, "kind") ||
-      concur_wire_cstr(b, kind) || concur_wire_cstr(b, "message") ||
-      concur_wire_cstr(b, msg) || concur_wire_end(b))
-    concur_buf_free(b);
-}
-
 static void fail_future (concur_future *f, const char *kind, const char *msg) {
   concur_buf b = CONCUR_BUF_INIT;
-  errbuf(&b, kind, msg);
+  concur_wire_error(&b, kind, msg);
   concur_future_finish(f, 1, &b);
 }
 
@@ -266,25 +128,27 @@ static void procsup_destroy (concur_obj *o) {
   concur_procsup *ps = (concur_procsup *)o;
   for (int i = 0; i < ps->nworkers; i++) {
     free(ps->slots[i].rbuf);
+    free(ps->slots[i].wpre);
     if (ps->slots[i].fd >= 0) close(ps->slots[i].fd);
   }
-  if (ps->envp) {
-    for (char **e = ps->envp; *e; e++) free(*e);
-    free(ps->envp);
-  }
+  concur_procspawn_freeenv(ps->envp);
   if (ps->wakefd >= 0) close(ps->wakefd);
   if (ps->scriptfd >= 0) close(ps->scriptfd);
   concur_buf_free(&ps->init);
   pthread_mutex_destroy(&ps->mu);
   pthread_cond_destroy(&ps->ended_cv);
+  free(ps->lua);
   free(ps->broken);
   free(ps->slots);
+  free(ps->pfd);
+  free(ps->who);
   free(ps);
 }
 
 const concur_objtype concur_procsup_type = { "concur.ProcessPool", procsup_destroy, NULL };
 
-/* A pending future was cancelled: unlink it (it may already be gone). */
+/* A pending future was cancelled: unlink it (it may already be gone: then
+** it was handed to a worker, and the supervisor stops that worker). */
 static void op_dropped (concur_future *f) {
   concur_procsup *ps = f->owner;
   concur_future **pp, *prev = NULL;
@@ -301,10 +165,8 @@ static void op_dropped (concur_future *f) {
     }
   pthread_mutex_unlock(&ps->mu);
   atomic_fetch_add(&ps->cancelled, 1);
-  if (found) {
-    concur_obj_unref(&f->obj);
-    wake(ps);     /* a closing pool may be waiting for its queue to empty */
-  }
+  if (found) concur_obj_unref(&f->obj);
+  wake(ps);     /* a closing pool may be waiting for its queue to empty */
 }
 
 /* A running future was cancelled (f->mu held): the supervisor kills its
@@ -360,129 +222,101 @@ static void set_broken (concur_procsup *ps, const char *why) {
   pthread_mutex_lock(&ps->mu);
   if (ps->broken == NULL) ps->broken = strdup(why);
   ps->closing = 1;
-  snprintf(msg, sizeof msg, "pool is broken: %s", ps->broken ? ps->broken : why);
+  snprintf(msg, sizeof msg, ps->single ? "%s" : "pool is broken: %s",
+           ps->broken ? ps->broken : why);   /* a Process is no pool */
   q = take_queue(ps);
   pthread_mutex_unlock(&ps->mu);
   fail_list(q, "broken", msg);
 }
 
-/* ---- starting and ending workers ----------------------------------------------- */
-
-/* Builds the children's environment: the parent's, without the variables
-** we set, plus ours. */
-static char **make_env (const char *path, const char *cpath, size_t memlimit) {
-  static const char *const ours[] = { "LUA_PATH=", "LUA_PATH_5_4=", "LUA_CPATH=",
-    "LUA_CPATH_5_4=", "CONCUR_HASHKEY=", "CONCUR_PPID=", "CONCUR_MEMLIMIT=",
-    "CONCUR_SHMFD=", NULL };
-  size_t n = 0, k = 0;
-  char **env;
-  unsigned char key[16];
-  char hex[33];
-  for (char **e = environ; e && *e; e++) n++;
-  env = calloc(n + 8, sizeof *env);
-  if (env == NULL) return NULL;
-  for (char **e = environ; e && *e; e++) {
-    int skip = 0;
-    for (int i = 0; ours[i]; i++)
-      if (strncmp(*e, ours[i], strlen(ours[i])) == 0) skip = 1;
-    if (!skip && (env[k] = strdup(*e)) != NULL) k++;
-  }
-  concur_hash_getkey(key);
-  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", key[i]);
-  if (path && asprintf(&env[k], "LUA_PATH_5_4=%s", path) > 0) k++;
-  if (cpath && asprintf(&env[k], "LUA_CPATH_5_4=%s", cpath) > 0) k++;
-  if (asprintf(&env[k], "CONCUR_HASHKEY=%s", hex) > 0) k++;
-  if (asprintf(&env[k], "CONCUR_PPID=%ld", (long)getpid()) > 0) k++;
-  if (memlimit && asprintf(&env[k], "CONCUR_MEMLIMIT=%zu", memlimit) > 0) k++;
-  if (concur_shm_fd() >= 0 && asprintf(&env[k], "CONCUR_SHMFD=%d", SHM_FD) > 0)
-    k++;
-  env[k] = NULL;
-  return env;
-}
-
-/* Moves fd above the slots dup2 fills in the child (3 to SHM_FD). */
-static int high_fd (int fd) {
-  int nfd;
-  if (fd > SHM_FD || fd < 0) return fd;
-  nfd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
-  close(fd);
-  return nfd;
-}
-
-/* Starts slot s's process and sends it the init frame. Returns 0, or -1
-** with a message in err. Runs on the creating thread, then on the
-** supervisor's. */
-static int spawn (concur_procsup *ps, slot *s, char *err, size_t errsize) {
-  int sv[2], rc;
-  pid_t pid;
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  sigset_t none, def;
-  char *argv[3];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    snprintf(err, errsize, "cannot make a socket pair: %s", strerror(errno));
-    return -1;
-  }
-  sv[1] = high_fd(sv[1]);
-  if (sv[1] < 0) {
-    close(sv[0]);
-    snprintf(err, errsize, "out of file descriptors");
-    return -1;
-  }
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
-  posix_spawn_file_actions_adddup2(&fa, ps->scriptfd, 4);
-  if (concur_shm_fd() >= 0)
-    posix_spawn_file_actions_adddup2(&fa, concur_shm_fd(), SHM_FD);
-  posix_spawn_file_actions_addclosefrom_np(&fa, SHM_FD + 1);
-  posix_spawnattr_init(&at);
-  sigemptyset(&none);
-  sigemptyset(&def);
-  sigaddset(&def, SIGTERM); sigaddset(&def, SIGINT); sigaddset(&def, SIGPIPE);
-  sigaddset(&def, SIGCHLD); sigaddset(&def, SIGHUP); sigaddset(&def, SIGQUIT);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &def);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  argv[0] = (char *)ps->lua;
-  argv[1] = (char *)"/proc/self/fd/4";
-  argv[2] = NULL;
-  rc = posix_spawnp(&pid, ps->lua, &fa, &at, argv, ps->envp);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  close(sv[1]);
-  if (rc != 0) {
-    close(sv[0]);
-    snprintf(err, errsize, "cannot start '%s': %s", ps->lua, strerror(rc));
-    return -1;
-  }
+/* Puts f (a reference, pending again), which never reached the worker it
+** was handed to, back at the head of the queue; or fails it when too many
+** workers died with it, or when the pool can no longer run it. */
+static void requeue (concur_procsup *ps, concur_future *f, const char *what) {
+  char msg[640];
   pthread_mutex_lock(&ps->mu);
-  s->pid = pid;
+  if (ps->broken == NULL && !ps->kill_all && ++f->tries < MAX_TRIES) {
+    f->next = ps->head;
+    ps->head = f;
+    if (ps->tail == NULL) ps->tail = f;
+    ps->npending++;
+    pthread_mutex_unlock(&ps->mu);
+    return;
+  }
+  if (ps->broken) snprintf(msg, sizeof msg, "pool is broken: %s", ps->broken);
+  else if (ps->kill_all) msg[0] = '\0';
+  else snprintf(msg, sizeof msg, "%d worker processes died before the task reached "
+                "them (the last: %s)", f->tries, what);
   pthread_mutex_unlock(&ps->mu);
-  s->fd = sv[0];
-  s->state = S_STARTING;
-  s->reason = R_NONE;
-  s->ntasks = 0;
-  s->rlen = 0;
-  s->never_ready = 0;
-  atomic_store(&s->cancel, 0);
-  /* the child reads the init frame when it is ready; a small one fits the
-  ** socket buffer, and a big one blocks only until the child reads it */
-  if (concur_frame_writebuf(s->fd, 'I', 0, &ps->init) != 0) {
-    s->state = S_EXITING;      /* it died at once: reaped as a failed start */
-    s->reason = R_CRASH;
-    s->never_ready = 1;
-    s->kill_at = concur_now() + TERM_GRACE;
-    close(s->fd);
-    s->fd = -1;
+  if (msg[0]) fail_future(f, "broken", msg);
+  else concur_future_cancel(f);
+  concur_obj_unref(&f->obj);
+}
+
+/* ---- sending --------------------------------------------------------------------- */
+
+/* Sends what the socket takes of slot s's frame. Returns 0 (the rest waits
+** for room), or -1 when the worker is gone. */
+static int flush (slot *s) {
+  while (s->wpre) {
+    struct iovec iov[2];
+    struct msghdr m;
+    size_t at = s->wsent;
+    int n = 0;
+    ssize_t w;
+    if (at < s->wprelen) {
+      iov[n].iov_base = s->wpre + at;
+      iov[n++].iov_len = s->wprelen - at;
+      at = 0;
+    }
+    else at -= s->wprelen;
+    if (at < s->wbodylen) {
+      iov[n].iov_base = (char *)s->wbody + at;
+      iov[n++].iov_len = s->wbodylen - at;
+    }
+    if (n == 0) {                      /* all of it went out */
+      free(s->wpre);
+      s->wpre = NULL;
+      s->wbody = NULL;
+      break;
+    }
+    memset(&m, 0, sizeof m);
+    m.msg_iov = iov;
+    m.msg_iovlen = (size_t)n;
+    w = sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      return -1;
+    }
+    s->wsent += (size_t)w;
   }
   return 0;
 }
 
-/* Closes s's socket; the worker is reaped later (killed at the deadline). */
+/* Starts sending b to slot s as a frame, its references lent (b must
+** outlive the send: the init, or the task of the future s holds). Returns
+** 0, -1 when the worker is gone, -2 when the frame cannot be made (too
+** long, or out of memory). */
+static int send_frame (slot *s, uint32_t type, uint64_t id, const concur_buf *b) {
+  s->wpre = concur_frame_lend(type, id, b, &s->wprelen);
+  if (s->wpre == NULL) return -2;
+  s->wbody = b->data;
+  s->wbodylen = b->len;
+  s->wsent = 0;
+  return flush(s);
+}
+
+/* ---- starting and ending workers ----------------------------------------------- */
+
+/* Shuts s's socket for writing (the worker reads its end and exits); the
+** worker is reaped later (killed at the deadline). What it still sends is
+** read and dropped. */
 static void begin_exit (slot *s, int reason, double grace) {
-  if (s->fd >= 0) close(s->fd);
-  s->fd = -1;
-  if (s->state == S_STARTING && reason == R_CRASH) s->never_ready = 1;  /* never ready */
+  if (s->fd >= 0) shutdown(s->fd, SHUT_WR);
+  free(s->wpre);
+  s->wpre = NULL;
+  if (s->state == S_STARTING && reason == R_CRASH) s->never_ready = 1;
   s->state = S_EXITING;
   s->reason = reason;
   s->kill_at = concur_now() + grace;
@@ -494,25 +328,91 @@ static void terminate (slot *s, int reason) {
   begin_exit(s, reason, TERM_GRACE);
 }
 
+/* Starts slot s's process and queues its init frame. Returns 0, or -1 with
+** a message in err (*resource: descriptors or memory ran out). */
+static int spawn (concur_procsup *ps, slot *s, char *err, size_t errsize,
+                  int *resource) {
+  pid_t pid;
+  int fd;
+  concur_shoff holdings = concur_holdings_new();
+  if (concur_procspawn(ps->lua, ps->envp, ps->scriptfd, &pid, &fd, err, errsize,
+                       resource) != 0) {
+    concur_shobj_reclaim(holdings);
+    return -1;
+  }
+  pthread_mutex_lock(&ps->mu);
+  s->pid = pid;
+  pthread_mutex_unlock(&ps->mu);
+  s->fd = fd;
+  s->eof = 0;
+  s->holdings = holdings;
+  s->state = S_STARTING;
+  s->reason = R_NONE;
+  s->ntasks = 0;
+  s->rlen = 0;
+  s->never_ready = 0;
+  atomic_store(&s->cancel, 0);
+  if (send_frame(s, 'I', holdings, &ps->init) != 0)
+    begin_exit(s, R_CRASH, TERM_GRACE);   /* reaped as a failed start */
+  return 0;
+}
+
+/* Reads what slot s has sent; handles every complete frame (an exiting
+** worker's are dropped). */
+static void on_readable (concur_procsup *ps, slot *s);
+
+/* What a dead worker left in its socket is read to the end and dropped,
+** with the references of a frame it was cut short in. */
+static void drain (concur_procsup *ps, slot *s) {
+  if (s->fd >= 0 && !s->eof) on_readable(ps, s);
+  if (s->rlen >= sizeof(concur_frame)) {
+    concur_frame h;
+    memcpy(&h, s->rbuf, sizeof h);
+    if (h.type == 'R' || h.type == 'E')
+      concur_frame_drop(s->rbuf + sizeof h, s->rlen - sizeof h);
+  }
+  s->rlen = 0;
+  if (s->fd >= 0) close(s->fd);
+  s->fd = -1;
+  free(s->wpre);
+  s->wpre = NULL;
+}
+
 /* Completes what slot s was running, once its process was reaped with
 ** 'status'. */
 static void settle (concur_procsup *ps, slot *s, int status) {
   concur_future *f;
   char what[128], msg[320];
+  int received;
   long pid;
+  drain(ps, s);
+  /* without a table, a task counts as received (it fails, as it may have run) */
+  received = s->holdings == 0 || concur_holdings_begun(s->holdings) == s->id;
+  concur_shobj_reclaim(s->holdings);   /* what it held when it died */
+  s->holdings = 0;
   pthread_mutex_lock(&ps->mu);
-  f = s->running;
-  s->running = NULL;
+  f = s->task;
+  s->task = NULL;
   s->status = status;
   pid = (long)s->pid;
   s->pid = 0;
   pthread_mutex_unlock(&ps->mu);
   concur_procsup_describe(status, what, sizeof what);
   if (s->never_ready && ++ps->start_failures >= ps->max_start_failures) {
-    snprintf(msg, sizeof msg, "a worker process could not start (%s)", what);
+    if (ps->single)              /* a Process: killed as it started, say */
+      snprintf(msg, sizeof msg, "process %ld %s", pid, what);
+    else
+      snprintf(msg, sizeof msg, "a worker process could not start (%s; it runs %s)",
+               what, ps->lua);
     set_broken(ps, msg);         /* rather than respawning for ever */
   }
-  if (f) {
+  if (f && !received && !ps->single && (s->reason == R_CRASH || s->reason == R_NONE)
+      && concur_future_unstart(f)) {
+    atomic_fetch_sub(&ps->running, 1);
+    snprintf(msg, sizeof msg, "worker %ld %s", pid, what);
+    requeue(ps, f, msg);         /* it never ran: another worker will */
+  }
+  else if (f) {
     if (s->reason == R_TIMEOUT)
       fail_future(f, "timeout", "task exceeded its timeout (its worker process was killed)");
     else if (s->reason == R_CANCEL)
@@ -526,7 +426,8 @@ static void settle (concur_procsup *ps, slot *s, int status) {
         fail_future(f, "limit", msg);
       }
       else {
-        snprintf(msg, sizeof msg, "worker %ld died: %s", pid, what);
+        snprintf(msg, sizeof msg, ps->single ? "process %ld %s"
+                 : "worker %ld died: %s", pid, what);
         fail_future(f, "broken", msg);
       }
     }
@@ -542,6 +443,7 @@ static void dispatch (concur_procsup *ps, slot *s) {
   for (;;) {
     concur_future *f;
     double timeout;
+    int rc;
     pthread_mutex_lock(&ps->mu);
     f = ps->head;
     if (f) {
@@ -559,28 +461,39 @@ static void dispatch (concur_procsup *ps, slot *s) {
     atomic_fetch_add(&ps->running, 1);
     atomic_store(&s->cancel, 0);
     pthread_mutex_lock(&ps->mu);
-    s->running = f;                     /* the queue's reference */
+    s->task = f;                        /* the queue's reference */
     pthread_mutex_unlock(&ps->mu);
     s->id = ++ps->nextid;
     timeout = f->timeout >= 0 ? f->timeout : ps->task_timeout;
     s->deadline = timeout >= 0 ? concur_now() + timeout : CONCUR_NODEADLINE;
     s->state = S_BUSY;
-    if (concur_frame_writebuf(s->fd, 'T', s->id, &f->task) != 0)
-      begin_exit(s, R_CRASH, TERM_GRACE);   /* it died: reaped and reported */
+    rc = send_frame(s, 'T', s->id, &f->task);
+    if (rc == -1)
+      begin_exit(s, R_CRASH, TERM_GRACE);   /* it died: the task goes back */
+    else if (rc == -2) {
+      pthread_mutex_lock(&ps->mu);
+      s->task = NULL;
+      pthread_mutex_unlock(&ps->mu);
+      s->state = S_IDLE;
+      fail_future(f, "limit", "the task cannot be sent to a worker process "
+                  "(too large, or out of memory)");
+      concur_obj_unref(&f->obj);
+      continue;
+    }
     return;
   }
 }
 
-/* Handles one frame from slot s. */
+/* Handles one frame from slot s (not exiting). */
 static void on_frame (concur_procsup *ps, slot *s, const concur_frame *h,
                       const char *body) {
   if (h->type == 'H' && s->state == S_STARTING) {
+    char msg[512];
     if (h->id == 0) {
       s->state = S_IDLE;
       ps->start_failures = 0;
       return;
     }
-    char msg[512];
     snprintf(msg, sizeof msg, "initializer failed: %.*s", (int)(h->len > 400 ? 400 : h->len),
              body ? body : "");
     set_broken(ps, msg);
@@ -590,11 +503,11 @@ static void on_frame (concur_procsup *ps, slot *s, const concur_frame *h,
     concur_buf out = CONCUR_BUF_INIT;
     concur_future *f;
     pthread_mutex_lock(&ps->mu);
-    f = s->running;
-    s->running = NULL;
+    f = s->task;
+    s->task = NULL;
     pthread_mutex_unlock(&ps->mu);
-    if (concur_frame_tobuf(body, h->len, &out) != 0)
-      errbuf(&out, "transfer", "the task's results could not be received "
+    if (concur_frame_tobuf(body, h->len, &out, 0) != 0)
+      concur_wire_error(&out, "transfer", "the task's results could not be received "
              "(out of memory, or a malformed message)");
     concur_future_finish(f, h->type == 'E', &out);
     concur_obj_unref(&f->obj);
@@ -602,11 +515,12 @@ static void on_frame (concur_procsup *ps, slot *s, const concur_frame *h,
     if (ps->max_tasks && ++s->ntasks >= ps->max_tasks)
       begin_exit(s, R_NONE, EXIT_GRACE);     /* recycled */
   }
-  else
+  else {
+    if (h->type == 'R' || h->type == 'E') concur_frame_drop(body, h->len);
     terminate(s, R_CRASH);   /* it speaks out of turn: not to be trusted */
+  }
 }
 
-/* Reads what slot s has sent; handles every complete frame. */
 static void on_readable (concur_procsup *ps, slot *s) {
   for (;;) {
     ssize_t r;
@@ -614,7 +528,7 @@ static void on_readable (concur_procsup *ps, slot *s) {
     if (s->rcap - s->rlen < 65536) {
       size_t ncap = s->rcap ? s->rcap * 2 : 131072;
       char *nb = realloc(s->rbuf, ncap);
-      if (nb == NULL) { terminate(s, R_CRASH); return; }
+      if (nb == NULL) goto unreadable;
       s->rbuf = nb;
       s->rcap = ncap;
     }
@@ -622,39 +536,82 @@ static void on_readable (concur_procsup *ps, slot *s) {
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (r <= 0) {                         /* end of file: it died */
-      begin_exit(s, R_CRASH, EXIT_GRACE);
+      s->eof = 1;
+      if (s->state != S_EXITING) begin_exit(s, R_CRASH, EXIT_GRACE);
       return;
     }
     s->rlen += (size_t)r;
-    while (s->state != S_EXITING && s->rlen - off >= sizeof(concur_frame)) {
+    while (s->rlen - off >= sizeof(concur_frame)) {
       concur_frame h;
+      const char *body = s->rbuf + off + sizeof h;
       memcpy(&h, s->rbuf + off, sizeof h);
-      if (h.len > CONCUR_FRAME_MAX) { terminate(s, R_CRASH); return; }
+      if (h.len > CONCUR_FRAME_MAX) goto unreadable;
       if (s->rlen - off - sizeof h < h.len) {   /* incomplete: make room */
         size_t need = sizeof h + h.len;
         if (need > s->rcap) {
           char *nb = realloc(s->rbuf, need + 65536);
-          if (nb == NULL) { terminate(s, R_CRASH); return; }
+          if (nb == NULL) goto unreadable;
           s->rbuf = nb;
           s->rcap = need + 65536;
         }
         break;
       }
-      on_frame(ps, s, &h, s->rbuf + off + sizeof h);
+      if (s->state != S_EXITING) on_frame(ps, s, &h, body);
+      else if (h.type == 'R' || h.type == 'E') concur_frame_drop(body, h.len);
       off += sizeof h + h.len;
     }
-    if (s->state == S_EXITING) { s->rlen = 0; return; }
     memmove(s->rbuf, s->rbuf + off, s->rlen - off);
     s->rlen -= off;
     if ((size_t)r < 65536) return;      /* probably drained */
+  }
+unreadable:           /* malformed, or no memory to read it: stop reading */
+  s->eof = 1;
+  s->rlen = 0;
+  if (s->state != S_EXITING) terminate(s, R_CRASH);
+}
+
+/* One round of slot s's life; adds to *alive, and lowers *timeout (ms) and
+** *next (the next task deadline) as it needs. */
+static void tend (concur_procsup *ps, slot *s, int closing, int kill_all, int *broken,
+                  int queued, double now, double *next, int *timeout) {
+  char err[512];
+  int resource;
+  if (s->state == S_EMPTY && !*broken && (!closing || queued) && !kill_all) {
+    if (spawn(ps, s, err, sizeof err, &resource) != 0) {
+      set_broken(ps, err);
+      *broken = 1;
+    }
+  }
+  if (s->state == S_IDLE && queued && !kill_all) dispatch(ps, s);
+  if ((s->state == S_IDLE || s->state == S_STARTING) && (kill_all || *broken ||
+      (closing && !queued && s->state == S_IDLE)))
+    begin_exit(s, R_NONE, kill_all ? TERM_GRACE : EXIT_GRACE);
+  if (s->state == S_BUSY) {
+    if (atomic_load(&s->cancel) || kill_all) terminate(s, R_CANCEL);
+    else if (s->deadline >= 0 && now >= s->deadline) terminate(s, R_TIMEOUT);
+    else if (s->deadline >= 0 && (*next < 0 || s->deadline < *next)) *next = s->deadline;
+  }
+  if (s->state == S_EXITING) {
+    int st;
+    pid_t r = waitpid(s->pid, &st, WNOHANG);
+    if (r == s->pid || (r < 0 && errno == ECHILD)) {
+      settle(ps, s, r == s->pid ? st : 0);
+      *timeout = 0;            /* go round again: replace it */
+    }
+    else {
+      if (now >= s->kill_at) {
+        kill(s->pid, SIGKILL);
+        s->kill_at = now + 1.0;
+      }
+      if (*timeout != 0) *timeout = 2;    /* poll for its end */
+    }
   }
 }
 
 static void *supervise (void *arg) {
   concur_procsup *ps = arg;
-  struct pollfd *pfd = calloc((size_t)ps->nworkers + 1, sizeof *pfd);
-  int *who = calloc((size_t)ps->nworkers + 1, sizeof *who);
-  char err[256];
+  struct pollfd *pfd = ps->pfd;
+  int *who = ps->who;
   for (;;) {
     int closing, kill_all, broken, queued, alive = 0, n = 0, timeout = -1;
     double now = concur_now(), next = -1;
@@ -666,40 +623,11 @@ static void *supervise (void *arg) {
     pthread_mutex_unlock(&ps->mu);
     for (int i = 0; i < ps->nworkers; i++) {
       slot *s = &ps->slots[i];
-      if (s->state == S_EMPTY && !broken && (!closing || queued) && !kill_all) {
-        if (spawn(ps, s, err, sizeof err) != 0) {
-          set_broken(ps, err);
-          broken = 1;
-        }
-      }
-      if (s->state == S_IDLE && queued && !kill_all) dispatch(ps, s);
-      if ((s->state == S_IDLE || s->state == S_STARTING) && (kill_all || broken ||
-          (closing && !queued && s->state == S_IDLE)))
-        begin_exit(s, R_NONE, kill_all ? TERM_GRACE : EXIT_GRACE);
-      if (s->state == S_BUSY) {
-        if (atomic_load(&s->cancel) || kill_all) terminate(s, R_CANCEL);
-        else if (s->deadline >= 0 && now >= s->deadline) terminate(s, R_TIMEOUT);
-        else if (s->deadline >= 0 && (next < 0 || s->deadline < next)) next = s->deadline;
-      }
-      if (s->state == S_EXITING) {
-        int st;
-        pid_t r = waitpid(s->pid, &st, WNOHANG);
-        if (r == s->pid || (r < 0 && errno == ECHILD)) {
-          settle(ps, s, r == s->pid ? st : 0);
-          timeout = 0;          /* go round again: replace it */
-        }
-        else {
-          if (now >= s->kill_at) {
-            kill(s->pid, SIGKILL);
-            s->kill_at = now + 1.0;
-          }
-          if (timeout != 0) timeout = 2;    /* poll for its end */
-        }
-      }
+      tend(ps, s, closing, kill_all, &broken, queued, now, &next, &timeout);
       if (s->state != S_EMPTY) alive++;
-      if (s->fd >= 0) {
+      if (s->fd >= 0 && !s->eof) {
         pfd[n].fd = s->fd;
-        pfd[n].events = POLLIN;
+        pfd[n].events = (short)(POLLIN | (s->wpre && s->state != S_EXITING ? POLLOUT : 0));
         who[n++] = i;
       }
     }
@@ -724,11 +652,13 @@ static void *supervise (void *arg) {
     }
     for (int k = 0; k < n; k++) {
       slot *s = &ps->slots[who[k]];
-      if (pfd[k].revents && s->fd == pfd[k].fd) on_readable(ps, s);
+      if (s->fd != pfd[k].fd || s->eof) continue;
+      if ((pfd[k].revents & POLLOUT) && s->wpre && s->state != S_EXITING
+          && flush(s) != 0)
+        begin_exit(s, R_CRASH, EXIT_GRACE);   /* it died: its EOF follows */
+      if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR)) on_readable(ps, s);
     }
   }
-  free(pfd);
-  free(who);
   pthread_mutex_lock(&ps->mu);
   ps->ended = 1;
   pthread_cond_broadcast(&ps->ended_cv);
@@ -739,16 +669,49 @@ static void *supervise (void *arg) {
 
 /* ---- the interface ------------------------------------------------------------- */
 
-concur_procsup *concur_procsup_new (concur_procopts *o, char **err) {
-  concur_procsup *ps = calloc(1, sizeof *ps);
-  char msg[256];
-  const char *lua = getenv("CONCUR_LUA");
-  *err = NULL;
-  if (ps) ps->slots = calloc((size_t)o->workers, sizeof *ps->slots);
-  if (ps == NULL || ps->slots == NULL) {
+/* Kills and reaps what the slots started (when the pool cannot start). */
+static void reap_started (concur_procsup *ps) {
+  for (int i = 0; i < ps->nworkers; i++) {
+    slot *s = &ps->slots[i];
+    if (s->pid > 0) {
+      kill(s->pid, SIGKILL);
+      waitpid(s->pid, NULL, 0);
+      s->pid = 0;
+      concur_shobj_reclaim(s->holdings);
+      s->holdings = 0;
+    }
+  }
+}
+
+concur_procsup *concur_procsup_new (concur_procopts *o, char *err, size_t errsize,
+                                    const char **kind) {
+  concur_procsup *ps;
+  char lua[PATH_MAX], why[160];
+  int resource = 0;
+  *kind = "broken";
+  if (concur_procspawn_lua(lua, sizeof lua, err, errsize) != 0) {
+    concur_buf_free(&o->init);
+    *kind = "argument";
+    return NULL;
+  }
+  ps = calloc(1, sizeof *ps);
+  if (ps) {
+    ps->slots = calloc((size_t)o->workers, sizeof *ps->slots);
+    ps->pfd = calloc((size_t)o->workers + 1, sizeof *ps->pfd);
+    ps->who = calloc((size_t)o->workers + 1, sizeof *ps->who);
+    ps->lua = strdup(lua);
+  }
+  if (ps == NULL || !ps->slots || !ps->pfd || !ps->who || !ps->lua) {
+    if (ps) {
+      free(ps->slots);
+      free(ps->pfd);
+      free(ps->who);
+      free(ps->lua);
+    }
     free(ps);
     concur_buf_free(&o->init);
-    *err = strdup("not enough memory");
+    snprintf(err, errsize, "not enough memory");
+    *kind = "limit";
     return NULL;
   }
   concur_obj_init(&ps->obj, &concur_procsup_type);
@@ -760,38 +723,38 @@ concur_procsup *concur_procsup_new (concur_procopts *o, char **err) {
   ps->task_timeout = o->task_timeout;
   ps->memory_limit = o->memory_limit;
   ps->max_start_failures = o->start_retries > 0 ? o->start_retries : 1;
-  ps->lua = lua && *lua ? lua : "lua5.4";
-  ps->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  ps->scriptfd = high_fd(memfd_create("concur-worker", MFD_CLOEXEC));
-  ps->envp = make_env(o->path, o->cpath, o->memory_limit);
+  ps->single = o->single;
+  ps->wakefd = ps->scriptfd = -1;
   for (int i = 0; i < ps->nworkers; i++) {
     ps->slots[i].ps = ps;
     ps->slots[i].fd = -1;
     ps->slots[i].status = -1;
   }
-  if (ps->wakefd < 0 || ps->scriptfd < 0 || ps->envp == NULL ||
-      write(ps->scriptfd, SCRIPT, sizeof SCRIPT - 1) != (ssize_t)(sizeof SCRIPT - 1)) {
-    *err = strdup("cannot set up the worker processes (out of descriptors or memory)");
+  errno = 0;
+  if ((ps->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0
+      || (ps->scriptfd = concur_procspawn_script()) < 0
+      || (ps->envp = concur_procspawn_env(o->path, o->cpath, o->memory_limit)) == NULL) {
+    int e = errno ? errno : ENOMEM;
+    concur_syserr(e, why, sizeof why);
+    snprintf(err, errsize, "cannot set up the worker processes: %s", why);
+    *kind = e == EMFILE || e == ENFILE || e == ENOMEM ? "limit" : "broken";
     concur_obj_unref(&ps->obj);
     return NULL;
   }
   for (int i = 0; i < ps->nworkers; i++)
-    if (spawn(ps, &ps->slots[i], msg, sizeof msg) != 0) {
-      set_broken(ps, msg);   /* the supervisor reaps what did start */
-      break;
+    if (spawn(ps, &ps->slots[i], err, errsize, &resource) != 0) {
+      if (resource) *kind = "limit";
+      reap_started(ps);
+      concur_obj_unref(&ps->obj);
+      return NULL;
     }
   concur_obj_ref(&ps->obj);  /* the thread's */
-  if (pthread_create(&ps->thread, NULL, supervise, ps) != 0) {
-    for (int i = 0; i < ps->nworkers; i++) {
-      slot *s = &ps->slots[i];
-      if (s->pid > 0) {
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, NULL, 0);
-      }
-    }
+  if (concur_thread_create(&ps->thread, supervise, ps) != 0) {
+    reap_started(ps);
     concur_obj_unref(&ps->obj);
     concur_obj_unref(&ps->obj);
-    *err = strdup("cannot start the supervisor thread");
+    snprintf(err, errsize, "cannot start the supervisor thread");
+    *kind = "limit";
     return NULL;
   }
   /* NOTE: an initializer that fails, or workers that die while starting,
@@ -830,8 +793,8 @@ void concur_procsup_stop (concur_procsup *ps, int cancel_pending, int kill_runni
   if (cancel_pending) q = take_queue(ps);
   if (run)
     for (int i = 0; i < ps->nworkers; i++)
-      if (ps->slots[i].running)
-        run[nrun++] = (concur_future *)concur_obj_ref(&ps->slots[i].running->obj);
+      if (ps->slots[i].task)
+        run[nrun++] = (concur_future *)concur_obj_ref(&ps->slots[i].task->obj);
   pthread_mutex_unlock(&ps->mu);
   fail_list(q, NULL, NULL);
   for (int i = 0; i < nrun; i++) {

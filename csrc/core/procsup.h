@@ -8,10 +8,11 @@
 ** C thread that feeds queued futures to idle workers, reads their results,
 ** completes the futures, notices dead workers (EOF, waitpid), kills
 ** workers whose task overran its deadline or was cancelled, and starts
-** replacements. Tasks and results cross a socketpair as frames: a 16-byte
-** header (length, type, task id) and a body: for 'I', 'T', 'R' and 'E' a
-** buffer's shared objects (as exported references, core/shm.h) and then
-** its codec bytes. Workers inherit the shared arena (fd 5, CONCUR_SHMFD).
+** replacements. Tasks and results cross a socketpair as frames (frame.h);
+** workers are started by procspawn.h and inherit the shared arena (fd 5,
+** CONCUR_SHMFD). No worker can stall the supervisor: it never blocks on a
+** worker's socket, and a task goes back to the queue when its worker dies
+** before the task reached it.
 */
 #ifndef CONCUR_CORE_PROCSUP_H
 #define CONCUR_CORE_PROCSUP_H
@@ -20,36 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "future.h"
+#include "frame.h"
 #include "wire.h"
-
-/* ---- frames ---------------------------------------------------------------- */
-
-/* parent -> child: 'I' init (initializer and its arguments, maybe empty),
-**                  'T' task (function and arguments);
-** child -> parent: 'H' hello (id 0: ready; id 1: the initializer failed,
-**                  body = message), 'R' results, 'E' error object. */
-typedef struct concur_frame {
-  uint32_t len;      /* bytes after the header */
-  uint32_t type;
-  uint64_t id;
-} concur_frame;
-
-#define CONCUR_FRAME_MAX ((uint32_t)0x7fffffff)
-
-/* Writes one frame (blocking, EINTR-safe, never raises SIGPIPE); 0 or -1. */
-int concur_frame_write (int fd, uint32_t type, uint64_t id,
-                        const void *body, size_t len);
-/* Reads one frame (blocking); *body is malloc'd (NULL when empty). Returns
-** 0, 1 at a clean end of file, -1 on errors or a malformed header. */
-int concur_frame_read (int fd, concur_frame *h, char **body);
-/* Writes buffer b as a frame. Every object of b must be of a shared class
-** (concur_shclass_of); each is exported, and the reader adopts it. */
-int concur_frame_writebuf (int fd, uint32_t type, uint64_t id,
-                           const concur_buf *b);
-/* Turns the body of a frame written by concur_frame_writebuf into *out
-** (empty): imports its objects, copies its bytes. Returns 0, or -1 when the
-** body is malformed or memory ran out (its references are then dropped). */
-int concur_frame_tobuf (const char *body, size_t len, concur_buf *out);
 
 /* ---- the supervisor ---------------------------------------------------------- */
 
@@ -64,12 +37,17 @@ typedef struct concur_procopts {
   int start_retries;         /* workers that die before they are ready, in
                              ** a row, before the pool is marked broken */
   const char *path, *cpath;  /* the workers' package.path and cpath */
+  int single;                /* a Process: a task whose worker dies before it
+                             ** starts fails, rather than going to another */
   concur_buf init;           /* initializer and initargs, or empty (moved) */
 } concur_procopts;
 
-/* Starts the workers and the supervisor thread. Returns NULL with a
-** malloc'd message in *err on failure (opts->init is freed either way). */
-concur_procsup *concur_procsup_new (concur_procopts *opts, char **err);
+/* Starts the workers and the supervisor thread. Returns NULL on failure,
+** with a message in err and an error kind in *kind: "argument" (no Lua
+** interpreter was found: see procspawn.h), "limit" (out of descriptors,
+** processes or memory) or "broken". opts->init is freed either way. */
+concur_procsup *concur_procsup_new (concur_procopts *opts, char *err,
+                                    size_t errsize, const char **kind);
 
 /* A new future to submit to ps (its ops count the stats). */
 concur_future *concur_procsup_future (concur_procsup *ps);

@@ -1,131 +1,62 @@
 /*
 ** queue.c: the queue of queue.h.
 **
-** One mutex guards everything; three conditions wait on it: 'notempty'
-** (getters), 'notfull' (putters of a bounded queue) and 'alldone' (join).
-** Each is signalled only when its sleeper count says someone sleeps, so a
-** producer and a consumer that keep up with each other make no syscalls.
-** Before sleeping, a getter (or a putter on a full queue) spins for a few
+** Two stores. A FIFO queue that has never crossed to another process keeps
+** its items in 'local' (qlocal.c: in-process memory, one mutex per side);
+** every other queue keeps them in the shared store here: an array in the
+** arena, guarded by 'mu', with three waits on it: 'notempty' (getters),
+** 'notfull' (putters of a bounded queue) and 'donegen' (join). Each is
+** signalled only when a sleeper count says someone sleeps, so a producer
+** and a consumer that keep up with each other make no syscalls. Before
+** sleeping, a getter (or a putter on a full queue) spins for a few
 ** microseconds on the atomic item count, outside the mutex: a handover
 ** between two running threads is far cheaper than a futex sleep and wake.
 **
-** Items are packed into arena blocks (pack) before the mutex is taken and
-** unpacked after it is dropped, so the mutex covers only the array moves.
+** The first time a FIFO queue is readied to cross (concur_queue_share), its
+** local items move to the shared store, in order, with their positions as
+** sequence numbers; 'fast' is cleared and 'local' frozen, which sends every
+** thread inside or asleep in it to the shared store (qlocal.h). What the two
+** stores share needs no moving: 'closed' is set in both by close, and
+** 'unfinished' counts the items of both (it is counted before an item can
+** be taken, so task_done never sees it short).
 **
-** Invariants: count == store.n; unfinished >= count; a closed queue stays
-** closed; each object reference in an item is owned by exactly one holder.
+** Shared items are packed into arena blocks (shbuf.h) before the mutex is
+** taken and copied out after it is dropped, so the mutex covers only the
+** array moves. A get takes the item out of either store but keeps it whole
+** until its caller has decoded it: then it commits (the item is freed), or,
+** when it cannot be decoded here, puts it back where it was (its sequence
+** number or position says where), so no consumer's failure loses an item.
+**
+** Invariants: count == store.n; unfinished >= the items in the queue; a
+** closed queue stays closed; each object reference in an item is owned by
+** exactly one holder.
 */
+#define _GNU_SOURCE   /* PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "queue.h"
-#include "shm.h"
+#include "shbuf.h"
 #include "sync.h"
 
 #define SPIN_SECONDS 50e-6   /* longest busy wait before sleeping */
 
 /* ---- items ----------------------------------------------------------------
-** An item block: this header, nobjs references, then len codec bytes. A
-** reference is an exported shared object (id > 0), or (id 0) a pointer to
-** an object of process 'pid' holding one in-process reference (in 'off').
+** An item of the shared store that holds objects, or more than
+** CONCUR_QINLINE bytes, is an shbuf block (shbuf.h): its bytes and its
+** objects' references, in the arena. Only the process that put an item
+** holding in-process objects can take it (the block is local).
 */
 
-typedef struct qblock {
-  uint64_t len;
-  uint32_t nobjs;
-  int32_t pid;               /* whose pointers the references hold, or 0 */
-} qblock;
-
-static concur_shref *block_refs (qblock *b) {
-  return (concur_shref *)(b + 1);
-}
-
-/* Packs *item (emptied) into a new block; its offset, or 0 when the arena
-** is full (*item is then left as it was). 'share': the queue is shared with
-** other processes, so its objects are readied to cross (a failure shows as
-** a block with a pid, which put refuses). */
-static concur_shoff pack (concur_buf *item, int share) {
-  concur_shoff off;
-  qblock *b = concur_shm_alloc(sizeof *b + item->nobjs * sizeof(concur_shref)
-                               + item->len, &off);
-  concur_shref *r;
-  if (b == NULL) return 0;
-  b->len = item->len;
-  b->nobjs = (uint32_t)item->nobjs;
-  b->pid = 0;
-  r = block_refs(b);
-  for (size_t i = 0; i < item->nobjs; i++) {
-    concur_obj *o = item->objs[i];
-    char err[8];
-    if (concur_shclass_of(o->type)
-        && (!share || concur_shobj_share(o, err, sizeof err) == 0)) {
-      concur_shobj_export(o, &r[i]);
-      concur_obj_unref(o);
-    }
-    else {                   /* the block takes the item's reference */
-      r[i].id = 0;
-      r[i].pad = 0;
-      r[i].off = (uint64_t)(uintptr_t)o;
-      b->pid = concur_sync_pid();
-    }
-    item->objs[i] = NULL;
-  }
-  if (item->len) memcpy(r + b->nobjs, item->data, item->len);
-  concur_buf_free(item);
-  return off;
-}
-
-/* Drops what the block at off holds, and the block. */
-static void block_free (concur_shoff off) {
-  qblock *b = concur_shm_ptr(off);
-  concur_shref *r = block_refs(b);
-  int mine = b->pid == concur_sync_pid();
-  for (uint32_t i = 0; i < b->nobjs; i++) {
-    if (r[i].id)
-      concur_shref_drop(&r[i]);
-    else if (mine)
-      concur_obj_unref((concur_obj *)(uintptr_t)r[i].off);
-    /* NOTE: else it leaks: it lives in another process's memory */
-  }
-  concur_shm_free(off);
-}
-
-/* Unpacks the block at off into *out (empty) and frees the block. Returns
-** CONCUR_OK, CONCUR_QFOREIGN (another process's objects) or CONCUR_QNOMEM;
-** on failure the item is dropped. */
-static int unpack (concur_shoff off, concur_buf *out) {
-  qblock *b = concur_shm_ptr(off);
-  concur_shref *r = block_refs(b);
-  if (b->pid != 0 && b->pid != concur_sync_pid()) {
-    block_free(off);
-    return CONCUR_QFOREIGN;
-  }
-  if (concur_buf_write(out, r + b->nobjs, b->len) != 0) goto nomem;
-  for (uint32_t i = 0; i < b->nobjs; i++) {
-    concur_obj *o;
-    if (r[i].id) {
-      o = concur_shobj_import(&r[i]);   /* adopts the block's reference */
-      r[i].id = 0;
-      r[i].off = 0;
-      if (o == NULL) goto nomem;
-    }
-    else {
-      o = (concur_obj *)(uintptr_t)r[i].off;
-      r[i].off = 0;
-    }
-    if (o && concur_buf_addobj(out, o) != 0) {
-      concur_obj_unref(o);
-      goto nomem;
-    }
-    if (o) concur_obj_unref(o);     /* addobj took its own */
-  }
-  concur_shm_free(off);
-  return CONCUR_OK;
-nomem:
-  b->pid = concur_sync_pid();       /* what is left is ours to drop */
-  block_free(off);
-  concur_buf_free(out);
-  return CONCUR_QNOMEM;
+/* Copies the item in the block at off into *out (empty), with references
+** of its own: the block is left as it was. Returns CONCUR_OK,
+** CONCUR_QFOREIGN (another process's objects) or CONCUR_QNOMEM (*out is
+** then left empty). */
+static int copyout (concur_shoff off, concur_buf *out) {
+  int rc = concur_shbuf_copyout(off, out);
+  if (rc == 0) return CONCUR_OK;
+  return rc == CONCUR_SHB_FOREIGN ? CONCUR_QFOREIGN : CONCUR_QNOMEM;
 }
 
 /* ---- the item store -------------------------------------------------------
@@ -151,7 +82,7 @@ static concur_qitem *store_at (concur_qstore *s, size_t i) {
 
 static void store_free (concur_qstore *s) {
   for (size_t i = 0; i < s->n; i++)
-    if (store_at(s, i)->block) block_free(store_at(s, i)->block);
+    if (store_at(s, i)->block) concur_shbuf_free(store_at(s, i)->block);
   if (s->items) concur_shm_free(s->items);
   store_init(s, s->order);
 }
@@ -209,6 +140,28 @@ static int store_push (concur_qstore *s, concur_qitem *it) {
   return 0;
 }
 
+/* Puts back *it, an item taken from the store, where it was: the heap
+** orders by (prio, seq); the ring holds items in put order (ascending seq),
+** so it goes after the items put before it. 0, or -1 when out of memory. */
+static int store_putback (concur_qstore *s, concur_qitem *it) {
+  size_t k;
+  if (s->order == CONCUR_PRIORITY) return store_push(s, it);
+  if (s->n == s->cap && store_resize(s, s->cap ? s->cap * 2 : 16)) return -1;
+  if (s->order == CONCUR_FIFO)          /* it was taken from the front */
+    for (k = 0; k < s->n && store_at(s, k)->seq < it->seq; k++) ;
+  else                                  /* ... from the back */
+    for (k = s->n; k > 0 && store_at(s, k - 1)->seq > it->seq; k--) ;
+  if (k < s->n - k) {          /* fewer before it: move those one down */
+    s->head = (s->head - 1) & (s->cap - 1);
+    for (size_t i = 0; i < k; i++) *store_at(s, i) = *store_at(s, i + 1);
+  }
+  else
+    for (size_t i = s->n; i > k; i--) *store_at(s, i) = *store_at(s, i - 1);
+  *store_at(s, k) = *it;
+  s->n++;
+  return 0;
+}
+
 /* Moves the next item out into *it; the store is not empty. */
 static void store_pop (concur_qstore *s, concur_qitem *it) {
   concur_qitem *items = store_items(s);
@@ -233,17 +186,19 @@ static void store_pop (concur_qstore *s, concur_qitem *it) {
   if (s->cap > 64 && s->n < s->cap / 4) store_resize(s, s->cap / 2);
 }
 
-/* ---- the queue --------------------------------------------------------- */
+/* ---- the shared store's queue ------------------------------------------- */
 
 int concur_queue_init (concur_queue *q, int order, size_t maxsize) {
   memset(q, 0, sizeof *q);
   if (concur_mutex_init(&q->mu, 1)) return -1;
+  concur_qlocal_init(&q->local, maxsize);
   concur_fcond_init(&q->notempty);
   concur_fcond_init(&q->notfull);
-  concur_fcond_init(&q->alldone);
   q->maxsize = maxsize;
   atomic_init(&q->count, 0);
   atomic_init(&q->closed, 0);
+  atomic_init(&q->unfinished, 0);
+  atomic_init(&q->fast, order == CONCUR_FIFO);
   store_init(&q->store, order);
   return 0;
 }
@@ -251,6 +206,7 @@ int concur_queue_init (concur_queue *q, int order, size_t maxsize) {
 /* NOTE: the process-shared mutex is not destroyed (see core/sync.c) */
 void concur_queue_destroy (concur_queue *q) {
   store_free(&q->store);
+  concur_qlocal_destroy(&q->local);   /* a frozen one holds nothing */
 }
 
 static int isfull (concur_queue *q) {
@@ -263,45 +219,55 @@ static int isfull (concur_queue *q) {
 ** pass. Called and returns with q->mu held. A hint only: the caller checks
 ** again under the mutex.
 */
+typedef struct spinning {
+  concur_queue *q;
+  size_t busy;
+} spinning;
+
+/* Has the count left 'busy', or the queue closed? */
+static int moved (void *ud) {
+  spinning *sp = ud;
+  size_t n = atomic_load_explicit(&sp->q->count, memory_order_relaxed);
+  return (sp->busy == 0 ? n != 0 : n < sp->busy)
+         || atomic_load_explicit(&sp->q->closed, memory_order_relaxed);
+}
+
 static void spin (concur_queue *q, size_t busy, double deadline) {
+  spinning sp = { q, busy };
   double until = concur_now() + SPIN_SECONDS;
   if (deadline >= 0 && deadline < until) until = deadline;
   pthread_mutex_unlock(&q->mu);
-  for (int i = 1; ; i++) {
-    size_t n = atomic_load_explicit(&q->count, memory_order_relaxed);
-    if ((busy == 0 ? n != 0 : n < busy)
-        || atomic_load_explicit(&q->closed, memory_order_relaxed))
-      break;
-    concur_sync_pause();
-    if ((i & 31) == 0 && concur_now() >= until) break;
-  }
-  concur_sync_lockmu(&q->mu);
+  if (!moved(&sp)) concur_spin(moved, &sp, INT_MAX, until);
+  concur_mutex_lock(&q->mu);
 }
 
-int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
-                      double deadline) {
+/* Whether the deadline has passed (0.0: at once, without a clock read). */
+static int passed (double deadline) {
+  return deadline == 0.0 || (deadline >= 0 && concur_now() >= deadline);
+}
+
+/* put into the shared store: the item is *item (packed: a copy) when it
+** has objects or is larger than CONCUR_QINLINE, else the bytes p, len. */
+static int store_put (concur_queue *q, const concur_buf *item, const char *p,
+                      size_t len, double prio, double deadline) {
   int rc = CONCUR_OK, spun = 0;
   concur_qitem it;
-  int small = item->nobjs == 0 && item->len <= CONCUR_QINLINE;
+  concur_shoff block = 0;
   memset(&it, 0, sizeof it);   /* every byte that goes to the arena is set */
-  concur_shoff block = small ? 0 : pack(item, atomic_load(&q->xproc));
-  if (!small && block == 0) {
-    concur_buf_free(item);
+  if (item && (block = concur_shbuf_packcopy(item, atomic_load(&q->xproc))) == 0)
     return CONCUR_QNOMEM;
-  }
-  concur_sync_lockmu(&q->mu);
-  if (block && atomic_load(&q->xproc)
-      && ((qblock *)concur_shm_ptr(block))->pid != 0) {
+  concur_mutex_lock(&q->mu);
+  if (block && atomic_load(&q->xproc) && concur_shbuf_local(block)) {
     pthread_mutex_unlock(&q->mu);
-    block_free(block);
+    concur_shbuf_free(block);
     return CONCUR_QLOCAL;
   }
   while (!q->closed && isfull(q)) {
-    if (deadline >= 0 && concur_now() >= deadline) {
+    if (passed(deadline)) {
       rc = CONCUR_TIMEDOUT;
       break;
     }
-    if (!spun && concur_sync_canspin()) {
+    if (!spun && concur_can_spin()) {
       spun = 1;
       spin(q, q->maxsize, deadline);
       continue;
@@ -317,33 +283,33 @@ int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
     it.block = block;
     it.prio = prio;
     it.seq = q->seq;
-    it.len = small ? (uint32_t)item->len : 0;
-    if (small && item->len) memcpy(it.data, item->data, item->len);
+    it.len = block ? 0 : (uint32_t)len;
+    if (!block && len) memcpy(it.data, p, len);
     if (store_push(&q->store, &it)) rc = CONCUR_QNOMEM;
     else {
       block = 0;
       q->seq++;
-      q->unfinished++;
+      atomic_fetch_add(&q->unfinished, 1);   /* before anyone can take it */
       atomic_store_explicit(&q->count, q->store.n, memory_order_relaxed);
       if (q->getters) concur_fcond_signal(&q->notempty);
     }
   }
   pthread_mutex_unlock(&q->mu);
-  if (block) block_free(block);
-  if (small) concur_buf_free(item);
+  if (block) concur_shbuf_free(block);
   return rc;
 }
 
-int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
-  int rc = CONCUR_OK, spun = 0;
+static int store_get (concur_queue *q, concur_buf *out, double deadline,
+                      concur_qtaken *t) {
+  int rc = CONCUR_OK, spun = 0, got = 0;
   concur_qitem it;
-  concur_sync_lockmu(&q->mu);
+  concur_mutex_lock(&q->mu);
   while (q->store.n == 0 && !q->closed) {
-    if (deadline >= 0 && concur_now() >= deadline) {
+    if (passed(deadline)) {
       rc = CONCUR_TIMEDOUT;
       break;
     }
-    if (!spun && concur_sync_canspin()) {
+    if (!spun && concur_can_spin()) {
       spun = 1;
       spin(q, 0, deadline);
       continue;
@@ -353,7 +319,6 @@ int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
     q->getters--;
     if (rc != CONCUR_OK) break;
   }
-  int got = 0;
   it.block = 0;
   if (q->store.n > 0) {   /* drains a closed queue; takes a just-in-time item */
     store_pop(&q->store, &it);
@@ -365,61 +330,303 @@ int concur_queue_get (concur_queue *q, concur_buf *out, double deadline) {
   else if (rc == CONCUR_OK)
     rc = CONCUR_QCLOSED;
   pthread_mutex_unlock(&q->mu);
-  if (it.block) rc = unpack(it.block, out);
-  else if (got && concur_buf_write(out, it.data, it.len) != 0) rc = CONCUR_QNOMEM;
+  if (!got) return rc;
+  t->fast = 0;
+  t->it = it;
+  if (it.block) rc = copyout(it.block, out);
+  else if (concur_buf_write(out, it.data, it.len) != 0) rc = CONCUR_QNOMEM;
+  if (rc == CONCUR_OK) {
+    t->data = out->data;
+    t->len = out->len;
+    t->objs = out->objs;
+    t->nobjs = out->nobjs;
+  }
+  else if (concur_queue_unget(q, t) != CONCUR_OK)
+    rc = CONCUR_QNOMEM;
   return rc;
 }
 
-int concur_queue_share (concur_queue *q, char *err, size_t errsize) {
+/* Puts back a store item taken by get. */
+static int store_unget (concur_queue *q, concur_qitem *it) {
+  int rc = CONCUR_OK;
+  concur_mutex_lock(&q->mu);
+  if (store_putback(&q->store, it)) rc = CONCUR_QNOMEM;
+  else {
+    atomic_store_explicit(&q->count, q->store.n, memory_order_relaxed);
+    if (q->getters) concur_fcond_signal(&q->notempty);
+  }
+  pthread_mutex_unlock(&q->mu);
+  if (rc != CONCUR_OK && it->block)   /* no room even for it: lost */
+    concur_shbuf_free(it->block);
+  it->block = 0;
+  return rc;
+}
+
+/* ---- the queue ------------------------------------------------------------ */
+
+/* NOTE: 'unfinished' is counted before the item is published (an item
+** that another thread takes at once is task_done'd against it), and given
+** back when the put fails. */
+int concur_queue_put (concur_queue *q, concur_buf *item, double prio,
+                      double deadline) {
+  int rc;
+  if (atomic_load_explicit(&q->fast, memory_order_acquire)) {
+    concur_qlitem it;
+    int small = item->nobjs == 0 && item->len <= CONCUR_QL_SMALL;
+    if (item->len > UINT32_MAX || item->nobjs > UINT32_MAX) return CONCUR_QNOMEM;
+    if (small) concur_qlitem_frombytes(&it, item->data, item->len);
+    else {                  /* the buffer's memory, moved in on success */
+      it.len = (uint32_t)item->len;
+      it.nobjs = (uint32_t)item->nobjs;
+      it.u.big.bytes = item->data;
+      it.u.big.objs = item->objs;
+    }
+    atomic_fetch_add(&q->unfinished, 1);
+    rc = concur_qlocal_put(&q->local, &it, deadline);
+    if (rc == CONCUR_OK) {
+      if (small) concur_buf_free(item);
+      else memset(item, 0, sizeof *item);
+      return rc;
+    }
+    atomic_fetch_sub(&q->unfinished, 1);
+    if (rc != CONCUR_QFROZEN) return rc;
+  }
+  if (item->nobjs == 0 && item->len <= CONCUR_QINLINE)
+    rc = store_put(q, NULL, item->data, item->len, prio, deadline);
+  else
+    rc = store_put(q, item, NULL, 0, prio, deadline);
+  if (rc == CONCUR_OK) concur_buf_free(item);
+  return rc;
+}
+
+int concur_queue_putbytes (concur_queue *q, const char *p, size_t len,
+                           double prio, double deadline) {
+  if (atomic_load_explicit(&q->fast, memory_order_acquire)) {
+    concur_qlitem it;
+    int rc;
+    concur_qlitem_frombytes(&it, p, len);   /* small: copied in place */
+    atomic_fetch_add(&q->unfinished, 1);
+    rc = concur_qlocal_put(&q->local, &it, deadline);
+    if (rc == CONCUR_OK) return rc;
+    atomic_fetch_sub(&q->unfinished, 1);
+    if (rc != CONCUR_QFROZEN) return rc;
+  }
+  return store_put(q, NULL, p, len, prio, deadline);
+}
+
+int concur_queue_get (concur_queue *q, concur_buf *out, double deadline,
+                      concur_qtaken *t) {
+  if (atomic_load_explicit(&q->fast, memory_order_acquire)) {
+    int rc = concur_qlocal_get(&q->local, &t->li, &t->pos, deadline);
+    if (rc == CONCUR_OK) {
+      t->fast = 1;
+      t->data = concur_qlitem_bytes(&t->li);
+      t->len = t->li.len;
+      t->objs = concur_qlitem_objs(&t->li);
+      t->nobjs = t->li.nobjs;
+      return rc;
+    }
+    if (rc != CONCUR_QFROZEN) return rc;
+  }
+  return store_get(q, out, deadline, t);
+}
+
+void concur_queue_commit (concur_qtaken *t) {
+  if (t->fast) concur_qlitem_free(&t->li);
+  else if (t->it.block) concur_shbuf_free(t->it.block);
+  t->it.block = 0;
+}
+
+int concur_queue_unget (concur_queue *q, concur_qtaken *t) {
+  concur_qitem it;
+  concur_buf b;
+  if (!t->fast) return store_unget(q, &t->it);
+  if (concur_qlocal_unget(&q->local, &t->li, t->pos) == CONCUR_OK)
+    return CONCUR_OK;
+  /* the queue moved to the shared store meanwhile (or no memory): there */
+  memset(&it, 0, sizeof it);
+  it.seq = t->pos;
+  if (concur_qlitem_tobuf(&t->li, &b) != 0) {
+    concur_qlitem_free(&t->li);
+    return CONCUR_QNOMEM;
+  }
+  if (b.nobjs == 0 && b.len <= CONCUR_QINLINE) {
+    it.len = (uint32_t)b.len;
+    if (b.len) memcpy(it.data, b.data, b.len);
+  }
+  else if ((it.block = concur_shbuf_packcopy(&b, atomic_load(&q->xproc))) == 0) {
+    concur_buf_free(&b);
+    return CONCUR_QNOMEM;
+  }
+  concur_buf_free(&b);
+  return store_unget(q, &it);
+}
+
+/* ---- crossing to another process ---------------------------------------- */
+
+/* Whether any object of the queue's items cannot leave this process: for a
+** local item (qlocal each: stops at the first) */
+static int local_stays (void *ud, concur_qlitem *it, uint64_t pos) {
+  concur_obj *const *objs = concur_qlitem_objs(it);
+  (void)ud;
+  (void)pos;
+  for (uint32_t i = 0; i < it->nobjs; i++)
+    if (concur_shclass_of(objs[i]->type) == NULL) return 1;
+  return 0;
+}
+
+/* Readies the objects of a local item to cross: the first failure's
+** message in the ud's buffer. */
+typedef struct sharing {
+  char *err;
+  size_t errsize;
+  concur_qitem *items;       /* the store's new array */
+  size_t n;
+} sharing;
+
+static int local_share (void *ud, concur_qlitem *it, uint64_t pos) {
+  sharing *sh = ud;
+  concur_obj *const *objs = concur_qlitem_objs(it);
+  (void)pos;
+  for (uint32_t i = 0; i < it->nobjs; i++)
+    if (concur_shobj_share(objs[i], sh->err, sh->errsize) != 0) return 1;
+  return 0;
+}
+
+/* Packs a local item into the new array (its block allocated; the item
+** itself is left for later); 1 when the arena is full. */
+static int local_pack (void *ud, concur_qlitem *it, uint64_t pos) {
+  sharing *sh = ud;
+  concur_qitem *x = &sh->items[sh->n];
+  memset(x, 0, sizeof *x);
+  x->seq = pos;
+  if (it->nobjs == 0 && it->len <= CONCUR_QINLINE) {
+    x->len = it->len;
+    if (it->len) memcpy(x->data, concur_qlitem_bytes(it), it->len);
+  }
+  else {
+    concur_buf b;
+    memset(&b, 0, sizeof b);
+    b.data = (char *)concur_qlitem_bytes(it);
+    b.len = it->len;
+    b.objs = (concur_obj **)concur_qlitem_objs(it);
+    b.nobjs = it->nobjs;
+    if ((x->block = concur_shbuf_packcopy(&b, 1)) == 0) return 1;
+  }
+  sh->n++;
+  return 0;
+}
+
+static int local_free (void *ud, concur_qlitem *it, uint64_t pos) {
+  (void)ud;
+  (void)pos;
+  concur_qlitem_free(it);
+  return 0;
+}
+
+/* Shares run one at a time in a process: a queue that holds itself (or a
+** cycle of queues) finds its own share under way, by this thread, and
+** leaves it to the outer call. */
+static pthread_mutex_t share_mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+
+/* Moves the items of local into the shared store; with share_mu and both
+** of local's mutexes held. 0, or -1 with a message. */
+static int migrate (concur_queue *q, char *err, size_t errsize) {
+  size_t n = concur_qlocal_count(&q->local), cap = 16;
+  sharing sh = { err, errsize, NULL, 0 };
+  if (concur_qlocal_each(&q->local, local_stays, NULL)) {
+    snprintf(err, errsize, "a Queue holding an object that cannot leave "
+             "this process (a Future, a fetch Client...) cannot be sent to "
+             "another process");
+    return -1;
+  }
+  if (concur_qlocal_each(&q->local, local_share, &sh)) return -1;
+  while (cap < n) cap *= 2;
+  if (cap > SIZE_MAX / sizeof *sh.items
+      || (sh.items = concur_shm_alloc(cap * sizeof *sh.items, &q->store.items)) == NULL
+      || concur_qlocal_each(&q->local, local_pack, &sh)) {
+    char why[300];
+    for (size_t i = 0; i < sh.n; i++)
+      if (sh.items[i].block) concur_shbuf_free(sh.items[i].block);
+    if (sh.items) concur_shm_free(q->store.items);
+    store_init(&q->store, CONCUR_FIFO);
+    concur_shm_why(why, sizeof why);
+    snprintf(err, errsize, "cannot move the Queue's items to shared memory: %s", why);
+    return -1;
+  }
+  concur_qlocal_each(&q->local, local_free, NULL);
+  concur_mutex_lock(&q->mu);
+  q->store.cap = cap;
+  q->store.head = 0;
+  q->store.n = n;
+  q->seq = concur_qlocal_tail(&q->local);
+  atomic_store(&q->count, n);
+  atomic_store(&q->xproc, 1);
+  atomic_store(&q->fast, 0);
+  concur_qlocal_freeze(&q->local);
+  pthread_mutex_unlock(&q->mu);
+  return 0;
+}
+
+/* The share of a queue kept in the shared store from the start (LIFO,
+** priority): its items' objects must be able to cross, and queues in them
+** are readied too. */
+static int store_share (concur_queue *q, char *err, size_t errsize) {
   concur_shref *inner = NULL;
   size_t n = 0, cap = 0;
   int rc = 0;
-  if (atomic_load(&q->xproc)) return 0;
-  concur_sync_lockmu(&q->mu);
+  concur_mutex_lock(&q->mu);
   for (size_t i = 0; i < q->store.n && rc == 0; i++) {
-    qblock *b;
-    concur_shref *r;
-    if (store_at(&q->store, i)->block == 0) continue;   /* inline: no objects */
-    b = concur_shm_ptr(store_at(&q->store, i)->block);
-    r = block_refs(b);
-    if (b->pid != 0) {
+    concur_shoff b = store_at(&q->store, i)->block;
+    if (b == 0) continue;    /* inline: no objects */
+    if (concur_shbuf_local(b)) {
       snprintf(err, errsize, "a Queue holding an object that cannot leave "
                "this process (a Future, a fetch Client...) cannot be sent to "
                "another process");
       rc = -1;
     }
-    for (uint32_t k = 0; k < b->nobjs && rc == 0; k++) {
-      if (r[k].id != CONCUR_SH_QUEUE) continue;
-      if (n == cap) {
-        concur_shref *ni = realloc(inner, (cap = cap ? 2 * cap : 8) * sizeof *ni);
-        if (ni == NULL) {
-          snprintf(err, errsize, "not enough memory");
-          rc = -1;
-          break;
-        }
-        inner = ni;
-      }
-      inner[n] = r[k];
-      concur_shref_dup(&inner[n++]);
+    else if (concur_shbuf_refs(b, &inner, &n, &cap) != 0) {
+      snprintf(err, errsize, "not enough memory");
+      rc = -1;
     }
   }
   if (rc == 0) atomic_store(&q->xproc, 1);   /* before the inner ones: a
                                              ** cycle of queues ends here */
   pthread_mutex_unlock(&q->mu);
-  for (size_t i = 0; i < n; i++) {
-    if (rc == 0) rc = concur_shref_share(&inner[i], err, errsize);
-    concur_shref_drop(&inner[i]);
+  if (rc != 0) {
+    for (size_t i = 0; i < n; i++) concur_shref_drop(&inner[i]);
+    free(inner);
+    return rc;
   }
-  free(inner);
+  return concur_shbuf_shareall(inner, n, err, errsize);
+}
+
+int concur_queue_share (concur_queue *q, char *err, size_t errsize) {
+  int rc = 0;
+  if (atomic_load(&q->xproc)) return 0;
+  if (!atomic_load(&q->fast)) return store_share(q, err, errsize);
+  pthread_mutex_lock(&share_mu);
+  /* NOTE: a share of q under way in this thread holds q's local mutexes
+  ** (no other thread can: share_mu), and finds q frozen once it is done */
+  if (!atomic_load(&q->xproc) && !q->sharing) {
+    q->sharing = 1;
+    if (concur_qlocal_lock(&q->local) == CONCUR_OK) {
+      rc = migrate(q, err, errsize);
+      concur_qlocal_unlock(&q->local);
+    }
+    q->sharing = 0;
+  }
+  pthread_mutex_unlock(&share_mu);
   return rc;
 }
 
 void concur_queue_close (concur_queue *q) {
-  concur_sync_lockmu(&q->mu);
+  concur_mutex_lock(&q->mu);
   atomic_store(&q->closed, 1);
   concur_fcond_broadcast(&q->notempty);
   concur_fcond_broadcast(&q->notfull);
   pthread_mutex_unlock(&q->mu);
+  concur_qlocal_close(&q->local);   /* frozen already: nothing to do */
 }
 
 int concur_queue_isclosed (concur_queue *q) {
@@ -427,35 +634,40 @@ int concur_queue_isclosed (concur_queue *q) {
 }
 
 size_t concur_queue_size (concur_queue *q) {
+  if (atomic_load(&q->fast)) return concur_qlocal_size(&q->local);
   return atomic_load(&q->count);
 }
 
 int concur_queue_full (concur_queue *q) {
-  return q->maxsize && atomic_load(&q->count) >= q->maxsize;
+  return q->maxsize && concur_queue_size(q) >= q->maxsize;
 }
 
+/* NOTE: 'unfinished' and 'joiners' form a Dekker pair (sync.h): a joiner
+** counts itself, then looks; task_done lowers the count, then looks for
+** joiners. The word 'donegen' is read before either, so a wake-up between
+** the look and the sleep is not lost. Non-private futex: joiners may be
+** in other processes. */
 int concur_queue_taskdone (concur_queue *q) {
-  int rc = 0;
-  concur_sync_lockmu(&q->mu);
-  if (q->unfinished == 0) rc = -1;
-  else if (--q->unfinished == 0 && q->joiners)
-    concur_fcond_broadcast(&q->alldone);
-  pthread_mutex_unlock(&q->mu);
-  return rc;
+  size_t u = atomic_load(&q->unfinished);
+  do {
+    if (u == 0) return -1;
+  } while (!atomic_compare_exchange_weak(&q->unfinished, &u, u - 1));
+  if (u == 1 && atomic_load(&q->joiners)) {
+    atomic_fetch_add(&q->donegen, 1);
+    concur_futex_wake(&q->donegen, INT_MAX);
+  }
+  return 0;
 }
 
 int concur_queue_join (concur_queue *q, double deadline) {
-  int rc = CONCUR_OK;
-  concur_sync_lockmu(&q->mu);
-  while (q->unfinished > 0) {
-    q->joiners++;
-    rc = concur_fcond_wait(&q->alldone, &q->mu, deadline);
-    q->joiners--;
-    if (rc != CONCUR_OK) {
-      if (q->unfinished == 0) rc = CONCUR_OK;
-      break;
-    }
+  for (;;) {
+    unsigned gen = atomic_load(&q->donegen);
+    int rc = CONCUR_OK;
+    atomic_fetch_add(&q->joiners, 1);
+    if (atomic_load(&q->unfinished) != 0)
+      rc = concur_futex_wait(&q->donegen, gen, deadline);
+    atomic_fetch_sub(&q->joiners, 1);
+    if (atomic_load(&q->unfinished) == 0) return CONCUR_OK;
+    if (rc != CONCUR_OK) return rc;
   }
-  pthread_mutex_unlock(&q->mu);
-  return rc;
 }

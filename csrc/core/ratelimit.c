@@ -18,13 +18,13 @@
 ** is only ever held for a few arithmetic operations.
 */
 #include <math.h>
-#include "clock.h"
+#include "wait.h"
 #include "ratelimit.h"
 #include "sync.h"
 
 /* NOTE: the numbers are valid doubles at every step, so when the owner of
 ** a robust (pshared) mutex dies mid-update, at worst one slot is lost. */
-#define rl_lock(rl) concur_sync_lockmu(&(rl)->mu)
+#define rl_lock(rl) concur_mutex_lock(&(rl)->mu)
 
 static int rl_valid (double rate, double per) {
   return isfinite(rate) && isfinite(per) && rate > 0 && per > 0

@@ -20,7 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include "shm.h"
+#include "shobj.h"
 #include "sync.h"
 
 #define SPINS 100          /* busy-wait rounds before sleeping */
@@ -72,15 +72,6 @@ static int pid_dead (int pid) {
   return st && st[1] == ' ' && (st[2] == 'Z' || st[2] == 'X');
 }
 
-int concur_sync_canspin (void) {
-  static atomic_int ncpu;   /* 0: not known yet (a benign race to fill) */
-  int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
-  if (n == 0) {
-    n = concur_cpu_count();
-    atomic_store_explicit(&ncpu, n, memory_order_relaxed);
-  }
-  return n > 1;
-}
 
 /* One sleep on cv; the object's mutex is held. 'intr': whether a task
 ** interrupt may end it (Condition's re-acquire may not). */
@@ -100,7 +91,7 @@ static int init2 (pthread_mutex_t *mu, concur_fcond *cv, int pshared) {
 static void wake (atomic_int *waiters, pthread_mutex_t *mu, concur_fcond *cv,
                   int all) {
   if (atomic_load(waiters) == 0) return;
-  concur_sync_lockmu(mu);
+  concur_mutex_lock(mu);
   if (all) concur_fcond_broadcast(cv);
   else concur_fcond_signal(cv);
   pthread_mutex_unlock(mu);
@@ -111,21 +102,12 @@ static void wake (atomic_int *waiters, pthread_mutex_t *mu, concur_fcond *cv,
 ** succeeds (CONCUR_OK) or the wait ends otherwise. A past deadline makes
 ** one last try and never sleeps.
 */
-/* The busy wait before sleeping: whether try(obj) succeeded meanwhile. */
-static int spin (int (*try) (void *), void *obj) {
-  for (int i = concur_sync_canspin() ? 0 : SPINS; i < SPINS; i++) {
-    concur_sync_pause();
-    if (try(obj)) return 1;
-  }
-  return 0;
-}
-
 static int wait_until (int (*try) (void *), void *obj, atomic_int *waiters,
                        pthread_mutex_t *mu, concur_fcond *cv,
                        double deadline, int intr) {
   int rc = CONCUR_OK;
-  if (spin(try, obj)) return CONCUR_OK;
-  concur_sync_lockmu(mu);
+  if (concur_spin(try, obj, SPINS, -1)) return CONCUR_OK;
+  concur_mutex_lock(mu);
   atomic_fetch_add(waiters, 1);
   while (!try(obj)) {
     rc = sleep_on(cv, mu, deadline, intr);
@@ -160,8 +142,8 @@ static int lock_try (void *l) {
 static int lock_wait (concur_lock *l, double deadline, int intr) {
   int rc = CONCUR_OK, me = concur_sync_pid();
   double look = 0;   /* when to look at a foreign holder next (0: now) */
-  if (spin(lock_try, l)) return CONCUR_OK;
-  concur_sync_lockmu(&l->mu);
+  if (concur_spin(lock_try, l, SPINS, -1)) return CONCUR_OK;
+  concur_mutex_lock(&l->mu);
   atomic_fetch_add(&l->waiters, 1);
   for (;;) {
     int holder = 0;
@@ -310,7 +292,7 @@ int concur_event_init (concur_event *e, int pshared) {
 
 void concur_event_set (concur_event *e) {
   if (atomic_load(&e->flag)) return;
-  concur_sync_lockmu(&e->mu);
+  concur_mutex_lock(&e->mu);
   if (!atomic_load(&e->flag)) {
     atomic_store(&e->flag, 1);
     e->gen++;
@@ -331,7 +313,7 @@ int concur_event_wait (concur_event *e, double deadline) {
   int rc = CONCUR_OK;
   unsigned gen;
   if (atomic_load(&e->flag)) return CONCUR_OK;
-  concur_sync_lockmu(&e->mu);
+  concur_mutex_lock(&e->mu);
   gen = e->gen;
   e->waiters++;
   while (!atomic_load(&e->flag) && e->gen == gen) {
@@ -353,6 +335,8 @@ int concur_barrier_init (concur_barrier *b, int parties, int pshared) {
   b->count = 0;
   b->broken = 0;
   b->generation = b->epoch = 0;
+  b->hasaction = 0;
+  b->pass_epoch = 0;
   return init2(&b->mu, &b->cv, pshared);
 }
 
@@ -365,12 +349,17 @@ static void barrier_break (concur_barrier *b) {
 int concur_barrier_wait (concur_barrier *b, double deadline, int *index) {
   int rc = CONCUR_OK;
   unsigned gen, epoch;
-  concur_sync_lockmu(&b->mu);
+  concur_mutex_lock(&b->mu);
   if (b->broken) {
     pthread_mutex_unlock(&b->mu);
     return CONCUR_BROKEN;
   }
   *index = b->count++;
+  if (b->count == b->parties && b->hasaction) {   /* the last one, who */
+    b->pass_epoch = b->epoch;                    /* runs the action first */
+    pthread_mutex_unlock(&b->mu);
+    return CONCUR_BARRIER_ACTION;
+  }
   if (b->count == b->parties) {   /* the last one: release everyone */
     b->count = 0;
     b->generation++;
@@ -396,8 +385,26 @@ int concur_barrier_wait (concur_barrier *b, double deadline, int *index) {
   return rc;
 }
 
+int concur_barrier_pass (concur_barrier *b, int ok) {
+  int rc = CONCUR_OK;
+  concur_mutex_lock(&b->mu);
+  if (b->broken || b->epoch != b->pass_epoch) rc = CONCUR_BROKEN;
+  else if (!ok) {            /* as Python: a failed action breaks it */
+    b->count = 0;
+    barrier_break(b);
+    rc = CONCUR_BROKEN;
+  }
+  else {
+    b->count = 0;
+    b->generation++;
+    concur_fcond_broadcast(&b->cv);
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
 void concur_barrier_abort (concur_barrier *b) {
-  concur_sync_lockmu(&b->mu);
+  concur_mutex_lock(&b->mu);
   barrier_break(b);
   pthread_mutex_unlock(&b->mu);
 }
@@ -405,7 +412,7 @@ void concur_barrier_abort (concur_barrier *b) {
 /* As Python: waiters still blocked see the barrier broken; it then starts
 ** afresh, unbroken and empty. */
 void concur_barrier_reset (concur_barrier *b) {
-  concur_sync_lockmu(&b->mu);
+  concur_mutex_lock(&b->mu);
   b->epoch++;
   b->count = 0;
   b->broken = 0;
@@ -415,7 +422,7 @@ void concur_barrier_reset (concur_barrier *b) {
 
 int concur_barrier_waiting (concur_barrier *b) {
   int n;
-  concur_sync_lockmu(&b->mu);
+  concur_mutex_lock(&b->mu);
   n = b->broken ? 0 : b->count;
   pthread_mutex_unlock(&b->mu);
   return n;
@@ -423,7 +430,7 @@ int concur_barrier_waiting (concur_barrier *b) {
 
 int concur_barrier_isbroken (concur_barrier *b) {
   int n;
-  concur_sync_lockmu(&b->mu);
+  concur_mutex_lock(&b->mu);
   n = b->broken;
   pthread_mutex_unlock(&b->mu);
   return n;
@@ -438,14 +445,14 @@ int concur_value_init (concur_value *v, concur_num x, int pshared) {
 
 concur_num concur_value_get (concur_value *v) {
   concur_num x;
-  concur_sync_lockmu(&v->mu);
+  concur_mutex_lock(&v->mu);
   x = v->v;
   pthread_mutex_unlock(&v->mu);
   return x;
 }
 
 void concur_value_set (concur_value *v, concur_num x) {
-  concur_sync_lockmu(&v->mu);
+  concur_mutex_lock(&v->mu);
   v->v = x;
   pthread_mutex_unlock(&v->mu);
 }
@@ -454,8 +461,7 @@ static double num_tofloat (concur_num a) {
   return a.isint ? (double)a.u.i : a.u.n;
 }
 
-/* Lua's + on two numbers: integers wrap around, anything else is float. */
-static concur_num num_add (concur_num a, concur_num b) {
+concur_num concur_num_add (concur_num a, concur_num b) {
   concur_num r;
   r.isint = a.isint && b.isint;
   if (r.isint) r.u.i = (int64_t)((uint64_t)a.u.i + (uint64_t)b.u.i);
@@ -465,8 +471,8 @@ static concur_num num_add (concur_num a, concur_num b) {
 
 concur_num concur_value_add (concur_value *v, concur_num d) {
   concur_num x;
-  concur_sync_lockmu(&v->mu);
-  x = v->v = num_add(v->v, d);
+  concur_mutex_lock(&v->mu);
+  x = v->v = concur_num_add(v->v, d);
   pthread_mutex_unlock(&v->mu);
   return x;
 }
@@ -484,7 +490,7 @@ int concur_num_eq (concur_num a, concur_num b) {
 
 int concur_value_cas (concur_value *v, concur_num expect, concur_num x) {
   int ok;
-  concur_sync_lockmu(&v->mu);
+  concur_mutex_lock(&v->mu);
   ok = concur_num_eq(v->v, expect);
   if (ok) v->v = x;
   pthread_mutex_unlock(&v->mu);
@@ -530,7 +536,7 @@ int concur_condvar_enter (concur_condvar *c, uint64_t *off) {
   w->next = 0;
   atomic_init(&w->notified, 0);
   w->pid = concur_sync_pid();
-  concur_sync_lockmu(&c->mu);
+  concur_mutex_lock(&c->mu);
   w->prev = c->tail;
   if (c->tail) node(c->tail)->next = *off; else c->head = *off;
   c->tail = *off;
@@ -547,7 +553,7 @@ int concur_condvar_sleep (concur_condvar *c, uint64_t off, double deadline) {
   }
   /* NOTE: a notifier wakes the word with c->mu held, so once we hold it
   ** the node is ours alone to free */
-  concur_sync_lockmu(&c->mu);
+  concur_mutex_lock(&c->mu);
   if (atomic_load(&w->notified)) rc = CONCUR_OK;   /* notify dequeued it */
   else cw_unlink(c, off);
   pthread_mutex_unlock(&c->mu);
@@ -557,7 +563,7 @@ int concur_condvar_sleep (concur_condvar *c, uint64_t off, double deadline) {
 
 int concur_condvar_notify (concur_condvar *c, int n) {
   int woken = 0, me = concur_sync_pid();
-  concur_sync_lockmu(&c->mu);
+  concur_mutex_lock(&c->mu);
   while (woken < n && c->head) {
     uint64_t off = c->head;
     cwaiter *w = node(off);

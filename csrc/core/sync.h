@@ -1,19 +1,19 @@
 /*
 ** sync.h: locks, semaphores, events, barriers, atomic values and condition
-** variables in plain C (no Lua). csrc/sync.c binds them to Lua.
+** variables in plain C (no Lua). the bindings (lock.c, event.c, ...) give them to Lua.
 **
 ** Every struct here except concur_condvar holds only atomics, numbers and
 ** pthread objects made by concur_mutex_init/concur_cond_init, so with
 ** pshared set it can be placed in memory shared between processes.
-** Blocking calls take an absolute deadline (clock.h; < 0: none) and return
-** a wait result of clock.h: CONCUR_OK, CONCUR_TIMEDOUT, or CONCUR_CANCELLED /
+** Blocking calls take an absolute deadline (wait.h; < 0: none) and return
+** a wait result of wait.h: CONCUR_OK, CONCUR_TIMEDOUT, or CONCUR_CANCELLED /
 ** CONCUR_TASKTIMEOUT when the calling task was interrupted; barriers add
 ** CONCUR_BROKEN. A past deadline never blocks.
 **
-** Every object lives in the shared arena (shm.h), so it can be used by
+** Every object lives in the shared arena (shobj.h), so it can be used by
 ** several processes: mutexes are process-shared and
-** robust (concur_sync_lockmu repairs one whose owner died), sleeps are on
-** futex words (concur_fcond, clock.h), and owners are named by ids that
+** robust (concur_mutex_lock, wait.h, repairs one whose owner died), sleeps are on
+** futex words (concur_fcond, wait.h), and owners are named by ids that
 ** mean the same in every process. A Lock's state word holds the pid of its
 ** holder: a waiter sleeping on a lock held by another process looks every
 ** OWNER_POLL seconds whether that process still lives, and takes over the
@@ -35,9 +35,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include "clock.h"
+#include "wait.h"
 
 #define CONCUR_BROKEN 16       /* barrier broken (abort, reset, a timeout) */
+#define CONCUR_BARRIER_ACTION 18   /* the last party of a barrier with an
+                                   ** action: run it, then barrier_pass */
 #define CONCUR_OWNERDEAD 17    /* acquired; the process holding it had died */
 
 /* The calling thread's id (gettid: unique across processes while it
@@ -45,26 +47,6 @@
 uintptr_t concur_sync_thread (void);
 int concur_sync_pid (void);
 
-/* Locks a mutex made by concur_mutex_init; a robust (pshared) one whose
-** owner died is made consistent: the state it guards is kept valid at every
-** step, so the next owner just goes on. */
-static inline void concur_sync_lockmu (pthread_mutex_t *m) {
-  if (pthread_mutex_lock(m) == EOWNERDEAD) pthread_mutex_consistent(m);
-}
-
-/* A short busy wait before sleeping: a handover between two running
-** threads takes far less than a futex sleep and wake-up. */
-#if defined(__x86_64__) || defined(__i386__)
-#define concur_sync_pause() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define concur_sync_pause() __asm__ __volatile__("yield")
-#else
-#define concur_sync_pause() ((void)0)
-#endif
-
-/* Whether busy waits can pay: false on a single CPU, where the thread we
-** wait for cannot run while we spin. */
-int concur_sync_canspin (void);
 
 /* ---- Lock: binary, released by any thread (as Python's) ---------------- */
 typedef struct concur_lock {
@@ -140,21 +122,32 @@ int concur_event_isset (concur_event *e);
 int concur_event_wait (concur_event *e, double deadline);
 
 /* ---- Barrier --------------------------------------------------------------
-** 'generation' advances when the last party arrives; 'epoch' when the
-** barrier is reset. A waiter leaves when either changes or it breaks.
+** 'generation' advances when the last party arrives (after its action, for
+** a barrier with one); 'epoch' when the barrier is reset. A waiter leaves
+** when either changes or it breaks.
 */
 typedef struct concur_barrier {
   int parties, count;      /* count: parties waiting now */
   int broken;
   unsigned generation, epoch;
+  int hasaction;           /* the last party runs an action before the rest
+                           ** are let go */
+  unsigned pass_epoch;     /* the epoch the running action belongs to */
   pthread_mutex_t mu;
   concur_fcond cv;
 } concur_barrier;
 
 int concur_barrier_init (concur_barrier *b, int parties, int pshared);
 /* CONCUR_OK with *index in 0..parties-1 (arrival order), CONCUR_BROKEN, or
-** a wait result; a waiter that times out or is interrupted breaks it */
+** a wait result; a waiter that times out or is interrupted breaks it. With
+** an action, the last party gets CONCUR_BARRIER_ACTION instead (*index
+** parties-1): it runs the action with no lock held, then calls
+** concur_barrier_pass, while the others keep waiting. */
 int concur_barrier_wait (concur_barrier *b, double deadline, int *index);
+/* Ends the action of the last party: 'ok' (the action succeeded) lets
+** every party go (CONCUR_OK); a failed action breaks the barrier. Returns
+** CONCUR_BROKEN when it is (or was meanwhile) broken or reset. */
+int concur_barrier_pass (concur_barrier *b, int ok);
 void concur_barrier_abort (concur_barrier *b);
 void concur_barrier_reset (concur_barrier *b);
 int concur_barrier_waiting (concur_barrier *b);
@@ -177,9 +170,11 @@ void concur_value_set (concur_value *v, concur_num x);
 concur_num concur_value_add (concur_value *v, concur_num d);  /* new value */
 int concur_value_cas (concur_value *v, concur_num expect, concur_num x);
 int concur_num_eq (concur_num a, concur_num b);   /* Lua's == on numbers */
+/* Lua's + on two numbers: integers wrap around, anything else is a float */
+concur_num concur_num_add (concur_num a, concur_num b);
 
 /* ---- condition variable with exact notify(n) ------------------------------
-** Waiters are nodes in the shared arena (shm.h), linked by offset in
+** Waiters are nodes in the shared arena (shobj.h), linked by offset in
 ** arrival order, each with its own futex word; notify(n) wakes the n
 ** oldest, passing over the nodes of processes that died waiting.
 ** Protocol: enter (queue up), release the user lock, sleep, re-acquire.

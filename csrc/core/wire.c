@@ -105,6 +105,33 @@ int concur_wire_hint (concur_buf *b, size_t nhash) {
   return concur_wire_varint(b, nhash);
 }
 
+int concur_wire_named (concur_buf *b, const char *name) {
+  if (put1(b, 'N')) return -1;
+  return concur_wire_cstr(b, name);
+}
+
+int concur_wire_strbegin (concur_buf *b) {
+  static const char room[CONCUR_WIRE_LENPAD] = {0};
+  if (put1(b, 's')) return -1;
+  return concur_buf_write(b, room, sizeof room);
+}
+
+void concur_wire_strend (concur_buf *b, size_t start) {
+  uint64_t v = b->len - start;
+  char *p = b->data + start - CONCUR_WIRE_LENPAD;
+  for (int i = 0; i < CONCUR_WIRE_LENPAD - 1; i++)
+    p[i] = (char)(((v >> (7 * i)) & 0x7f) | 0x80);
+  p[CONCUR_WIRE_LENPAD - 1] = (char)((v >> (7 * (CONCUR_WIRE_LENPAD - 1))) & 0x7f);
+}
+
+void concur_wire_error (concur_buf *b, const char *kind, const char *msg) {
+  concur_buf_free(b);
+  if (concur_wire_table(b, 0) || concur_wire_cstr(b, "kind") ||
+      concur_wire_cstr(b, kind) || concur_wire_cstr(b, "message") ||
+      concur_wire_cstr(b, msg) || concur_wire_end(b))
+    concur_buf_free(b);
+}
+
 /* ---- readers -------------------------------------------------------------- */
 
 int concur_rd_varint (concur_rd *r, uint64_t *v) {
@@ -126,7 +153,7 @@ int concur_rd_bytes (concur_rd *r, const void **p, size_t n) {
 }
 
 /* ---- keyed hash ------------------------------------------------------------
-** SipHash-2-4. The key is random per process tree (set once by core.c before
+** SipHash-2-4. The key is random per process tree (set once by concur.c before
 ** any thread runs, and handed to child processes), so only bytes written by
 ** concur carry a bytecode hash that verifies: Lua's undump is not safe on
 ** arbitrary bytes, and this keeps the decoder safe on them.
@@ -151,9 +178,14 @@ void concur_hash_getkey (unsigned char key[16]) {
        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); } while (0)
 
 uint64_t concur_hash (const void *data, size_t n) {
+  return concur_siphash(k0, k1, data, n);
+}
+
+uint64_t concur_siphash (uint64_t key0, uint64_t key1, const void *data,
+                         size_t n) {
   const unsigned char *p = data;
-  uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-  uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+  uint64_t v0 = 0x736f6d6570736575ULL ^ key0, v1 = 0x646f72616e646f6dULL ^ key1;
+  uint64_t v2 = 0x6c7967656e657261ULL ^ key0, v3 = 0x7465646279746573ULL ^ key1;
   uint64_t m, last = (uint64_t)n << 56;
   size_t i, full = n & ~(size_t)7;
   for (i = 0; i < full; i += 8) {

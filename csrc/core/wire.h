@@ -2,8 +2,8 @@
 ** wire.h: the byte format of concur's value codec, and a growable buffer.
 **
 ** Every value that leaves a Lua state is written in this format: tasks and
-** results between threads, and (later) frames between processes. This part
-** needs no Lua, so C engines (fetch) can build results and the fuzzer can
+** results between threads, frames between processes, items of queues in
+** shared memory, cluster messages. This part needs no Lua, so C engines (fetch) can build results and the fuzzer can
 ** feed the decoder arbitrary bytes. The Lua side is csrc/codec.c.
 **
 ** A buffer holds the bytes and, beside them, the shared objects that travel
@@ -67,6 +67,20 @@ int concur_wire_table (concur_buf *b, size_t narr);  /* then values, pairs */
 int concur_wire_hint (concur_buf *b, size_t nhash);  /* before a table */
 int concur_wire_end (concur_buf *b);                 /* closes a table */
 int concur_wire_varint (concur_buf *b, uint64_t v);
+/* A table whose metatable travels by name: writes 'N' and the name; the
+** table ('T' or 'H') follows. */
+int concur_wire_named (concur_buf *b, const char *name);
+/* A string written in place, its length not known yet: strbegin writes 's'
+** and room for the length (a varint padded to CONCUR_WIRE_LENPAD bytes: the
+** decoder takes non-minimal varints); the caller appends the bytes at
+** b->len, then strend(b, start), with start the b->len that strbegin left,
+** writes their length. */
+#define CONCUR_WIRE_LENPAD 5    /* lengths below 2^35: every message */
+int concur_wire_strbegin (concur_buf *b);
+void concur_wire_strend (concur_buf *b, size_t start);
+/* Replaces b's contents by an error object { kind = kind, message = msg }
+** (left empty when memory runs out: still an error, without its text). */
+void concur_wire_error (concur_buf *b, const char *kind, const char *msg);
 
 /* Reading: a cursor over bytes. Readers return 0, or -1 on truncation. */
 typedef struct concur_rd {
@@ -79,6 +93,10 @@ int concur_rd_bytes (concur_rd *r, const void **p, size_t n);
 /* A keyed 64-bit hash; the key is random per process tree, so bytes that
 ** were not written by concur (say, a fuzzer's) never pass for bytecode. */
 uint64_t concur_hash (const void *p, size_t n);
+/* SipHash-2-4 of n bytes under the key k0, k1 (concur_hash is this under
+** the process tree's key; a fixed key gives a hash stable across runs and
+** machines, as the crawler's URL fingerprints need). */
+uint64_t concur_siphash (uint64_t k0, uint64_t k1, const void *p, size_t n);
 void concur_hash_setkey (const unsigned char key[16]);
 void concur_hash_getkey (unsigned char key[16]);
 

@@ -1,5 +1,6 @@
 --- Small helpers shared by the lesson scripts in examples/: quick mode,
--- headings, timing and aligned tables. Nothing here is part of concur.
+-- headings, timing, aligned tables and the CPU-bound work (count_primes).
+-- Nothing here is part of concur.
 --
 --     local lesson = require "lesson"
 --     lesson.title("Lesson 1: processes and threads")
@@ -154,22 +155,32 @@ function M.table(headers, rows)
   end
 end
 
---- A CPU-bound function: the number of primes up to hi, by trial
--- division. With part and parts (1 <= part <= parts) it does only its share:
--- the part-th of every `parts` blocks of 1000 numbers, so `parts` workers
--- given part = 1..parts split the work evenly. Plain Lua, so it can be sent
--- to threads and pool workers.
+--- A CPU-bound function: the number of primes in lo..hi, by trial
+-- division. Plain Lua, so it can be sent to threads and pool workers (the
+-- benchmarks measure the same work with it: bench/benchlib.lua).
+local function count_primes_between(lo, hi)
+  local count = 0
+  for n = math.max(lo, 2), hi do
+    local prime = true
+    for d = 2, math.floor(math.sqrt(n)) do
+      if n % d == 0 then prime = false; break end
+    end
+    if prime then count = count + 1 end
+  end
+  return count
+end
+M.count_primes_between = count_primes_between
+
+--- A CPU-bound function: the number of primes up to hi. With part and
+-- parts (1 <= part <= parts) it does only its share: the part-th of every
+-- `parts` blocks of 1000 numbers, so `parts` workers given part = 1..parts
+-- split the work evenly. It can be sent to threads and pool workers (its
+-- one upvalue, count_primes_between, goes with it).
 function M.count_primes(hi, part, parts)
   part, parts = part or 1, parts or 1
   local count = 0
   for block = (part - 1) * 1000, hi, 1000 * parts do
-    for n = math.max(block, 2), math.min(block + 999, hi) do
-      local prime = true
-      for d = 2, math.floor(math.sqrt(n)) do
-        if n % d == 0 then prime = false; break end
-      end
-      if prime then count = count + 1 end
-    end
+    count = count + count_primes_between(block, math.min(block + 999, hi))
   end
   return count
 end

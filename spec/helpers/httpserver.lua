@@ -73,6 +73,19 @@ function M:robots(text)
   os.remove(tmp)
 end
 
+--- Sets the /s/ site: path -> { status = n, headers = { {name, value}, ... },
+-- body = s } (see httpserver.py).
+function M:site(pages)
+  local cjson = require "cjson"
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "wb"))
+  f:write(cjson.encode(pages))
+  f:close()
+  sh(("env -u LD_PRELOAD curl -sk --noproxy '*' --data-binary @%s %q")
+    :format(tmp, self.base .. "/_site"))
+  os.remove(tmp)
+end
+
 --- Stops the server (by its own pid) and reaps it.
 function M:stop()
   if self.pipe then

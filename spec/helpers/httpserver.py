@@ -25,13 +25,25 @@ Endpoints (query parameters in brackets):
   /echo               the method, headers and body as text
   /headers            [any name=value] echoes them as response headers;
                       always sets X-Dup twice
-  /robots.txt         what POST /_robots last set (404 when none)
+  /text               [s=S] S as text/plain
+  /s/...              a site set by POST /_site: a JSON object mapping each
+                      path (query included) to {"status", "headers" (a list
+                      of [name, value]), "body"}; 404 for other paths
+  /cal/N              a calendar page linking to /cal/N+1, for ever
+  /gen/T/D/N          page N of a generated site of T pages (answered after
+                      D ms): links to its children 5N+1..5N+5 (up to T), its
+                      parent, and itself spelt "./N"
+  /robots.txt         what POST /_robots last set (404 when none); a body
+                      "STATUS C" answers status C, "REDIRECT U" redirects
+                      to U, "HANG" never answers
   /_robots            POST: sets robots.txt (empty body: 404 again)
+  /_site              POST: sets the /s/ site (JSON, see /s/)
   /_log               the log: one "t path" line per request (t: seconds)
   /_reset             clears the log and the flaky counters
   /_shutdown          stops the server
 """
 import gzip
+import json
 import os
 import socket
 import sys
@@ -44,7 +56,7 @@ from urllib.parse import parse_qs, urlsplit
 LOCK = threading.Lock()
 LOG = []
 FLAKY = {}
-STATE = {"robots": None}
+STATE = {"robots": None, "site": {}}
 
 # "hello brotli" as a brotli stream: one uncompressed meta-block then an
 # empty last meta-block (hand-made: no brotli encoder here).
@@ -191,8 +203,41 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(404, b"no robots")
             elif r.startswith(b"STATUS "):
                 self.send(int(r[7:10]), b"robots status")
+            elif r.startswith(b"REDIRECT "):
+                self.send(302, b"", [("Location", r[9:].decode().strip())])
+            elif r.strip() == b"HANG":
+                time.sleep(3600)
             else:
                 self.send(200, r, [("Content-Type", "text/plain")])
+        elif head == "s":
+            page = STATE["site"].get(self.path)
+            if page is None:
+                self.send(404, b"no such page")
+            else:
+                self.send(page.get("status", 200), page.get("body", "").encode(),
+                          [tuple(h) for h in page.get("headers", [])])
+        elif head == "cal":
+            n = int(parts[1])
+            body = ('<html><head><title>month %d</title></head><body>'
+                    '<a href="/cal/%d">next month</a></body></html>' % (n, n + 1))
+            self.send(200, body.encode(), [("Content-Type", "text/html")])
+        elif head == "gen":
+            total, delay, n = int(parts[1]), int(parts[2]), int(parts[3])
+            if delay:
+                time.sleep(delay / 1000.0)
+            links = ['<a href="%d">child</a>' % c
+                     for c in range(5 * n + 1, min(5 * n + 5, total - 1) + 1)]
+            links.append('<a href="%d">parent</a>' % max(0, (n - 1) // 5))
+            links.append('<a href="./%d">self</a>' % n)
+            body = ("<html><head><title>gen %d</title></head><body><p>page %d</p>%s"
+                    "</body></html>" % (n, n, "".join(links)))
+            self.send(200, body.encode(), [("Content-Type", "text/html")])
+        elif head == "_site":
+            STATE["site"] = json.loads(body or b"{}")
+            self.send(200, b"set")
+        elif head == "text":
+            self.send(200, q.get("s", "").encode(),
+                      [("Content-Type", "text/plain")])
         elif head == "_robots":
             STATE["robots"] = body or None
             self.send(200, b"set")

@@ -1,0 +1,593 @@
+/*
+** html.c: the Lua binding of HTML documents (core/html.c, on libxml2's HTML
+** parser): core.html.parse, which concur.fetch exports as fetch.html, the
+** Response method resp:html(), and two types:
+**   concur.html.Document  a parsed page: title, links, find_all, xpath,
+**                         text, robots; fields url and base
+**   concur.html.Element   an element of one: tag, attrs, text, find_all,
+**                         xpath, attr
+** A Document owns its xmlDoc (freed by __gc or close); an Element holds its
+** Document as its user value, so the tree lives as long as any of its
+** elements does. Neither crosses to another state (the codec refuses them):
+** a ThreadPool task parses the page itself, from the Response.
+**
+** Strings come from libxml2 in UTF-8. Every string handed to C is checked
+** for NUL bytes (kind "argument"); a body over the size cap raises kind
+** "limit"; malformed HTML never raises.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+#include <libxml/encoding.h>
+#include "concur.h"
+#include "core/html.h"
+
+#define DOCUMENT "concur.html.Document"
+#define ELEMENT "concur.html.Element"
+#define DEFAULT_MAX (16 * 1024 * 1024)
+
+typedef struct document { concur_html *h; } document;
+typedef struct element { xmlNodePtr node; } element;
+
+/* ---- checks ------------------------------------------------------------------ */
+
+static const char *checkcstring (lua_State *L, int arg, size_t *len) {
+  size_t n;
+  const char *s = concur_checklstring(L, arg, &n);
+  if (strlen(s) != n) concur_argerror(L, arg, "string contains a NUL byte");
+  if (len) *len = n;
+  return s;
+}
+
+/* The Document or Element userdata at 'arg' (kind "argument" if not). */
+static void *checkud (lua_State *L, int arg, const char *tname) {
+  void *u = luaL_testudata(L, arg, tname);
+  if (u == NULL) concur_typeerror(L, arg, tname);
+  return u;
+}
+
+/* The open document at 'arg'. */
+static concur_html *checkdoc (lua_State *L, int arg) {
+  document *d = luaL_testudata(L, arg, DOCUMENT);
+  if (d == NULL) concur_typeerror(L, arg, DOCUMENT);
+  if (d->h == NULL) concur_error(L, "closed", "the HTML document is closed");
+  return d->h;
+}
+
+/* The element at 'arg', its document open; pushes nothing. */
+static xmlNodePtr checkel (lua_State *L, int arg) {
+  element *e = luaL_testudata(L, arg, ELEMENT);
+  document *d;
+  if (e == NULL) concur_typeerror(L, arg, ELEMENT);
+  lua_getiuservalue(L, arg, 1);
+  d = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (d == NULL || d->h == NULL)
+    concur_error(L, "closed", "the HTML document of this element is closed");
+  return e->node;
+}
+
+/* The node that 'arg' (a Document or an Element) stands for, and (pushed)
+** the Document userdata that owns it. */
+static xmlNodePtr checknode (lua_State *L, int arg) {
+  if (luaL_testudata(L, arg, ELEMENT)) {
+    xmlNodePtr n = checkel(L, arg);
+    lua_getiuservalue(L, arg, 1);
+    return n;
+  }
+  if (luaL_testudata(L, arg, DOCUMENT)) {
+    xmlNodePtr n = (xmlNodePtr)checkdoc(L, arg)->doc;
+    lua_pushvalue(L, arg);
+    return n;
+  }
+  concur_typeerror(L, arg, DOCUMENT " or " ELEMENT);
+  return NULL;
+}
+
+/* Pushes an element for node n of the document userdata at 'docidx'. */
+static void pushel (lua_State *L, xmlNodePtr n, int docidx) {
+  element *e;
+  docidx = lua_absindex(L, docidx);
+  e = lua_newuserdatauv(L, sizeof *e, 1);
+  e->node = n;
+  luaL_setmetatable(L, ELEMENT);
+  lua_pushvalue(L, docidx);
+  lua_setiuservalue(L, -2, 1);
+}
+
+/* Pushes a string libxml2 or core/html.c made (malloc'd: freed here); nil
+** for NULL. */
+static void pushfree (lua_State *L, char *s) {
+  if (s == NULL) lua_pushnil(L);
+  else lua_pushstring(L, s);   /* NOTE: a memory error here leaks s */
+  free(s);
+}
+
+static void pushxml (lua_State *L, xmlChar *s) {
+  if (s == NULL) lua_pushnil(L);
+  else lua_pushstring(L, (const char *)s);
+  xmlFree(s);
+}
+
+/* ---- parsing ----------------------------------------------------------------- */
+
+static const char *const PARSE_OPTS[] = { "max_size", "encoding", NULL };
+
+/* A known encoding name, or NULL (libxml2 then reads the page's own). */
+static const char *known_encoding (const char *name) {
+  xmlCharEncodingHandlerPtr h;
+  if (name == NULL || name[0] == '\0') return NULL;
+  if ((h = xmlFindCharEncodingHandler(name)) == NULL) return NULL;
+  xmlCharEncCloseFunc(h);
+  return name;
+}
+
+/* Parses body into a new Document userdata (pushed). */
+static int newdoc (lua_State *L, const char *body, size_t len,
+                   const char *url, const char *encoding, lua_Integer max) {
+  document *d = lua_newuserdatauv(L, sizeof *d, 0);
+  int rc;
+  d->h = NULL;   /* closed until parsed: an error leaves it consistent */
+  luaL_setmetatable(L, DOCUMENT);
+  rc = concur_html_parse(body, len, url, known_encoding(encoding),
+                         (size_t)max, &d->h);
+  if (rc == CONCUR_HTML_ELIMIT)
+    return concur_error(L, "limit", "HTML body of %d bytes is over the "
+                        "size cap (max_size = %d)", (int)len, (int)max);
+  if (rc != CONCUR_HTML_OK) return concur_error(L, "limit", "out of memory");
+  return 1;
+}
+
+/*** fetch.html(body [, url [, opts]]) --> a Document: the page parsed by
+** libxml2's HTML parser, with recovery (malformed HTML never raises) and
+** nothing loaded from the network or files. url: the page's address, which
+** links are resolved against (with its <base href>). opts: max_size
+** (bytes, 16 MiB: a larger body raises kind "limit"), encoding (when the
+** page does not say). */
+static int html_parse (lua_State *L) {
+  size_t len;
+  const char *body = concur_checklstring(L, 1, &len);
+  const char *url = lua_isnoneornil(L, 2) ? NULL : checkcstring(L, 2, NULL);
+  const char *encoding = NULL;
+  lua_Integer max = DEFAULT_MAX;
+  if (!lua_isnoneornil(L, 3)) {
+    concur_checktype(L, 3, LUA_TTABLE);
+    concur_checkoptions(L, 3, PARSE_OPTS);
+    max = concur_optinteger(L, 3, "max_size", max, 0);
+    encoding = concur_optcstring(L, 3, "encoding");   /* (anchored) */
+  }
+  return newdoc(L, body, len, url, encoding, max);
+}
+
+/* The charset of a Content-Type value into buf ("" when none). */
+static void charset (const char *ct, char *buf, size_t size) {
+  const char *p = ct ? strstr(ct, "charset=") : NULL;
+  size_t n = 0;
+  buf[0] = '\0';
+  if (p == NULL) return;
+  p += 8;
+  if (*p == '"') p++;
+  while (p[n] && p[n] != '"' && p[n] != ';' && p[n] != ' ' && n + 1 < size) {
+    buf[n] = p[n];
+    n++;
+  }
+  buf[n] = '\0';
+}
+
+/*** resp:html([opts]) --> a Document of the Response's body, its links
+** resolved against resp.url; the charset of its Content-Type is used when
+** libxml2 knows it. opts as fetch.html. */
+int concur_html_response (lua_State *L) {
+  size_t len;
+  const char *body, *url = NULL;
+  char cs[64];
+  lua_Integer max = DEFAULT_MAX;
+  concur_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_getfield(L, 1, "body") != LUA_TSTRING)
+    return concur_error(L, "argument", "the response has no body");
+  body = lua_tolstring(L, 3, &len);
+  if (lua_getfield(L, 1, "url") == LUA_TSTRING) {
+    size_t n;
+    url = lua_tolstring(L, 4, &n);
+    if (strlen(url) != n) url = NULL;
+  }
+  cs[0] = '\0';
+  if (lua_getfield(L, 1, "headers") == LUA_TTABLE &&
+      lua_getfield(L, 5, "content-type") == LUA_TSTRING)
+    charset(lua_tostring(L, 6), cs, sizeof cs);
+  if (!lua_isnil(L, 2)) {
+    concur_checktype(L, 2, LUA_TTABLE);
+    concur_checkoptions(L, 2, PARSE_OPTS);
+    max = concur_optinteger(L, 2, "max_size", max, 0);
+  }
+  return newdoc(L, body, len, url, cs, max);
+}
+
+/* ---- Document ---------------------------------------------------------------- */
+
+/*** doc:title() --> the <title>'s text, or nil */
+static int doc_title (lua_State *L) {
+  pushfree(L, concur_html_title(checkdoc(L, 1)));
+  return 1;
+}
+
+/*** doc:text() --> the visible text of the page (no script, style, head),
+** whitespace collapsed, blocks on lines of their own */
+static int doc_text (lua_State *L) {
+  concur_html *h = checkdoc(L, 1);
+  xmlNodePtr root = xmlDocGetRootElement(h->doc);
+  xmlNodePtr body = root;
+  for (xmlNodePtr n = root ? root->children : NULL; n; n = n->next)
+    if (n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, "body") == 0)
+      body = n;
+  if (body == NULL) lua_pushliteral(L, "");
+  else pushfree(L, concur_html_text(body, 0));
+  return 1;
+}
+
+/*** doc:robots([agent]) --> { noindex = bool, nofollow = bool }: what
+** <meta name="robots"> says (and <meta name=agent>, when agent is given) */
+static int doc_robots (lua_State *L) {
+  concur_html *h = checkdoc(L, 1);
+  const char *agent = lua_isnoneornil(L, 2) ? NULL : checkcstring(L, 2, NULL);
+  int noindex, nofollow;
+  concur_html_robots(h, agent, &noindex, &nofollow);
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, noindex);
+  lua_setfield(L, -2, "noindex");
+  lua_pushboolean(L, nofollow);
+  lua_setfield(L, -2, "nofollow");
+  return 1;
+}
+
+/* Pushes the links of h as an array of { url, text, rel, nofollow } (or,
+** with 'urls_only', of URLs). */
+static int pushlinks (lua_State *L, concur_html *h, int normalize,
+                      int urls_only) {
+  concur_html_link *v;
+  size_t n;
+  if (concur_html_links(h, normalize, !urls_only, &v, &n) != CONCUR_HTML_OK)
+    return concur_error(L, "limit", "out of memory");
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    if (urls_only) lua_pushstring(L, v[i].url);
+    else {
+      lua_createtable(L, 0, 4);
+      lua_pushstring(L, v[i].url);
+      lua_setfield(L, -2, "url");
+      lua_pushstring(L, v[i].text ? v[i].text : "");
+      lua_setfield(L, -2, "text");
+      if (v[i].rel) {
+        lua_pushstring(L, v[i].rel);
+        lua_setfield(L, -2, "rel");
+      }
+      lua_pushboolean(L, v[i].nofollow);
+      lua_setfield(L, -2, "nofollow");
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  concur_html_links_free(v, n);
+  return 1;
+}
+
+/*** doc:links() --> array of { url, text, rel, nofollow }: every <a href>
+** and <area href> in document order, url absolute (resolved against the
+** page's URL and its <base href>), nofollow when rel says so; links that
+** are not http(s) URLs (mailto:, javascript:, relative ones on a page
+** without a URL) are left out */
+static int doc_links (lua_State *L) {
+  return pushlinks(L, checkdoc(L, 1), 0, 0);
+}
+
+/*** core.html.follow(doc [, all]) --> array of the canonical URLs of the
+** links (fetch.urlnormalize's form) without rel=nofollow (all of them with
+** 'all'), and the number of those left out: what a crawler follows */
+static int doc_follow (lua_State *L) {
+  concur_html *h = checkdoc(L, 1);
+  int all = lua_toboolean(L, 2);
+  concur_html_link *v;
+  size_t n, k = 0, skipped = 0;
+  if (concur_html_links(h, 1, 0, &v, &n) != CONCUR_HTML_OK)
+    return concur_error(L, "limit", "out of memory");
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    if (v[i].nofollow && !all) { skipped++; continue; }
+    lua_pushstring(L, v[i].url);
+    lua_rawseti(L, -2, (lua_Integer)++k);
+  }
+  concur_html_links_free(v, n);
+  lua_pushinteger(L, (lua_Integer)skipped);
+  return 2;
+}
+
+static int doc_index (lua_State *L) {
+  concur_html *h;
+  const char *k;
+  checkud(L, 1, DOCUMENT);
+  k = lua_tostring(L, 2);
+  if (k && strcmp(k, "url") == 0) {
+    h = checkdoc(L, 1);
+    if (h->url) lua_pushstring(L, h->url); else lua_pushnil(L);
+    return 1;
+  }
+  if (k && strcmp(k, "base") == 0) {
+    h = checkdoc(L, 1);
+    if (h->base) lua_pushstring(L, h->base); else lua_pushnil(L);
+    return 1;
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+/*** doc:close(): frees the tree now (its elements then raise kind
+** "closed"); also __close and __gc */
+static int doc_close (lua_State *L) {
+  document *d = checkud(L, 1, DOCUMENT);
+  if (d->h) {
+    concur_html *h = d->h;
+    d->h = NULL;
+    concur_html_free(h);
+  }
+  return 0;
+}
+
+static int doc_tostring (lua_State *L) {
+  document *d = checkud(L, 1, DOCUMENT);
+  if (d->h == NULL) lua_pushliteral(L, DOCUMENT " (closed)");
+  else lua_pushfstring(L, DOCUMENT ": %s", d->h->url ? d->h->url : "(no url)");
+  return 1;
+}
+
+/* ---- searching (Documents and Elements) -------------------------------------- */
+
+/* Does element n match tag (NULL: any) and every attribute test of the
+** table at 'attrs' (0: none)? */
+static int matches (lua_State *L, xmlNodePtr n, const char *tag, int attrs) {
+  if (n->type != XML_ELEMENT_NODE) return 0;
+  if (tag && strcasecmp((const char *)n->name, tag) != 0) return 0;
+  if (attrs == 0) return 1;
+  lua_pushnil(L);
+  while (lua_next(L, attrs)) {
+    const char *name = lua_tostring(L, -2);
+    xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
+    int ok;
+    if (lua_type(L, -1) == LUA_TBOOLEAN) ok = (v != NULL) == lua_toboolean(L, -1);
+    else {
+      const char *want = lua_tostring(L, -1);
+      ok = v != NULL && (strcmp((const char *)v, want) == 0 ||
+                         (strcmp(name, "class") == 0 &&
+                          concur_html_hastoken((const char *)v, want)));
+    }
+    xmlFree(v);
+    lua_pop(L, 1);
+    if (!ok) {
+      lua_pop(L, 1);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/*** x:find_all([tag [, attrs]]) --> array of Elements below x (a Document or
+** an Element), in document order: tag (case-insensitive; nil or "*": any),
+** attrs a table of name = value (a string: equal, or for "class" one of its
+** words; true: present; false: absent) */
+static int node_find_all (lua_State *L) {
+  xmlNodePtr root;
+  lua_settop(L, 3);
+  root = checknode(L, 1);   /* pushes the document */
+  int docidx = lua_gettop(L), attrs = 0, k = 0;
+  const char *tag = NULL;
+  if (!lua_isnoneornil(L, 2)) {
+    tag = checkcstring(L, 2, NULL);
+    if (strcmp(tag, "*") == 0) tag = NULL;
+  }
+  if (!lua_isnoneornil(L, 3)) {
+    concur_checktype(L, 3, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      size_t n;
+      const char *name;
+      if (lua_type(L, -2) != LUA_TSTRING ||
+          strlen(name = lua_tolstring(L, -2, &n)) != n ||
+          (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TBOOLEAN))
+        return concur_argerror(L, 3, "attrs must map attribute names to "
+                               "strings or booleans");
+      (void)name;
+      lua_pop(L, 1);
+    }
+    attrs = 3;
+  }
+  lua_newtable(L);
+  for (xmlNodePtr n = root->children, up; n; ) {
+    if (matches(L, n, tag, attrs)) {
+      pushel(L, n, docidx);
+      lua_rawseti(L, -2, ++k);
+    }
+    if (n->children && n->type == XML_ELEMENT_NODE) { n = n->children; continue; }
+    for (up = n; up && up != root && up->next == NULL; up = up->parent) {}
+    n = (up == NULL || up == root) ? NULL : up->next;
+  }
+  return 1;
+}
+
+/* Pushes one node of an XPath result: an element as an Element, anything
+** else (attribute, text, namespace) as its string value. */
+static void pushxnode (lua_State *L, xmlNodePtr n, int docidx) {
+  if (n->type == XML_ELEMENT_NODE) pushel(L, n, docidx);
+  else if (n->type == XML_NAMESPACE_DECL)
+    lua_pushstring(L, (const char *)((xmlNsPtr)n)->href);
+  else pushxml(L, xmlXPathCastNodeToString(n));
+}
+
+/*** x:xpath(expr) --> the XPath 1.0 result with x (a Document or an Element)
+** as the context node: a node-set as an array (elements as Elements,
+** attributes and text as strings), or a number, string or boolean. A bad
+** expression raises kind "argument". */
+static int node_xpath (lua_State *L) {
+  const char *expr = checkcstring(L, 2, NULL);
+  xmlNodePtr node;
+  int docidx;
+  lua_settop(L, 2);
+  node = checknode(L, 1);
+  docidx = lua_gettop(L);
+  concur_html *h = ((document *)lua_touserdata(L, docidx))->h;
+  char msg[256];
+  xmlXPathObjectPtr res = concur_html_xpath(h, node, expr, msg, sizeof msg);
+  if (res == NULL && msg[0] == '\0')
+    return concur_error(L, "limit", "out of memory");
+  if (res == NULL)
+    return concur_argerror(L, 2, lua_pushfstring(L, "bad XPath expression "
+                           "'%s' (%s)", expr, msg));
+  /* NOTE: a memory error while pushing leaks res */
+  switch (res->type) {
+    case XPATH_NODESET: {
+      int n = res->nodesetval ? res->nodesetval->nodeNr : 0;
+      lua_createtable(L, n, 0);
+      for (int i = 0; i < n; i++) {
+        pushxnode(L, res->nodesetval->nodeTab[i], docidx);
+        lua_rawseti(L, -2, i + 1);
+      }
+      break;
+    }
+    case XPATH_BOOLEAN: lua_pushboolean(L, res->boolval); break;
+    case XPATH_NUMBER: {
+      double v = res->floatval;
+      if (v == (double)(lua_Integer)v && v >= -9e15 && v <= 9e15)
+        lua_pushinteger(L, (lua_Integer)v);
+      else lua_pushnumber(L, v);
+      break;
+    }
+    case XPATH_STRING:
+      lua_pushstring(L, res->stringval ? (const char *)res->stringval : "");
+      break;
+    default: lua_pushnil(L); break;
+  }
+  xmlXPathFreeObject(res);
+  return 1;
+}
+
+/* ---- Element ------------------------------------------------------------------ */
+
+/*** el:text() --> the element's visible text, as doc:text() */
+static int el_text (lua_State *L) {
+  pushfree(L, concur_html_text(checkel(L, 1), 0));
+  return 1;
+}
+
+/*** el:attr(name) --> the attribute's value, or nil */
+static int el_attr (lua_State *L) {
+  xmlNodePtr n = checkel(L, 1);
+  pushxml(L, xmlGetProp(n, (const xmlChar *)checkcstring(L, 2, NULL)));
+  return 1;
+}
+
+/* Pushes the table of n's attributes. */
+static void pushattrs (lua_State *L, xmlNodePtr n) {
+  lua_newtable(L);
+  for (xmlAttrPtr a = n->properties; a; a = a->next) {
+    pushxml(L, xmlNodeListGetString(n->doc, a->children, 1));
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "");
+    }
+    lua_setfield(L, -2, (const char *)a->name);
+  }
+}
+
+/* el.tag, el.attrs, then the methods */
+static int el_index (lua_State *L) {
+  const char *k;
+  checkud(L, 1, ELEMENT);
+  k = lua_tostring(L, 2);
+  if (k && strcmp(k, "tag") == 0) {
+    lua_pushstring(L, (const char *)checkel(L, 1)->name);
+    return 1;
+  }
+  if (k && strcmp(k, "attrs") == 0) {
+    pushattrs(L, checkel(L, 1));
+    return 1;
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int el_tostring (lua_State *L) {
+  xmlNodePtr n = checkel(L, 1);
+  lua_pushfstring(L, ELEMENT ": <%s>", (const char *)n->name);
+  return 1;
+}
+
+static int el_eq (lua_State *L) {
+  element *a = luaL_testudata(L, 1, ELEMENT), *b = luaL_testudata(L, 2, ELEMENT);
+  lua_pushboolean(L, a && b && a->node == b->node);
+  return 1;
+}
+
+/* ---- registration ------------------------------------------------------------ */
+
+static const luaL_Reg doc_methods[] = {
+  {"title", doc_title},
+  {"text", doc_text},
+  {"robots", doc_robots},
+  {"links", doc_links},
+  {"find_all", node_find_all},
+  {"xpath", node_xpath},
+  {"close", doc_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg el_methods[] = {
+  {"text", el_text},
+  {"attr", el_attr},
+  {"find_all", node_find_all},
+  {"xpath", node_xpath},
+  {NULL, NULL}
+};
+
+static const luaL_Reg html_funcs[] = {
+  {"parse", html_parse},
+  {"follow", doc_follow},
+  {"response", concur_html_response},
+  {NULL, NULL}
+};
+
+/* Makes a metatable 'name' whose __index is 'index' over the methods (also
+** its field 'methods', where core.methods finds them). */
+static void newmeta (lua_State *L, const char *name, const luaL_Reg *methods,
+                     lua_CFunction index) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "methods");
+  lua_pushcclosure(L, index, 1);
+  lua_setfield(L, -2, "__index");
+}
+
+void concur_html_open (lua_State *L) {
+  concur_html_init();   /* xmlInitParser, before threads parse */
+  newmeta(L, DOCUMENT, doc_methods, doc_index);
+  lua_pushcfunction(L, doc_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, doc_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, doc_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  newmeta(L, ELEMENT, el_methods, el_index);
+  lua_pushcfunction(L, el_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, el_eq);
+  lua_setfield(L, -2, "__eq");
+  lua_pop(L, 1);
+  luaL_newlib(L, html_funcs);
+  lua_setfield(L, -2, "html");
+}
