@@ -27,7 +27,7 @@ local submit_s = benchlib.submit_time(pool, noop, N)
 local map_s = benchlib.map_time(pool, noop, N)
 
 local LIMIT = tonumber(os.getenv("BENCH_PRIMES")) or 2000000
-local CHUNKS = 32   -- enough that the last, heaviest chunks balance on 2 workers
+local CHUNKS = 8    -- of equal cost (benchlib.cpu_time), so the work balances on 2 workers
 local function cpu(workers)
   return benchlib.cpu_time(concur.ProcessPool, workers, LIMIT, CHUNKS)
 end
@@ -42,17 +42,18 @@ N, RT, LIMIT, CHUNKS = %d, %d, %d // 4, %d
 def noop(x): return x
 def best(k, fn): return min(fn() for _ in range(k))
 def count_primes(c):
-    lo, hi = c
+    hi, part, parts = c
     n_ = 0
-    for n in range(max(lo, 2), hi + 1):
-        p = True
-        d = 2
-        while d * d <= n:
-            if n %% d == 0: p = False; break
-            d += 1
-        if p: n_ += 1
+    for block in range((part - 1) * 1000, hi + 1, 1000 * parts):
+        for n in range(max(block, 2), min(block + 999, hi) + 1):
+            p = True
+            d = 2
+            while d * d <= n:
+                if n %% d == 0: p = False; break
+                d += 1
+            if p: n_ += 1
     return n_
-chunks = [(k * LIMIT // CHUNKS + 1, (k + 1) * LIMIT // CHUNKS) for k in range(CHUNKS)]
+chunks = [(LIMIT, k, CHUNKS) for k in range(1, CHUNKS + 1)]
 if __name__ == "__main__":
     with ProcessPoolExecutor(2) as ex:
         list(ex.map(noop, range(4)))
@@ -107,5 +108,6 @@ print(("%-34s %s %s %s %s %s"):format("map, default chunks (items/s)", fmt(rate(
   ratio(rate(map_s), rate(pyv.mp_map)), ratio(rate(map_s), rate(pyv.ppe_map))))
 print(("%-34s %11.2fx %11.2fx"):format("CPU-bound speed-up, 1 -> 2 workers", cpu1 / cpu2,
   (pyv.cpu1 and pyv.cpu2) and pyv.cpu1 / pyv.cpu2 or 0/0))
-print(("(concur: primes to %d in %d chunks, %.2f s on 1 worker, %.2f s on 2;"
-  .. " Python's multiprocessing.Pool: primes to %d)"):format(LIMIT, CHUNKS, cpu1, cpu2, LIMIT // 4))
+print(("(primes to %d in %d tasks of equal cost, every %dth block of 1000 numbers each, so the"
+  .. " work balances; concur %.2f s on 1 worker, %.2f s on 2; Python's multiprocessing.Pool:"
+  .. " primes to %d)"):format(LIMIT, CHUNKS, CHUNKS, cpu1, cpu2, LIMIT // 4))

@@ -24,10 +24,12 @@ function M.loadavg()
   return v
 end
 
---- CPU-bound work: the number of primes in lo..hi (the lessons' own,
--- examples/lib/lesson.lua, so both measure the same work).
+--- CPU-bound work (the lessons' own, examples/lib/lesson.lua, so both
+-- measure the same work): count_primes(hi, part, parts) is the number of
+-- primes up to hi in the part-th of every 'parts' blocks of 1000 numbers, so
+-- parts 1..parts cost about the same.
 M.count_primes = dofile((debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./")
-  .. "../examples/lib/lesson.lua").count_primes_between
+  .. "../examples/lib/lesson.lua").count_primes
 
 --- Seconds (best of 3) for n pool:submit(fn, i) and their results.
 function M.submit_time(pool, fn, n)
@@ -55,16 +57,16 @@ function M.map_time(pool, fn, n)
 end
 
 --- Seconds (best of 2) that a pool made by new_pool(workers) takes to count
--- the primes up to 'limit' split into 'nchunks' tasks.
+-- the primes up to 'limit' split into 'nchunks' tasks of equal cost (each
+-- takes every nchunks-th block of 1000 numbers, so the work balances: with
+-- nchunks a multiple of the workers, none waits for another's last task).
 function M.cpu_time(new_pool, workers, limit, nchunks)
   local monotonic = require("concur").monotonic
   local p <close> = new_pool(workers)
   return M.best(2, function()
     local t0 = monotonic()
     local fs = {}
-    for k = 0, nchunks - 1 do
-      fs[#fs + 1] = p:submit(M.count_primes, k * limit // nchunks + 1, (k + 1) * limit // nchunks)
-    end
+    for k = 1, nchunks do fs[#fs + 1] = p:submit(M.count_primes, limit, k, nchunks) end
     local total = 0
     for _, f in ipairs(fs) do total = total + f:result() end
     assert(total > 0)
