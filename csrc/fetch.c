@@ -131,7 +131,8 @@ static const char *const CLIENT_OPTS[] = {
   "concurrency", "per_host", "rate", "per", "burst", "retries", "backoff",
   "max_backoff", "retry_on", "timeout", "connect_timeout", "low_speed_limit",
   "low_speed_time", "max_body", "max_redirects", "user_agent", "headers",
-  "robots", "robots_retry", "verify", "limits", NULL
+  "robots", "robots_retry", "verify", "limits", "http2", "cookies",
+  "autothrottle", NULL
 };
 
 /*** fetch.Client([options]) --> a new client (docs/API.md, "concur.fetch"). */
@@ -167,6 +168,9 @@ static int fetch_client (lua_State *L) {
   cfg.robots = concur_optbool(L, 1, "robots", 0);
   cfg.robots_retry = concur_optnumber(L, 1, "robots_retry", 60, 0, 0, 0);
   cfg.verify = concur_optbool(L, 1, "verify", 1);
+  cfg.http2 = concur_optbool(L, 1, "http2", 1);
+  cfg.cookies = concur_optbool(L, 1, "cookies", 0);
+  cfg.autothrottle = concur_optbool(L, 1, "autothrottle", 0);
   if (lua_getfield(L, 1, "retry_on") == LUA_TNIL) {
     memcpy(cfg.retry_on, retry_on, sizeof retry_on);
     cfg.nretry_on = (int)(sizeof retry_on / sizeof retry_on[0]);
@@ -335,17 +339,18 @@ static int statuses_index (lua_State *L) {
 static const char STATUSES_MT = 0;   /* the registry key of by_status's metatable */
 
 /*** client:stats() --> { requests, retries, failures, completed, cancelled,
-** bytes, queued, active, by_status = { ["200"] = n, ... } }: by_status has
+** bytes, throttled, queued, active, by_status = { ["200"] = n, ... } }: by_status has
 ** string keys (it encodes as JSON), and by_status[200] reads "200" too. */
 static int client_stats (lua_State *L) {
   client *c = (client *)concur_checkobj(L, 1, &client_type);
   concur_fetch_stats *st = lua_newuserdatauv(L, sizeof *st, 0);
   concur_fetch_getstats(c->e, st);
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 10);
 #define SETI(name) lua_pushinteger(L, (lua_Integer)st->name); \
                    lua_setfield(L, -2, #name)
   SETI(requests); SETI(retries); SETI(failures); SETI(completed);
-  SETI(cancelled); SETI(bytes); SETI(queued); SETI(active);
+  SETI(cancelled); SETI(bytes); SETI(throttled); SETI(queued);
+  SETI(active);
 #undef SETI
   luaL_checkstack(L, 4, NULL);
   lua_newtable(L);

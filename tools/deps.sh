@@ -13,15 +13,16 @@
 BUILD="lua5.4 liblua5.4-dev libcurl4-openssl-dev libgmp-dev libhiredis-dev libssl-dev libxml2-dev gcc make pkg-config"
 # make test: busted and what the specs run (the HTTP test server is Python,
 # with a self-signed certificate made by openssl; curl drives it; the
-# cluster specs start their own redis-server)
-TEST="lua-busted lua-socket lua-cjson lua-logging python3 curl openssl redis-server"
+# cluster specs start their own redis-server; the HTTP/2 specs their own
+# nginx)
+TEST="lua-busted lua-socket lua-cjson lua-logging python3 curl openssl redis-server nginx-light"
 # make lint: luacheck, the second compiler, and luassert (tools/luals_check.lua
 # loads concur.testing)
 LINT="lua-check clang lua-busted"
 # make check: sanitizers, libFuzzer, valgrind
 CHECK="clang libclang-rt-14-dev valgrind"
 # make bench: the peers measured in the same run
-BENCH="lua-luv nginx-light wrk python3-aiohttp python3-redis python3-rq python3-celery python3-scrapy"
+BENCH="lua-luv wrk python3-aiohttp python3-redis python3-rq python3-celery python3-scrapy"
 # make docs: LDoc
 DOCS="lua5.4 lua-ldoc lua-discount"
 # make dist, make dist-check: luarocks packs and installs the rock

@@ -226,6 +226,14 @@ CURL *concur_fetch_easy_get (concur_fetch_engine *e) {
     curl_easy_setopt(c, CURLOPT_PROXY, "");
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, e->cfg.verify ? 1L : 0L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, e->cfg.verify ? 2L : 0L);
+  /* HTTP/2 by ALPN on https (plain http stays HTTP/1.1: no Upgrade
+  ** round trip) */
+  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, e->cfg.http2
+                   ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+  if (e->share) {   /* the client's cookie jar; "" starts the engine */
+    curl_easy_setopt(c, CURLOPT_SHARE, e->share);
+    curl_easy_setopt(c, CURLOPT_COOKIEFILE, "");
+  }
   if (e->cfg.low_speed_time > 0) {
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, e->cfg.low_speed_limit);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,

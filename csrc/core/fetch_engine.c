@@ -217,6 +217,16 @@ concur_fetch_engine *concur_fetch_new (const concur_fetch_config *cfg,
   curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
   curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, concur_fetch_timer_cb);
   curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
+  curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, cfg->http2
+                    ? (long)CURLPIPE_MULTIPLEX : (long)CURLPIPE_NOTHING);
+  /* NOTE: the share has no lock callbacks: only the engine thread's
+  ** handles use it, and curl_share_cleanup runs after they are gone */
+  if (cfg->cookies) {
+    if ((e->share = curl_share_init()) == NULL ||
+        curl_share_setopt(e->share, CURLSHOPT_SHARE,
+                          CURL_LOCK_DATA_COOKIE) != CURLSHE_OK)
+      goto oom;
+  }
   /* keep one idle connection per possible transfer, and some spare */
   curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS,
                     (long)(cfg->concurrency * 2 + 8));
@@ -237,7 +247,8 @@ oom:
 void concur_fetch_getstats (concur_fetch_engine *e, concur_fetch_stats *st) {
 #define LOAD(f) st->f = atomic_load_explicit(&e->st.f, memory_order_relaxed)
   LOAD(requests); LOAD(retries); LOAD(failures); LOAD(completed);
-  LOAD(cancelled); LOAD(bytes); LOAD(queued); LOAD(active);
+  LOAD(cancelled); LOAD(bytes); LOAD(throttled); LOAD(queued);
+  LOAD(active);
   for (int i = 0; i < 600; i++) LOAD(by_status[i]);
 #undef LOAD
 }
@@ -275,6 +286,8 @@ void concur_fetch_close (concur_fetch_engine *e) {
 /* Frees e, its thread joined or ending (the thread's own last act). */
 static void destroy (concur_fetch_engine *e) {
   if (e->multi) curl_multi_cleanup(e->multi);
+  while (e->npool) curl_easy_cleanup(e->pool[--e->npool]);
+  if (e->share) curl_share_cleanup(e->share);
   if (e->evfd >= 0) close(e->evfd);
   if (e->epfd >= 0) close(e->epfd);
   pthread_mutex_destroy(&e->mu);

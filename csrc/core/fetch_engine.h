@@ -56,6 +56,11 @@ typedef struct concur_fetch_config {
   long long max_body;             /* bytes of (decoded) body */
   long max_redirects;
   int verify, robots;
+  int http2;                      /* HTTP/2 where the server speaks it
+                                  ** (ALPN on https), streams multiplexed */
+  int cookies;                    /* one cookie jar for the engine */
+  int autothrottle;               /* hosts that answer 429/503 or slow
+                                  ** down get a lower rate (fetch_host.c) */
   double robots_retry;            /* seconds before an unreachable
                                   ** robots.txt is asked for again */
   const char *user_agent;
@@ -85,6 +90,7 @@ typedef struct concur_fetch_spec {
 typedef struct concur_fetch_stats {
   long long requests;   /* HTTP requests sent: attempts and redirect hops */
   long long retries, failures, completed, cancelled, bytes;
+  long long throttled;             /* times autothrottle slowed a host */
   long long queued, active;        /* now */
   long long by_status[600];        /* responses by status code */
 } concur_fetch_stats;

@@ -6,9 +6,22 @@
 ** robots.txt says. Hosts live in a hash table (chains, grown at load 1) and,
 ** while they have work, in the runnable ring that dispatch turns through.
 ** Requests waiting for a retry sit on a binary min-heap ordered by 'due'.
+**
+** autothrottle (cfg.autothrottle) is a gap between a host's starts, on top
+** of its limiter: a 429 or 503 doubles it (at least the host's latency),
+** a latency grown past twice its usual value raises it by half (at least
+** latency / per_host); only answers to requests started after the last
+** such change can change it again, so the answers to the requests of one
+** burst count as one signal; every other
+** answer shrinks it by 5%, so a host recovers over tens of requests.
+** "Usual" is the low-water mark of the smoothed latency, which creeps up
+** by 1% of the difference per answer, so a host that stays slow becomes
+** the norm. Retry-After still wins: it pauses the host (fetch_transfer.c).
 */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "wait.h"
 #include "fetch_internal.h"
 
 static size_t hash_str (const char *s) {
@@ -149,6 +162,47 @@ void concur_fetch_robots_set (concur_fetch_engine *e, host *h,
       concur_ratelimit_setrate(&h->rl, 1, d);
   }
   concur_fetch_run_add(e, h);
+}
+
+/* ---- autothrottle ---------------------------------------------------------- */
+
+#define AT_MINGAP 0.05     /* seconds: the first gap a 429/503 imposes */
+#define AT_MAXGAP 60.0     /* seconds: the largest gap */
+#define AT_NOISE 0.02      /* seconds: latency changes below this are noise */
+#define AT_RECOVER 0.95    /* the gap's factor per good answer */
+
+/* Widens h's gap to 'gap' unless the request answered started before the
+** last widening (the answers of one burst are one signal). */
+static void at_slow (concur_fetch_engine *e, host *h, double gap,
+                     double launched) {
+  if (launched < h->at_cut) return;
+  h->at_cut = concur_now();
+  h->at_gap = fmin(gap, AT_MAXGAP);
+  count(e, throttled, 1);
+}
+
+void concur_fetch_throttle_note (concur_fetch_engine *e, host *h, long status,
+                                 double latency, double launched) {
+  if (!e->cfg.autothrottle) return;
+  if (!(latency >= 0)) latency = 0;
+  if (h->at_lat == 0 && h->at_base == 0) h->at_lat = h->at_base = latency;
+  else h->at_lat = 0.7 * h->at_lat + 0.3 * latency;
+  if (h->at_lat < h->at_base) h->at_base = h->at_lat;
+  else h->at_base += (h->at_lat - h->at_base) * 0.01;
+  if (status == 429 || status == 503)
+    at_slow(e, h, fmax(2 * h->at_gap, fmax(h->at_lat, AT_MINGAP)), launched);
+  else if (h->at_lat > 2 * h->at_base && h->at_lat - h->at_base > AT_NOISE)
+    at_slow(e, h, fmax(1.5 * h->at_gap,
+                       h->at_lat / (double)e->cfg.per_host), launched);
+  else if (h->at_gap > 0 && (h->at_gap *= AT_RECOVER) < AT_MINGAP / 10)
+    h->at_gap = 0;
+}
+
+double concur_fetch_throttle_slot (host *h, double slot) {
+  if (h->at_gap > 0 && slot < h->at_last + h->at_gap)
+    slot = h->at_last + h->at_gap;
+  h->at_last = slot;
+  return slot;
 }
 
 /* ---- timers: a binary min-heap on 'due' ------------------------------------ */

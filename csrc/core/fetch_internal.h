@@ -62,7 +62,9 @@ struct req {
   long retries, max_redirects;
   long long max_body;
   long tries, redirects;
+  long httpver;              /* CURL_HTTP_VERSION_* of the last response */
   double started, due;
+  double launched;           /* when the current attempt started */
   double deadline;           /* > 0: the first attempt must end by then (a
                              ** request that waited for robots.txt) */
   CURL *easy;
@@ -85,6 +87,9 @@ struct host {
   int hasrl;
   concur_ratelimit rl;
   double paused_until;
+  /* autothrottle: the gap between starts it imposes (0: none), the last
+  ** start it allowed, the smoothed latency and its low-water mark */
+  double at_gap, at_last, at_lat, at_base, at_cut;
   req *armed;                /* waits for its slot at armed_at */
   double armed_at;
   /* robots.txt */
@@ -102,6 +107,7 @@ struct host {
 ** (relaxed atomics: each is exact, the set is not a snapshot). */
 typedef struct counters {
   atomic_llong requests, retries, failures, completed, cancelled, bytes;
+  atomic_llong throttled;
   atomic_llong queued, active;
   atomic_llong by_status[600];
 } counters;
@@ -120,6 +126,8 @@ struct concur_fetch_engine {
   int joined;
   pthread_t thread;
   CURLM *multi;
+  CURLSH *share;             /* the cookie jar (cfg.cookies), else NULL;
+                             ** used by the engine thread alone */
   int epfd, evfd;            /* epoll set; eventfd that wakes the engine */
   int envproxy;              /* a proxy is set in the environment */
   atomic_int cancels;        /* a running future was cancelled */
@@ -191,6 +199,15 @@ int concur_fetch_has_work (const host *h);
 int concur_fetch_heap_push (concur_fetch_engine *e, req *r);
 req *concur_fetch_heap_pop (concur_fetch_engine *e);
 void concur_fetch_heap_fix (concur_fetch_engine *e);   /* after removals */
+/* autothrottle: a response of h came with 'status' after 'latency'
+** seconds (server time: from the request sent to its first byte), for a
+** request started at 'launched'; adjusts the gap it imposes between h's
+** starts. */
+void concur_fetch_throttle_note (concur_fetch_engine *e, host *h, long status,
+                                 double latency, double launched);
+/* The earliest start autothrottle allows h at or after 'slot'; reserves
+** it. */
+double concur_fetch_throttle_slot (host *h, double slot);
 /* Records what robots.txt says (rb: the rules, or NULL when unknown: then
 ** 'why' says why everything is disallowed) until 'until'. */
 void concur_fetch_robots_set (concur_fetch_engine *e, host *h,

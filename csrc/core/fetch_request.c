@@ -430,7 +430,8 @@ static int hseen (const strbuf *h, const char *n) {
 }
 
 /* Writes the headers as a table: lower-case names, repeated ones joined
-** with ", ". */
+** with ", " (RFC 9110 5.3), but set-cookie, whose values may hold commas:
+** always an array of its values, in order. */
 static int wire_headers (concur_buf *b, const strbuf *h) {
   const char *end = h->p + h->len;
   size_t nnames = 0;
@@ -440,7 +441,18 @@ static int wire_headers (concur_buf *b, const strbuf *h) {
   rc = concur_wire_hint(b, nnames) | concur_wire_table(b, 0);
   for (const char *n = h->p; n && n < end; n = hnext(n)) {
     const char *v = n + strlen(n) + 1;
-    if (!hseen(h, n)) {
+    if (!hseen(h, n) && strcmp(n, "set-cookie") == 0) {
+      size_t k = 1;
+      for (const char *m = hnext(n); m < end; m = hnext(m))
+        k += strcmp(m, n) == 0;
+      rc |= concur_wire_cstr(b, n);
+      rc |= concur_wire_table(b, k);
+      rc |= concur_wire_cstr(b, v);
+      for (const char *m = hnext(n); m < end; m = hnext(m))
+        if (strcmp(m, n) == 0) rc |= concur_wire_cstr(b, m + strlen(m) + 1);
+      rc |= concur_wire_end(b);
+    }
+    else if (!hseen(h, n)) {
       strbuf joined = {NULL, 0, 0};
       int more = 0;
       for (const char *m = hnext(n); m < end; m = hnext(m)) {
@@ -466,12 +478,12 @@ static int wire_headers (concur_buf *b, const strbuf *h) {
 ** libcurl's buffer into the bytes the future hands to Lua: a table of 8
 ** pairs named by the Response metatable (wire.h's 'N'), whose first pair,
 ** "body", is a string written in place (concur_wire_strbegin), its length
-** written when the body is complete; the 7 other pairs follow it.
+** written when the body is complete; the 8 other pairs follow it.
 */
 int concur_fetch_bodyopen (req *r) {
   r->out.len = 0;
   if (concur_wire_named(&r->out, CONCUR_FETCH_RESPONSE_MT) ||
-      concur_wire_hint(&r->out, 8) || concur_wire_table(&r->out, 0) ||
+      concur_wire_hint(&r->out, 9) || concur_wire_table(&r->out, 0) ||
       concur_wire_cstr(&r->out, "body") || concur_wire_strbegin(&r->out))
     return -1;
   r->body0 = r->out.len;
@@ -480,6 +492,18 @@ int concur_fetch_bodyopen (req *r) {
 
 size_t concur_fetch_bodylen (const req *r) {
   return r->out.len >= r->body0 ? r->out.len - r->body0 : 0;
+}
+
+/* The HTTP version of a response as HTTP names it. */
+static const char *httpver (long v) {
+  switch (v) {
+    case CURL_HTTP_VERSION_1_0: return "1.0";
+    case CURL_HTTP_VERSION_2_0: return "2";
+#if LIBCURL_VERSION_NUM >= 0x074200
+    case CURL_HTTP_VERSION_3: return "3";
+#endif
+    default: return "1.1";
+  }
 }
 
 /* Resolves r's future with the Response; frees r. */
@@ -504,6 +528,8 @@ void concur_fetch_respond (concur_fetch_engine *e, req *r, long status,
     rc |= concur_wire_int(b, r->tries + 1);
     rc |= concur_wire_cstr(b, "redirects");
     rc |= concur_wire_int(b, r->redirects);
+    rc |= concur_wire_cstr(b, "http_version");
+    rc |= concur_wire_cstr(b, httpver(r->httpver));
     rc |= concur_wire_end(b);
   }
   if (rc) {

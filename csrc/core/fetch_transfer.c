@@ -247,6 +247,7 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
   r->too_big = 0;
   r->errbuf[0] = '\0';
   if (r->started == 0) r->started = now;
+  r->launched = now;
   curl_easy_setopt(c, CURLOPT_URL, r->url);
   curl_easy_setopt(c, CURLOPT_PRIVATE, r);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
@@ -257,6 +258,10 @@ static void launch (concur_fetch_engine *e, req *r, double now) {
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(r->connect_timeout * 1000));
   curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+  /* https may turn out to be HTTP/2 (ALPN): wait for a connection being
+  ** made to the host rather than open one per transfer */
+  curl_easy_setopt(c, CURLOPT_PIPEWAIT,
+                   e->cfg.http2 && strncmp(r->key, "https:", 6) == 0 ? 1L : 0L);
   /* the method: reset to GET, then set what this request needs */
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);   /* NOTE: sets POST */
   curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -293,7 +298,8 @@ static double reserve (concur_fetch_engine *e, host *h, double now) {
                                            e->cfg.per, e->cfg.burst);
     if (shared > slot) slot = shared;
   }
-  return slot < h->paused_until ? h->paused_until : slot;
+  if (slot < h->paused_until) slot = h->paused_until;
+  return e->cfg.autothrottle ? concur_fetch_throttle_slot(h, slot) : slot;
 }
 
 /* Is r still wanted? (a pending future may have been cancelled) */
@@ -546,6 +552,14 @@ static void transfer_done (concur_fetch_engine *e, req *r, CURLcode rc,
   unaccount(e, h);
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &ra);
+  curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, &r->httpver);
+  if (e->cfg.autothrottle && rc == CURLE_OK && status > 0) {
+    curl_off_t pre = 0, first = 0;   /* microseconds */
+    curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &pre);
+    curl_easy_getinfo(c, CURLINFO_STARTTRANSFER_TIME_T, &first);
+    concur_fetch_throttle_note(e, h, status, (double)(first - pre) / 1e6,
+                               r->launched);
+  }
   if (rc == CURLE_OK && status >= 300 && status < 400) {
     curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
     if (loc &&

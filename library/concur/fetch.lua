@@ -22,6 +22,9 @@
 ---@field robots? boolean obey robots.txt (false)
 ---@field robots_retry? number seconds before an unreachable robots.txt is asked again (60)
 ---@field verify? boolean verify TLS certificates (true)
+---@field http2? boolean HTTP/2 where an https server offers it, streams multiplexed on one connection (true)
+---@field cookies? boolean a cookie jar for this client: cookies set are sent back (false)
+---@field autothrottle? boolean a host that answers 429/503 or slows down gets a lower rate, recovering slowly (false)
 ---@field limits? concur.cluster.Limits per-host rates shared with clients on other machines (cluster.limits; needs rate)
 
 ---@class concur.fetch.RequestOptions
@@ -48,6 +51,7 @@
 ---@field completed integer
 ---@field cancelled integer
 ---@field bytes integer
+---@field throttled integer times autothrottle lowered a host's rate
 ---@field queued integer
 ---@field active integer
 ---@field by_status table<string, integer> keyed "200", ...; by_status[200] reads "200" too
@@ -57,11 +61,12 @@
 ---@field status integer
 ---@field ok boolean 2xx
 ---@field url string the final URL
----@field headers table<string, string> lower-case names
+---@field headers table<string, string|string[]> lower-case names; repeated ones joined with ", ", but set-cookie: always an array
 ---@field body string
 ---@field elapsed number seconds
 ---@field attempts integer
 ---@field redirects integer
+---@field http_version string "1.1", "2", "1.0
 local Response = {}
 
 --- Raises kind "http" for a status >= 400; returns the response otherwise.
