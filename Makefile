@@ -1,7 +1,7 @@
 # concur: build, test, check, bench.
 #   make          build into build/tree (installs the missing Debian packages
 #                 each target needs when run as root; else names them)
-#   make test     run the busted suite
+#   make test     run the C unit tests of csrc/core and the busted suite
 #   make demo     run the six lessons (CONCUR_QUICK=1: their quick sizes)
 #   make check    the suite under ASan+UBSan and under TSan, valgrind, fuzz smoke
 #   make lint     luacheck, and -Werror builds under gcc and clang
@@ -55,12 +55,20 @@ $(SO): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $(OBJS) $(LIBS) $(EXTRA_LDFLAGS)
 
+# The C unit tests of csrc/core/, linked against the core's objects alone:
+# that they link at all shows the core needs no Lua.
+CORE_OBJS = $(filter $(BUILD)/core/%.o,$(OBJS))
+$(BUILD)/core_test: csrc/core/test/core_test.c $(CORE_OBJS)
+	$(CC) $(CFLAGS_ALL) -o $@ $< -Wl,--whole-archive $(CORE_OBJS) -Wl,--no-whole-archive \
+	  $(LIBS) -lm $(EXTRA_LDFLAGS)
+
 $(LMOD)/%.lua: lua/%.lua
 	@mkdir -p $(dir $@)
 	cp $< $@
 
 
-test: all deps
+test: all deps $(BUILD)/core_test
+	$(BUILD)/core_test
 	CONCUR_NO_BUILD=1 $(BUSTED) $(BUSTED_ARGS)
 
 # Every lesson, in order; the first that fails stops the demo and fails it.
@@ -83,8 +91,8 @@ check-tsan: deps
 	  EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" EXTRA_LDFLAGS="-fsanitize=thread"
 
 sanitized:
-	$(MAKE) --no-print-directory build/$(SAN)/tree/lib/lua/5.4/concur/core.so BUILD=build/$(SAN) \
-	  OPT="-O1 -g" SO=build/$(SAN)/tree/lib/lua/5.4/concur/core.so
+	$(MAKE) --no-print-directory build/$(SAN)/tree/lib/lua/5.4/concur/core.so build/$(SAN)/core_test \
+	  BUILD=build/$(SAN) OPT="-O1 -g" SO=build/$(SAN)/tree/lib/lua/5.4/concur/core.so
 	sh tools/sanitize.sh $(SAN)
 
 check-valgrind: all deps
@@ -104,9 +112,9 @@ lint: all deps
 	    cmp -s build/rockspec.check/$$f $$f || { echo "$$f is stale or missing: run make rockspec"; exit 1; }; \
 	  done
 	$(MAKE) --no-print-directory BUILD=build/lint-gcc CC=gcc OPT="-O2" EXTRA_CFLAGS=-Werror \
-	  SO=build/lint-gcc/core.so build/lint-gcc/core.so
+	  SO=build/lint-gcc/core.so build/lint-gcc/core.so build/lint-gcc/core_test
 	$(MAKE) --no-print-directory BUILD=build/lint-clang CC=clang OPT="-O2" EXTRA_CFLAGS=-Werror \
-	  SO=build/lint-clang/core.so build/lint-clang/core.so
+	  SO=build/lint-clang/core.so build/lint-clang/core.so build/lint-clang/core_test
 
 bench: all deps
 	CONCUR_NO_BUILD=1 bin/lua bench/run.lua

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs the spec suite against a sanitized build of concur.core (built by
-# `make check-asan` / `make check-tsan` into build/asan/tree or build/tsan/tree),
+# Runs the core's C unit tests (build/$san/core_test) and the spec suite
+# against a sanitized build of concur.core (built by `make check-asan` /
+# `make check-tsan` into build/asan/tree or build/tsan/tree),
 # under a Lua interpreter built with the same sanitizer (tools/sanlua.c):
 # child processes (servers, shells) then run without the sanitizer.
 set -e
@@ -26,6 +27,8 @@ case "$san" in
     ;;
   *) echo "usage: $0 asan|tsan" >&2; exit 2 ;;
 esac
+# the C unit tests of the core first, under the same options
+"build/$san/core_test"
 lua="build/$san/sanlua"
 gcc -O1 -g $flags $(pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4) \
   -Wl,-E -o "$lua" tools/sanlua.c /usr/lib/x86_64-linux-gnu/liblua5.4.a -lm -ldl
