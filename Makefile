@@ -101,12 +101,14 @@ check-valgrind: all deps
 fuzz: deps
 	sh tools/fuzz.sh
 
-# luacheck; the rockspecs are current; the Lua Language Server definitions in
+# luacheck; the C's layers (tools/layers.lua: the core is Lua-free, no
+# include circles); the rockspecs are current; the Lua Language Server definitions in
 # library/ cover what the modules export (tools/luals_check.lua); -Werror
 # builds under gcc and clang.
 lint: all deps
 	luacheck -q lua spec examples bench tools
 	CONCUR_NO_BUILD=1 bin/lua tools/luals_check.lua
+	lua5.4 tools/layers.lua
 	@mkdir -p build && lua5.4 tools/rockspec.lua build/rockspec.check && \
 	  for f in concur-scm-1.rockspec rockspecs/concur-$(VERSION)-1.rockspec; do \
 	    cmp -s build/rockspec.check/$$f $$f || { echo "$$f is stale or missing: run make rockspec"; exit 1; }; \
