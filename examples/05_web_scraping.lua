@@ -1,9 +1,13 @@
 --- Lesson 5: web scraping with threads.
 --
 -- A simple concurrent scraper, a crawler of worker threads fed by a Queue
--- and sharing one client, a rate-limited scraper, retries with exponential
--- backoff, and good manners (robots.txt, User-Agent, timeouts). Page titles
--- and links are extracted and summarised.
+-- and sharing one client, the same crawl by fetch.Crawler (polite,
+-- breadth-first, resumable), a rate-limited scraper, retries with
+-- exponential backoff, and good manners (robots.txt, User-Agent,
+-- timeouts). Pages are read with libxml2's HTML parser (resp:html(): the
+-- title, the links made absolute) and URLs with libcurl's URL API
+-- (fetch.urljoin, fetch.urlparse, fetch.urlnormalize): no HTML or URL is
+-- taken apart by hand here.
 --
 -- No internet needed: with no arguments the script serves its own small
 -- site on 127.0.0.1 from concur threads (examples/lib/demosite.lua, needs
@@ -24,51 +28,27 @@ local size, secs = lesson.size, lesson.secs
 local UA = ("concur-lesson5/%s (a tutorial scraper)"):format(concur._VERSION:match("[%d.]+$") or "0")
 
 ---------------------------------------------------------------------------
--- Extracting titles and links (plain Lua; copied into worker threads too)
+-- Reading pages (copied into worker threads too)
 ---------------------------------------------------------------------------
 
---- The absolute http(s) URL of href on the page at base, without its
--- #fragment; nil for other schemes (mailto:, javascript:, ...).
-local function resolve(base, href)
-  href = href:gsub("#.*$", ""):gsub("&amp;", "&")
-  if href == "" then return nil end
-  if href:match("^%a[%w+.-]*:") then
-    return href:match("^[Hh][Tt][Tt][Pp][Ss]?://") and href or nil
-  end
-  local origin = base:match("^(%a+://[^/?#]+)")
-  if href:sub(1, 2) == "//" then return base:match("^(%a+:)") .. href end
-  if href:sub(1, 1) == "/" then return origin .. href end
-  local dir = base:match("^(%a+://[^?#]*/)") or (origin .. "/")
-  return dir .. href
-end
-
---- The title and the (absolute, distinct, in order) links of an HTML page.
-local function parse(body, base)
-  local title = body:match("<[Tt][Ii][Tt][Ll][Ee][^>]*>(.-)</[Tt][Ii][Tt][Ll][Ee]>")
-  title = title and title:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
-    :gsub("&amp;", "&"):gsub("&lt;", "<"):gsub("&gt;", ">")
-  local links, seen = {}, {}
-  for _, href in body:gmatch("<[Aa]%s[^>]-[Hh][Rr][Ee][Ff]%s*=%s*([\"'])(.-)%1") do
-    local url = resolve(base, href)
-    if url and not seen[url] then
-      seen[url] = true
-      links[#links + 1] = url
-    end
-  end
-  return title, links
-end
-
 -- What one fetch came to, for the summary: from a Response, or from an
--- error (a concur.Error, or a table with its kind and message).
+-- error (a concur.Error, or a table with its kind and message). A page is
+-- parsed by libxml2 (resp:html()); its links come absolute, resolved
+-- against the page's URL and its <base href>, mailto: and the like left out.
 local function record(url, resp_or_err)
   if resp_or_err.kind then
     return { url = url, ok = false, kind = resp_or_err.kind, message = resp_or_err.message,
       links = {} }
   end
   local r = resp_or_err
-  local title, links
-  if r.ok then title, links = parse(r.body or "", r.url or url) end
-  return { url = url, status = r.status, ok = r.ok, title = title, links = links or {},
+  local title, links = nil, {}
+  if r.ok then
+    local page = r:html()
+    title = page:title()
+    for _, link in ipairs(page:links()) do links[#links + 1] = link.url end
+    page:close()
+  end
+  return { url = url, status = r.status, ok = r.ok, title = title, links = links,
     attempts = r.attempts }
 end
 
@@ -77,14 +57,21 @@ local function outcome(rec)
   return rec.kind or "error"
 end
 
+-- The path (and query) of a URL, for the tables.
+local function path_of(url)
+  local u = fetch.urlparse(url)
+  return u.path .. (u.query and "?" .. u.query or "")
+end
+
 ---------------------------------------------------------------------------
 -- Given URLs: scrape those, politely.
 ---------------------------------------------------------------------------
 if arg and #arg > 0 then
   local urls = {}
   for i = 1, #arg do
-    if not arg[i]:match("^https?://") then
-      io.stderr:write("not an http(s) URL: ", arg[i], "\n")
+    local ok, why = pcall(fetch.urlnormalize, arg[i])   -- http(s) only
+    if not ok then
+      io.stderr:write("not an http(s) URL: ", arg[i], " (", tostring(why.message or why), ")\n")
       os.exit(2)
     end
     urls[#urls + 1] = arg[i]
@@ -164,8 +151,15 @@ lesson.section("A crawler: worker threads fed by a Queue, sharing one client")
 -- Four threads take URLs from a Queue, fetch them through one shared
 -- client (so they share its per-host limits), parse them and hand back
 -- the links; the main thread queues each new link once and closes the
--- queue when nothing is left.
+-- queue when nothing is left. "Once" is by fetch.urlnormalize's form: the
+-- same page spelt "/a/./b", "/a/../a/b" or "HTTP://HOST:80/a/b" is one
+-- URL. Only links to this site (its host and port) are followed.
 local crawl = {}
+local site_url = fetch.urlparse(site.base)
+local function on_site(url)
+  local u = fetch.urlparse(url)
+  return u.host == site_url.host and u.port == site_url.port
+end
 do
   site:reset()
   local client <close> = fetch.Client{ retries = 3, backoff = 0.2, robots = true, user_agent = UA }
@@ -177,8 +171,7 @@ do
       local err = f:error()
       local rec = record(url, err and { kind = err.kind, message = err.message } or f:result())
       n = n + 1
-      if n <= 2 then concur.log(("%s -> %s %s"):format(url:match("//[^/]+(.*)$"), outcome(rec),
-        rec.title or "")) end
+      if n <= 2 then concur.log(("%s -> %s %s"):format(url, outcome(rec), rec.title or "")) end
       outq:put(rec)
     end
     return n
@@ -188,7 +181,7 @@ do
     for i = 1, 4 do
       workers[i] = concur.spawn{ crawler, args = { client, todo, done }, name = "crawler-" .. i }
     end
-    local start = site:url("/")
+    local start = fetch.urlnormalize(site:url("/"))
     local seen, pending = { [start] = true }, 1
     todo:put(start)
     while pending > 0 do
@@ -196,10 +189,11 @@ do
       pending = pending - 1
       crawl[#crawl + 1] = rec
       for _, link in ipairs(rec.links) do
-        if link:sub(1, #site.base + 1) == site.base .. "/" and not seen[link] then
-          seen[link] = true
+        local url = fetch.urlnormalize(link)
+        if on_site(url) and not seen[url] then
+          seen[url] = true
           pending = pending + 1
-          todo:put(link)
+          todo:put(url)
         end
       end
     end
@@ -215,6 +209,67 @@ do
     client:stats().retries)
   print(("crawled %d URLs from / in %s: %d ok, not ok: %s"):format(#crawl, secs(took), ok,
     table.concat(failed, ", ")))
+end
+
+---------------------------------------------------------------------------
+lesson.section("fetch.Crawler: the same crawl, polite and resumable")
+---------------------------------------------------------------------------
+-- What section 2 wrote by hand, fetch.Crawler does: breadth-first from the
+-- start URLs, on this site only (the start's host and port), each page
+-- once (by fetch.urlnormalize's form), robots.txt and meta robots obeyed.
+-- With `state` it journals its frontier: stopped here after a few pages
+-- (as Ctrl-C or kill -9 would stop it), a new Crawler on the same journal
+-- goes on where it was, and fetches no finished page again.
+do
+  site:reset()
+  local journal = os.tmpname()
+  local function new_crawler()
+    return fetch.Crawler{ start = { site:url("/") }, state = journal,
+      client = { retries = 3, backoff = 0.2, user_agent = UA } }
+  end
+  local STOP_AT = size(8, 5)
+  local items, before = {}, 0
+  local took = lesson.time(function()
+    local first = new_crawler()
+    for item in first:items() do
+      items[#items + 1] = item
+      if #items == STOP_AT then first:stop() end   -- in-flight pages still come
+    end
+    before = #items
+    local second = new_crawler()                   -- resumes from the journal
+    second:run{ on_item = function(item) items[#items + 1] = item end }
+    return second:stats()
+  end)
+  local st = new_crawler():stats()                 -- the counters were journaled too
+  os.remove(journal)
+  -- from the server's log: robots.txt is asked by each crawler's client,
+  -- and the busy and flaky pages are retried, so those count once
+  local fetched, twice = {}, 0
+  local retried = { ["/robots.txt"] = true, ["/busy"] = true, ["/flaky"] = true }
+  for _, e in ipairs(site:log()) do
+    fetched[e.path] = (fetched[e.path] or 0) + 1
+    if fetched[e.path] == 2 and not retried[e.path] then twice = twice + 1 end
+  end
+  print(("stop() at %d items (%d came, with those in flight), then resumed from the journal: "
+    .. "%d pages, %d items in %s; pages fetched twice: %d"):format(STOP_AT, before, st.pages,
+    #items, secs(took), twice))
+  runs[#runs + 1] = { "3. fetch.Crawler, stop + resume", st.pages + st.skipped.robots, #items,
+    "robots,404", #site:log(), "-", secs(took) }
+  local ok_pages, same = {}, true
+  for _, rec in ipairs(crawl) do if rec.ok then ok_pages[rec.url] = true end end
+  for _, item in ipairs(items) do
+    if not ok_pages[item.url] then same = false end
+    ok_pages[item.url] = nil
+  end
+  if next(ok_pages) then same = false end
+  print(("the items are the pages section 2's threads found: %s"):format(same and "yes" or "no"))
+  local rows = {}
+  for _, why in ipairs { "robots", "duplicate", "offsite", "depth", "nofollow", "noindex" } do
+    rows[#rows + 1] = { why, st.skipped[why] or 0 }
+  end
+  lesson.table({ "URLs skipped: why", "how many" }, rows)
+  print(("crawler stats: %d pages, %d errors (the 404), %d redirects, %d URLs seen in %d bytes")
+    :format(st.pages, st.errors, st.redirects, st.seen, st.seen_bytes))
 end
 
 ---------------------------------------------------------------------------
@@ -242,7 +297,7 @@ do
   local recs = {}
   for i, u in ipairs(pages) do recs[i] = record(u, responses[i]) end
   local achieved, seen = server_rate()
-  summarise(("3. rate = %d/s (client)"):format(RATE), recs, took, seen, client:stats().retries)
+  summarise(("4. rate = %d/s (client)"):format(RATE), recs, took, seen, client:stats().retries)
   rows[#rows + 1] = { "fetch.Client{ rate = " .. RATE .. " }", seen, secs(took),
     ("%.2f/s"):format(achieved) }
   -- (b) four threads taking tokens from one RateLimiter, fetching with one client
@@ -297,7 +352,7 @@ do
   end
   lesson.table({ "page", "final status", "attempts", "time", "waits between attempts", "allowed" }, rows)
   local st = client:stats()
-  summarise("4. retries = 3, backoff = 0.2", recs, total, #site:log(), st.retries)
+  summarise("5. retries = 3, backoff = 0.2", recs, total, #site:log(), st.retries)
   local by_status = {}
   for code, n in pairs(st.by_status or {}) do by_status[#by_status + 1] = code .. "=" .. n end
   table.sort(by_status)
@@ -315,8 +370,8 @@ do
   local err = client:get(site:url("/private/secret")):error()
   print(("robots.txt disallows /private/: kind %q (%s)"):format(err and err.kind or "none",
     err and err.message or "fetched"))
-  local who = client:get(site:url("/whoami")):result()
-  print(("the server saw the User-Agent: %s"):format(who.body:match("You are ([^<]*)")))
+  local who = client:get(site:url("/whoami")):result():html()
+  print(("the server saw the User-Agent: %s"):format(who:xpath("substring-after(//p, 'You are ')")))
   local t0 = concur.monotonic()
   local terr = client:get(site:url("/slow?s=3")):error()
   print(("a page that takes 3 s, with timeout = 0.5: kind %q, curl code %s, after %.2f s"):format(
@@ -337,12 +392,12 @@ for _, r in ipairs(crawl) do
   links = links + #r.links
   if r.title then titles = titles + 1 end
   for _, l in ipairs(r.links) do unique[l] = true end
-  if r.status == 404 then broken[#broken + 1] = r.url:match("//[^/]+(.*)$") end
+  if r.status == 404 then broken[#broken + 1] = path_of(r.url) end
 end
 local shown = size(12, 6)
 for i, r in ipairs(crawl) do
   if i > shown then break end
-  rows[#rows + 1] = { r.url:match("//[^/]+(.*)$"), outcome(r), r.title or "", #r.links }
+  rows[#rows + 1] = { path_of(r.url), outcome(r), r.title or "", #r.links }
 end
 lesson.table({ "page (first " .. shown .. " of the crawl)", "status", "title", "links" }, rows)
 local nunique = 0

@@ -274,10 +274,10 @@ describe("examples (quick mode)", function()
   describe("05_web_scraping.lua", function()
     local F = "05_web_scraping.lua"
 
-    it("runs in a few seconds with all six sections #notsan", function()
+    it("runs in a few seconds with all seven sections #notsan", function()
       if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
       local out = output(F)
-      sections(out, 6)
+      sections(out, 7)
       assert.matches("demo site http://127%.0%.0%.1:%d+: %d+ pages", out)
       assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
     end)
@@ -293,6 +293,31 @@ describe("examples (quick mode)", function()
       assert.matches("| crawler%-4 +| +%d+ |", out)
       assert.matches("crawled %d+ URLs from / in [%d.]+ s: %d+ ok, not ok: robots, 404", out)
       has(out, "broken links to: /page/1/999")
+    end)
+
+    it("crawls the same pages with fetch.Crawler, stopped and resumed, each page once #notsan", function()
+      if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
+      local out = output(F)
+      assert.matches("then resumed from the journal: %d+ pages, %d+ items in [%d.]+ s; "
+        .. "pages fetched twice: 0\n", out)
+      has(out, "the items are the pages section 2's threads found: yes")
+      assert.matches("| robots +| +1 |", out)
+      assert.matches("crawler stats: %d+ pages, 1 errors %(the 404%)", out)
+    end)
+
+    it("has no hand-written URL or HTML handling left in examples/ #notsan", function()
+      -- the shapes hand-made link extraction and URL joining take: Lua
+      -- patterns over tags, hrefs, schemes, hosts and queries
+      local shapes = { "[Hh][Rr][Ee][Ff]", "[Tt][Ii][Tt][Ll][Ee]", "match(\"<", "gmatch(\"<",
+        "https?://", "//[^/]", "%?.*$", "#.*$", "&amp;" }
+      local p = assert(io.popen(("ls %q/examples/*.lua %q/examples/lib/*.lua"):format(root, root)))
+      for f in p:lines() do
+        local src = assert(io.open(f)):read("a")
+        for _, shape in ipairs(shapes) do
+          assert.is_nil(src:find(shape, 1, true), ("%s has %q"):format(f, shape))
+        end
+      end
+      p:close()
     end)
 
     it("holds the asked rate, as the server saw it #notsan", function()

@@ -41,7 +41,7 @@ local function build_pages(sections, pages, slow)
         ("/page/%d/%d"):format(k % sections + 1, j) }
       if k == 1 and j == 1 then plinks[#plinks + 1] = "/page/1/999" end  -- a broken link
       site[("/page/%d/%d"):format(k, j)] = { title = ("Article %d.%d"):format(k, j),
-        links = plinks, slow = (j % 4 == 0) and slow or nil }
+        links = plinks, slow = (j % 4 == 0) and slow or nil, article = true }
     end
   end
   return site
@@ -60,15 +60,27 @@ end
 local REASON = { [200] = "OK", [404] = "Not Found", [429] = "Too Many Requests",
   [500] = "Internal Server Error" }
 
--- Answers one request: returns status, body, extra header lines.
-local function route(st, pages, path, headers)
-  local bare = path:gsub("%?.*$", "")
+-- The number after "s=" in a query string such as "s=3&x=1", or nil.
+local function query_number(query, name)
+  for pair in (query or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if k == name then return tonumber(v) end
+  end
+end
+
+-- Answers one request: returns status, body, extra header lines. The
+-- request's target is split by fetch.urlparse, as any URL.
+local function route(st, pages, target, headers)
+  local fetch = require "concur.fetch"
+  local ok, url = pcall(fetch.urlparse, "http://site" .. target)
+  if not ok then return 404, html("Not found", { "/" }) end
+  local bare = url.path
   if bare == "/robots.txt" then
     return 200, "User-agent: *\nDisallow: /private/\n", "Content-Type: text/plain\r\n"
   elseif bare == "/whoami" then
     return 200, html("Who am I", {}, "You are " .. (headers["user-agent"] or "anonymous"))
   elseif bare == "/slow" then
-    local s = math.min(tonumber(path:match("[?&]s=([%d.]+)")) or 1, 5)
+    local s = math.min(query_number(url.query, "s") or 1, 5)
     st.stop:wait(s)                -- a sleep that ends early when the site stops
     return 200, html("Slow page", {}, ("This took %g s."):format(s))
   elseif bare == "/busy" and st.busy:add(1) == 1 then
@@ -163,12 +175,13 @@ function M:urls()
   return out
 end
 
---- URLs of the article pages only.
+--- URLs of the article pages only, sorted.
 function M:articles()
   local out = {}
-  for _, u in ipairs(self:urls()) do
-    if u:match("/page/%d+/%d+$") then out[#out + 1] = u end
+  for p, page in pairs(self.pages) do
+    if page.article then out[#out + 1] = self.base .. p end
   end
+  table.sort(out)
   return out
 end
 
