@@ -34,11 +34,14 @@ build = {
   modules = {
     ["concur.bigint"] = "lua/concur/bigint.lua",
     ["concur.cluster"] = "lua/concur/cluster.lua",
+    ["concur.cqueues"] = "lua/concur/cqueues.lua",
     ["concur.crawler"] = "lua/concur/crawler.lua",
     ["concur.fetch"] = "lua/concur/fetch.lua",
     ["concur"] = "lua/concur/init.lua",
     ["concur.log"] = "lua/concur/log.lua",
+    ["concur.luv"] = "lua/concur/luv.lua",
     ["concur.progress"] = "lua/concur/progress.lua",
+    ["concur.task"] = "lua/concur/task.lua",
     ["concur.testing"] = "lua/concur/testing.lua",
     ["concur.core"] = {
       sources = {
@@ -76,6 +79,7 @@ build = {
         "csrc/core/gmpalloc.c",
         "csrc/core/holdings.c",
         "csrc/core/html.c",
+        "csrc/core/hub.c",
         "csrc/core/map.c",
         "csrc/core/procspawn.c",
         "csrc/core/procsup.c",
@@ -99,6 +103,7 @@ build = {
         "csrc/frontier.c",
         "csrc/future.c",
         "csrc/html.c",
+        "csrc/hub.c",
         "csrc/interrupt.c",
         "csrc/lock.c",
         "csrc/map.c",

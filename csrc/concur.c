@@ -331,7 +331,7 @@ static const luaL_Reg funcs[] = {
 /* Every part of the module, in the order they are opened (concur.Error
 ** first: the others raise it). */
 static void (*const parts[]) (lua_State *L) = {
-  concur_errors_open, concur_codec_open, concur_future_open,
+  concur_errors_open, concur_codec_open, concur_future_open, concur_hub_open,
   concur_threadpool_open, concur_thread_open, concur_shared_open,
   concur_lock_open, concur_event_open, concur_semaphore_open,
   concur_barrier_open, concur_value_open, concur_queue_open,

@@ -219,6 +219,7 @@ void concur_getpaths (lua_State *L, char **path, char **cpath);
 void concur_errors_open (lua_State *L);       /* errors.c: concur.Error */
 void concur_codec_open (lua_State *L);        /* codec.c */
 void concur_future_open (lua_State *L);       /* future.c: Future, waitset */
+void concur_hub_open (lua_State *L);          /* hub.c: core.hub (the completion fd) */
 void concur_threadpool_open (lua_State *L);   /* threadpool.c: ThreadPool */
 void concur_thread_open (lua_State *L);       /* thread.c: spawn */
 void concur_shared_open (lua_State *L);       /* shared.c: guards */

@@ -96,6 +96,67 @@ function Future:cancel() end
 ---@param fn fun(f: concur.Future)
 function Future:on_done(fn) end
 
+--- cqueues' pollable protocol: a descriptor readable once f is done, so
+--- cqueues.poll(f) waits for f inside a controller.
+---@return integer fd
+function Future:pollfd() end
+
+--- cqueues' pollable protocol: "r".
+---@return string
+function Future:events() end
+
+--- cqueues' pollable protocol: 0 once f is done, else nil.
+---@return number?
+function Future:timeout() end
+
+--- A coroutine task of this state's scheduler (concur.async); it has the
+--- Future interface.
+---@class concur.Task
+local Task = {}
+
+--- The task's return values (in a task: suspends it until they come;
+--- elsewhere: runs the scheduler until then); raises the task's error,
+--- kind "cancelled" or "timeout".
+---@param timeout? number seconds
+---@return any ...
+function Task:result(timeout) end
+
+--- nil, or the error object the task failed with (waits like result).
+---@param timeout? number seconds
+---@return concur.Error?
+function Task:error(timeout) end
+
+---@return boolean done finished, failed or cancelled
+function Task:done() end
+
+---@return boolean
+function Task:running() end
+
+---@return boolean
+function Task:cancelled() end
+
+---@return concur.FutureState
+function Task:state() end
+
+--- Raises kind "cancelled" inside the task at its suspension point (a task
+--- not started never runs); false once it has ended.
+---@return boolean
+function Task:cancel() end
+
+--- fn(t) runs once, in this state, after the task ends.
+---@param fn fun(t: concur.Task)
+function Task:on_done(fn) end
+
+--- cqueues' pollable protocol: a descriptor readable once the task is done.
+---@return integer fd
+function Task:pollfd() end
+
+---@return string
+function Task:events() end
+
+---@return number?
+function Task:timeout() end
+
 ---------------------------------------------------------------------------
 -- Executors
 ---------------------------------------------------------------------------
@@ -611,7 +672,8 @@ function concur.cpu_count() end
 ---@return number
 function concur.monotonic() end
 
---- Blocks this thread only; a cancelled task wakes.
+--- Blocks this thread only; a cancelled task wakes. In a coroutine task it
+--- suspends only the task (0: lets the other ready tasks run).
 ---@param seconds number
 function concur.sleep(seconds) end
 
@@ -633,21 +695,50 @@ function concur.spawn(fn, ...) end
 ---@param thread concur.Thread
 function concur.excepthook(err, thread) end
 
---- Runs the on_done callbacks of futures that are done.
----@return integer ran
+--- Runs what is due in this state: on_done callbacks of futures that are
+--- done, and the scheduler's timers and ready tasks; drains concur.pollfd().
+---@return integer ran the number of callbacks run
 function concur.poll() end
 
+--- A descriptor readable while this state has callbacks, tasks or timers
+--- due (watch it from an event loop and call concur.poll()).
+---@return integer fd
+function concur.pollfd() end
+
+--- Runs fn(...) as a task of this state's coroutine scheduler, until fn and
+--- every task have finished; fn's results, or raises its error. In a task:
+--- await(async(fn, ...)).
+---@param fn function
+---@param ... any
+---@return any ...
+function concur.run(fn, ...) end
+
+--- Starts fn(...) as a task of this state's scheduler. Outside a running
+--- scheduler the task runs when the state next runs its loop (run, poll,
+--- an attached luv or cqueues loop, or a wait for the task).
+---@param fn function
+---@param ... any
+---@return concur.Task
+function concur.async(fn, ...) end
+
+--- x's results: in a task, suspends only the task; elsewhere blocks like
+--- x:result(). Raises kind "argument" when x is neither a Future nor a Task.
+---@param x concur.Future|concur.Task
+---@param timeout? number seconds
+---@return any ...
+function concur.await(x, timeout) end
+
 --- Waits for futures.
----@param futures concur.Future[]
+---@param futures (concur.Future|concur.Task)[]
 ---@param opts? { timeout?: number, return_when?: "all"|"first"|"first_error" }
----@return concur.Future[] done
----@return concur.Future[] pending
+---@return (concur.Future|concur.Task)[] done
+---@return (concur.Future|concur.Task)[] pending
 function concur.wait(futures, opts) end
 
 --- An iterator over the futures in completion order; raises kind "timeout".
----@param futures concur.Future[]
+---@param futures (concur.Future|concur.Task)[]
 ---@param timeout? number
----@return fun(): concur.Future?
+---@return fun(): (concur.Future|concur.Task)?
 function concur.as_completed(futures, timeout) end
 
 ---@param workers_or_opts? integer|concur.ThreadPoolOptions

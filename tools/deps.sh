@@ -14,8 +14,8 @@ BUILD="lua5.4 liblua5.4-dev libcurl4-openssl-dev libgmp-dev libhiredis-dev libss
 # make test: busted and what the specs run (the HTTP test server is Python,
 # with a self-signed certificate made by openssl; curl drives it; the
 # cluster specs start their own redis-server; the HTTP/2 specs their own
-# nginx)
-TEST="lua-busted lua-socket lua-cjson lua-logging python3 curl openssl redis-server nginx-light"
+# nginx; the event-loop specs run real luv and cqueues loops)
+TEST="lua-busted lua-socket lua-cjson lua-logging lua-luv lua-cqueues python3 curl openssl redis-server nginx-light"
 # make lint: luacheck, the second compiler, and luassert (tools/luals_check.lua
 # loads concur.testing)
 LINT="lua-check clang lua-busted"

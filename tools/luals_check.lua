@@ -36,9 +36,13 @@ local INTERNAL_CLASSES = {
   -- Lua layer; a class that module hands to users gets its definition
   ["concur.Redis"] = "concur.cluster's connection, made by core.redis",
   ["concur.cluster.Key"] = "concur.cluster's signing key, made by core.cluster_key",
+  ["concur.hub"] = "the box of a state's completion fd, in the registry",
+  ["concur.bell"] = "the descriptor behind Future:pollfd and Task:pollfd",
 }
 -- Modules users never require.
-local INTERNAL_MODULES = {}
+local INTERNAL_MODULES = {
+  ["concur.task"] = "the scheduler behind concur.run, async, await and poll",
+}
 
 local root = (arg and arg[0] or ""):match("^(.*)/tools/[^/]*$") or "."
 

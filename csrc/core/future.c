@@ -17,11 +17,11 @@
 #include "future.h"
 #include "wait.h"
 
-struct concur_wnode {
-  concur_wnode *prev, *next;   /* in the future's list, under future->mu */
+typedef struct wsnode {
+  concur_wnode w;              /* first: a concur_wnode * is a wsnode * */
   concur_waitset *ws;
   size_t index;
-};
+} wsnode;
 
 struct concur_waitset {
   pthread_mutex_t mu;
@@ -30,7 +30,7 @@ struct concur_waitset {
   size_t *ring;
   size_t returned;
   concur_future **fs;          /* one reference each */
-  concur_wnode *nodes;
+  wsnode *nodes;
   void (*cb) (void *ud, size_t index);   /* or NULL */
   void *cbud;
 };
@@ -85,17 +85,71 @@ int concur_future_unstart (concur_future *f) {
   return ok;
 }
 
-/* Wakes every waiter; f->mu held. */
+/* Wakes every waiter, unlinking each node before it fires (a fired node
+** may be freed by its owner at once); f->mu held. The nodes marked 'first'
+** fire before the others: a thread that a waitset wakes (it needs only the
+** set's lock, not f->mu) then finds what they did (a state's hub holds the
+** future's token, so the on_done callbacks it runs next include f's). */
 static void notify_done (concur_future *f) {
+  concur_wnode *w = f->waiters, *rest = NULL, *next;
+  f->waiters = NULL;
   pthread_cond_broadcast(&f->cv);
-  for (concur_wnode *w = f->waiters; w; w = w->next) {
-    concur_waitset *ws = w->ws;
-    pthread_mutex_lock(&ws->mu);
-    ws->ring[ws->tail++ % ws->n] = w->index;
-    pthread_cond_signal(&ws->cv);
-    if (ws->cb) ws->cb(ws->cbud, w->index);
-    pthread_mutex_unlock(&ws->mu);
+  for (; w; w = next) {
+    next = w->next;
+    w->prev = w->next = NULL;
+    w->linked = 0;
+    if (w->first) w->fire(w);
+    else {
+      w->next = rest;
+      rest = w;
+    }
   }
+  for (w = rest; w; w = next) {
+    next = w->next;
+    w->next = NULL;
+    w->fire(w);
+  }
+}
+
+int concur_future_addwaiter (concur_future *f, concur_wnode *w) {
+  int ok;
+  pthread_mutex_lock(&f->mu);
+  ok = f->state < CONCUR_F_FINISHED;
+  if (ok) {
+    w->prev = NULL;
+    w->next = f->waiters;
+    if (f->waiters) f->waiters->prev = w;
+    f->waiters = w;
+    w->linked = 1;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return ok;
+}
+
+int concur_future_delwaiter (concur_future *f, concur_wnode *w) {
+  int was;
+  pthread_mutex_lock(&f->mu);
+  was = w->linked;
+  if (was) {
+    if (w->prev) w->prev->next = w->next;
+    else f->waiters = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    w->linked = 0;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return was;
+}
+
+/* A waitset's node fires: the index goes to the set's ring. */
+static void wsnode_fire (concur_wnode *w) {
+  wsnode *n = (wsnode *)w;
+  concur_waitset *ws = n->ws;
+  pthread_mutex_lock(&ws->mu);
+  ws->ring[ws->tail++ % ws->n] = n->index;
+  pthread_cond_signal(&ws->cv);
+  if (ws->cb) ws->cb(ws->cbud, n->index);
+  pthread_mutex_unlock(&ws->mu);
 }
 
 /* finish and fail; 'force': a cancel request does not win */
@@ -201,27 +255,20 @@ concur_waitset *concur_waitset_newcb (concur_future **fs, size_t n,
   concur_cond_init(&ws->cv, 0);
   for (size_t i = 0; i < n; i++) {
     concur_future *f = fs[i];
-    concur_wnode *w = &ws->nodes[i];
+    wsnode *w = &ws->nodes[i];
     ws->fs[i] = f;
     concur_obj_ref(&f->obj);
     w->ws = ws;
     w->index = i;
-    pthread_mutex_lock(&f->mu);
-    if (f->state >= CONCUR_F_FINISHED) {   /* already done: queue it now */
+    w->w.fire = wsnode_fire;
+    if (!concur_future_addwaiter(f, &w->w)) {   /* already done: queue it now */
       /* NOTE: under the set's lock: a future registered before this one
       ** may be completing right now and appending to the same ring */
-      w->ws = NULL;
       pthread_mutex_lock(&ws->mu);
       ws->ring[ws->tail++] = i;
       if (cb) cb(ud, i);
       pthread_mutex_unlock(&ws->mu);
     }
-    else {
-      w->next = f->waiters;
-      if (f->waiters) f->waiters->prev = w;
-      f->waiters = w;
-    }
-    pthread_mutex_unlock(&f->mu);
   }
   return ws;
 }
@@ -247,14 +294,7 @@ void concur_waitset_free (concur_waitset *ws) {
   if (ws == NULL) return;
   for (size_t i = 0; i < ws->n; i++) {
     concur_future *f = ws->fs[i];
-    concur_wnode *w = &ws->nodes[i];
-    if (w->ws) {
-      pthread_mutex_lock(&f->mu);
-      if (w->prev) w->prev->next = w->next;
-      else f->waiters = w->next;
-      if (w->next) w->next->prev = w->prev;
-      pthread_mutex_unlock(&f->mu);
-    }
+    concur_future_delwaiter(f, &ws->nodes[i].w);
     concur_obj_unref(&f->obj);
   }
   pthread_mutex_destroy(&ws->mu);

@@ -17,6 +17,10 @@
 ** Waiting on many futures: a concur_waitset registers one node on each future;
 ** a future that completes appends its index to the set's ring and signals it.
 ** Lock order: future->mu, then waitset->mu; never the reverse.
+**
+** The node is the general hook: anyone may add a concur_wnode with its own
+** fire() (a state's hub, hub.h, does); completion unlinks every node and
+** fires it, once.
 */
 #ifndef CONCUR_CORE_FUTURE_H
 #define CONCUR_CORE_FUTURE_H
@@ -31,6 +35,16 @@ enum { CONCUR_F_PENDING, CONCUR_F_RUNNING, CONCUR_F_FINISHED, CONCUR_F_FAILED,
 
 typedef struct concur_future concur_future;
 typedef struct concur_wnode concur_wnode;
+
+/* A waiter on one future: fire(w) is called once when the future is done,
+** with the future's mu held (so it must not block nor touch the future),
+** after the node was unlinked. The fields are the future's, under its mu. */
+struct concur_wnode {
+  concur_wnode *prev, *next;
+  int linked;
+  int first;                   /* fires before the nodes without it */
+  void (*fire) (concur_wnode *w);
+};
 
 typedef struct concur_future_ops {
   void (*dropped) (concur_future *f);     /* pending future was cancelled */
@@ -85,6 +99,12 @@ int concur_future_cancel (concur_future *f);
 
 int concur_future_state (concur_future *f);
 int concur_future_done (concur_future *f);
+
+/* Links w on f (w->fire set by the caller): returns 1, or 0 when f is done
+** already (then w is not linked and never fires). */
+int concur_future_addwaiter (concur_future *f, concur_wnode *w);
+/* Unlinks w: returns 1, or 0 when it had fired (or was never linked). */
+int concur_future_delwaiter (concur_future *f, concur_wnode *w);
 
 /* Waits until done or the deadline; returns a concur_cond_wait result. */
 int concur_future_wait (concur_future *f, double deadline);

@@ -11,7 +11,6 @@ local concur = {
   Error = core.Error,
   cpu_count = core.cpu_count,
   monotonic = core.monotonic,
-  sleep = core.sleep,
   thread_name = core.thread_name,
   log = require "concur.log",
   ThreadPool = core.ThreadPool,
@@ -59,147 +58,143 @@ end
 ---------------------------------------------------------------------------
 
 local F = core.methods("concur.Future")
+local task = require "concur.task"
+local poll = task.callbacks   -- the waits below run the callbacks only
 
--- A callback waits in 'waiting' (one record per future, in the order of
--- their first on_done: { f = future, [1] = fn, ... }) until its future is
--- done; then it moves, in that order, to the ready queue (rf/rfn[rhead ..
--- rtail]), which poll drains. A callback leaves the queue before it runs,
--- so each runs exactly once; one that raises is reported, never lost or
--- propagated. They run one after the other: a callback that waits itself
--- polls again, which then only moves what is done to the queue (the
--- drain under way runs it next).
-local waiting, byfuture = {}, {}
-local rf, rfn, rhead, rtail = {}, {}, 1, 0
-local draining = false
-local drained = setmetatable({}, { __close = function() draining = false end })
-
--- Moves the callbacks of the futures that are done to the ready queue.
-local function collect()
-  local n, j = #waiting, 0
-  for i = 1, n do
-    local r = waiting[i]
-    if r.f:done() then
-      byfuture[r.f] = nil
-      for k = 1, #r do
-        rtail = rtail + 1
-        rf[rtail], rfn[rtail] = r.f, r[k]
-      end
-    else
-      j = j + 1
-      waiting[j] = r
-    end
-  end
-  for i = j + 1, n do waiting[i] = nil end
-end
-
--- Reports a callback's error on stderr (as Python's futures log it), through
--- concur.log, so a sink set with concur.log.sink gets it.
-local function traceback(err)
-  return debug.traceback(tostring(err), 2)
-end
-
-local function report_callback(f, err)
-  local ok = pcall(concur.log.error, ("on_done callback for %s failed: %s")
-                   :format(tostring(f), tostring(err)))
-  if not ok then
-    io.stderr:write("concur: on_done callback failed: ", tostring(err), "\n")
-  end
-end
-
--- Runs the ready callbacks, first in, first out; the number run (0 when
--- a drain is under way already). NOTE: the flag is reset by a to-be-closed
--- value, so also when the drain is cut short (a task stopped in a callback
--- has its coroutine closed).
-local function drain()
-  if draining then return 0 end
-  draining = true
-  local _ <close> = drained
-  local ran = 0
-  while rhead <= rtail do
-    local f, fn = rf[rhead], rfn[rhead]
-    rf[rhead], rfn[rhead] = nil, nil
-    rhead = rhead + 1
-    local ok, err = xpcall(fn, traceback, f)
-    if not ok then report_callback(f, err) end
-    ran = ran + 1
-  end
-  rhead, rtail = 1, 0
-  return ran
-end
-
---- Runs the on_done callbacks of futures that are done, in the order they
--- were added. A callback that raises is reported on stderr (through
--- concur.log) and the others still run; a callback may wait itself.
+--- Runs what is due in this state: the on_done callbacks of futures that
+-- are done (in the order they were added), the timers and the ready tasks
+-- of the coroutine scheduler; drains `concur.pollfd()`. A callback that
+-- raises is reported on stderr (through concur.log) and the others still
+-- run; a callback may wait itself.
 -- @treturn integer the number of callbacks run
-function concur.poll()
-  if waiting[1] == nil and rhead > rtail then return 0 end
-  collect()
-  return drain()
-end
-local poll = concur.poll
+-- @function poll
+concur.poll = task.poll
+
+--- concur.pollfd() --> a descriptor that is readable while this state has
+-- on_done callbacks, tasks or timers due; `concur.poll()` runs them.
+-- Watch it for reading from an event loop (concur.luv and concur.cqueues
+-- do), as one fd of a poll(2) set, or with cqueues.poll.
+-- @function pollfd
+concur.pollfd = task.pollfd
 
 --- f:on_done(fn): fn(f) runs once, in this state: at once if f is done
 -- (right after the running callback, when called from one), else when this
 -- state next waits (result, error, wait, as_completed, poll), also when
 -- that wait raises. Callbacks run one at a time, in the order they were
 -- added; one that raises is reported on stderr (through concur.log) and
--- never propagates.
+-- never propagates. A future with a callback waiting makes
+-- `concur.pollfd()` readable when it completes.
 function F.on_done(f, fn)
   if type(fn) ~= "function" then
     raise("argument", "bad argument #1 to 'on_done' (function expected, got %s)", type(fn))
   end
-  local r = byfuture[f]
-  if not r then
-    r = { f = f }
-    byfuture[f] = r
-    waiting[#waiting + 1] = r
-  end
-  r[#r + 1] = fn
-  if f:done() then poll() end
+  task.future_on_done(f, fn)
 end
 
 -- result and error run the callbacks before they wait and after, also when
 -- they raise (the future failed, was cancelled, or the wait timed out).
+-- In a task they suspend only the task.
 local function after(ok, ...)
   poll()
   if not ok then error((...), 0) end
   return ...
 end
+local intask, quiet = task.current, task.quiet
 for _, name in ipairs { "result", "error" } do
   local c = F[name]
   F[name] = function(f, timeout)
-    if waiting[1] == nil and rhead > rtail then return c(f, timeout) end
+    local t = intask()
+    if t then
+      task.future_wait(t, f, timeout, name)
+      timeout = f:done() and 0 or -1   -- its deadline passed: C raises
+    elseif quiet() then
+      return c(f, timeout)
+    end
     poll()
     return after(pcall(c, f, timeout))
   end
 end
+
+-- cqueues' pollable protocol: a bell per future (a descriptor of its own,
+-- readable once the future is done), kept while the future's proxy lives.
+local bells = setmetatable({}, { __mode = "k" })
+
+--- f:pollfd() --> a descriptor readable once f is done: with f:events()
+-- and f:timeout(), cqueues' pollable protocol, so cqueues.poll(f) waits
+-- for f inside a cqueues controller (and uv.new_poll(f:pollfd()) in luv).
+function F.pollfd(f)
+  local b = bells[f]
+  if not b then
+    b = core.hub.bell(f)
+    bells[f] = b
+  end
+  return b:fd()
+end
+
+--- f:events() --> "r" (cqueues' pollable protocol)
+function F.events() return "r" end
+
+--- f:timeout() --> 0 once f is done, else nil (cqueues' pollable protocol)
+function F.timeout(f)
+  return f:done() and 0 or nil
+end
+
+--- concur.run(fn, ...) --> fn's results: runs fn(...) as a task of a
+-- coroutine scheduler in this state, until fn and every task have
+-- finished. See concur.task.
+-- @function run
+concur.run = task.run
+--- concur.async(fn, ...) --> Task
+-- @function async
+concur.async = task.async
+--- concur.await(x [, timeout]) --> x's results
+-- @function await
+concur.await = task.await
+
+--- concur.sleep(seconds): in a task, suspends only the task; elsewhere
+-- blocks this thread.
+-- @function sleep
+concur.sleep = task.sleep
 
 local RETURN_WHEN = { all = true, first = true, first_error = true }
 local WAIT_OPTS = { timeout = true, return_when = true }
 
 -- The futures of fs, each once (the first time it is listed), as Python's
 -- wait and as_completed take a set.
+-- The second result: whether a Task is listed.
+local is_task = task.is_task
 local function checkfutures(fs, fname)
   if type(fs) ~= "table" then
     raise("argument", "bad argument #1 to '%s' (table of futures expected, got %s)",
           fname, type(fs))
   end
-  local seen, unique, n = {}, {}, 0
+  local seen, unique, n, tasks = {}, {}, 0, false
   for i = 1, #fs do
     local f = fs[i]
-    if type(f) ~= "userdata" or not seen[f] then   -- anything else: waitset says
-      if type(f) == "userdata" then seen[f] = true end
+    local t = type(f)
+    if is_task(f) then tasks = true; t = "userdata" end
+    if t ~= "userdata" or not seen[f] then   -- anything else: waitset says
+      if t == "userdata" then seen[f] = true end
       n = n + 1
       unique[n] = f
     end
   end
-  return unique
+  if tasks then   -- the rest must be futures: checked here, as waitset would
+    for i = 1, n do
+      local f = unique[i]
+      if not is_task(f) and (type(f) ~= "userdata" or not pcall(F.done, f)) then
+        raise("argument", "bad argument #1 to '%s' (item %d is not a future)", fname, i)
+      end
+    end
+  end
+  return unique, tasks
 end
 
 --- concur.wait(futures [, {timeout = s, return_when = "all"|"first"|"first_error"}])
 -- @return done, pending (arrays of futures)
 function concur.wait(fs, opts)
-  fs = checkfutures(fs, "wait")
+  local tasks
+  fs, tasks = checkfutures(fs, "wait")
   opts = checkopts(opts, WAIT_OPTS, "wait", 2)
   local rw = opts.return_when or "all"
   if not RETURN_WHEN[rw] then
@@ -207,6 +202,11 @@ function concur.wait(fs, opts)
   end
   local deadline = checktimeout(opts.timeout, "wait", 2)
   poll()
+  if tasks or intask() then
+    local done, pending = task.wait(fs, rw, deadline)
+    poll()
+    return done, pending
+  end
   local ws = core.waitset(fs)
   local isdone = {}
   while true do
@@ -228,8 +228,10 @@ end
 --- concur.as_completed(futures [, timeout]): iterator over the futures in
 -- the order they complete; raises kind "timeout" when the deadline passes.
 function concur.as_completed(fs, timeout)
-  fs = checkfutures(fs, "as_completed")
+  local tasks
+  fs, tasks = checkfutures(fs, "as_completed")
   local deadline = checktimeout(timeout, "as_completed", 2)
+  if tasks or intask() then return task.as_completed(fs, deadline, timeout) end
   local ws = core.waitset(fs)
   return function()
     local i = ws:next(deadline)
