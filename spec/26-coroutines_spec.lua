@@ -38,8 +38,10 @@ describe("coroutines", function()
       gate:set()
       concur.wait({ f })               -- runs the callback too
       assert.equal(7, got)
-      local g = pool:submit(function(ev) ev:wait() return 8 end, gate)
+      local gate2 = concur.Event()
+      local g = pool:submit(function(ev) ev:wait() return 8 end, gate2)
       g:on_done(function(x) got = x:result() end)
+      gate2:set()
       local w = concur.Event()
       -- completes without this state waiting: only the fd tells
       while not g:done() do w:wait(0.001) end
@@ -52,10 +54,12 @@ describe("coroutines", function()
     it("coalesces many completions into one readable state", function()
       local n = 0
       local fs = {}
+      local gate = concur.Event()
       for i = 1, 200 do
-        fs[i] = pool:submit(function(x) return x end, i)
+        fs[i] = pool:submit(function(ev, x) ev:wait() return x end, gate, i)
         fs[i]:on_done(function() n = n + 1 end)
       end
+      gate:set()
       for i = 1, 200 do while not fs[i]:done() do concur.Event():wait(0.001) end end
       assert.is_true(readable(concur.pollfd()))
       assert.equal(200, concur.poll())
