@@ -104,9 +104,11 @@ describe("RateLimiter", function()
         if i == 1 then first = now end
         last = now
       end
-      local achieved = 99 / (last - first)
-      assert.is_true(math.abs(achieved - rate) / rate < 0.01,
-        ("achieved %.2f per second"):format(achieved))
+      -- never ahead of the schedule; behind it by no more than 1% of the
+      -- run (10 ms: the last wake-up's lateness, scaled under the checkers)
+      local late = (last - first) - 99 / rate
+      assert.is_true(late > -1e-3, ("achieved %.2f per second"):format(99 / (last - first)))
+      assert.is_true(late < helpers.prompt(0.01), ("achieved %.2f per second"):format(99 / (last - first)))
     end)
 
     it("keeps every window within burst + rate * w / per + 1", function()
