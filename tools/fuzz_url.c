@@ -54,6 +54,19 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
         strcmp(jn, nj) != 0)
       abort();
   }
+  {   /* a base parsed once joins as concur_fetch_urljoin does */
+    concur_urlbase *b = concur_fetch_urlbase_new(base);
+    for (int norm = 0; b && norm <= 1; norm++) {
+      char *once = NULL;
+      int rc = concur_fetch_urljoin_base(b, ref, norm, &once);
+      const char *want = norm ? jn : j;
+      if (rc == CONCUR_FETCH_OK ? (want == NULL || strcmp(once, want) != 0)
+                                : (rc != CONCUR_FETCH_ENOMEM && want != NULL))
+        abort();
+      free(once);
+    }
+    concur_fetch_urlbase_free(b);
+  }
 done:
   free(base); free(ref); free(n1); free(n2); free(j); free(jn); free(nj);
   return 0;

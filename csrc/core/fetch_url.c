@@ -308,6 +308,26 @@ done:
 ** again. So a host made of digits, dots and hex letters alone is read
 ** again, which makes normalising idempotent.
 */
+/* Is the host at h (up to '/' or ':') an IPv4 address in dotted-decimal
+** form, as libcurl writes one (four numbers up to 255, no leading zero)? */
+static int dotted_quad (const char *h) {
+  int parts = 0;
+  for (;;) {
+    int v = 0, digits = 0;
+    while (isdigit((unsigned char)*h) && digits < 4) {
+      v = v * 10 + (*h++ - '0');
+      digits++;
+    }
+    if (digits == 0 || digits > 3 || v > 255 ||
+        (digits > 1 && h[-digits] == '0'))
+      return 0;
+    parts++;
+    if (*h != '.') break;
+    h++;
+  }
+  return parts == 4 && (*h == '/' || *h == ':');
+}
+
 static int canonical_stable (CURLU *u, char **out, char *err, size_t errlen) {
   int rc = canonical(u, out, err, errlen);
   const char *h;
@@ -316,6 +336,7 @@ static int canonical_stable (CURLU *u, char **out, char *err, size_t errlen) {
   if (rc != CONCUR_FETCH_OK) return rc;
   h = strstr(*out, "://") + 3;
   if (strchr(h, '@') && strchr(h, '@') < strchr(h, '/')) h = strchr(h, '@') + 1;
+  if (dotted_quad(h)) return rc;   /* already as libcurl writes it */
   for (const char *c = h; *c != '/' && *c != ':'; c++)
     if (!isxdigit((unsigned char)*c) && *c != '.' && *c != 'x') return rc;
   if ((v = curl_url()) == NULL) goto oom;
@@ -388,6 +409,77 @@ int concur_fetch_urljoin (const char *base, const char *ref, int normalize,
     rc = CONCUR_FETCH_ENOMEM;
   }
   if (normalize) rc = canonical_stable(u, out, err, errlen);
+  else if (curl_url_get(u, CURLUPART_URL, &full, 0) == CURLUE_OK &&
+           (*out = concur_fetch_strdup(full)) != NULL)
+    rc = CONCUR_FETCH_OK;
+done:
+  free(c);
+  curl_free(full);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+/* NOTE: libcurl 7.88's curl_url_dup drops an IPv6 zone id ("[fe80::1%25
+** eth0]"), so a base with one is parsed again for every reference. */
+struct concur_urlbase {
+  CURLU *u;
+  char *zoned;   /* the base, when it has a zone id; else NULL */
+};
+
+concur_urlbase *concur_fetch_urlbase_new (const char *base) {
+  concur_urlbase *b = calloc(1, sizeof *b);
+  char *zone = NULL;
+  if (b == NULL || (b->u = curl_url()) == NULL ||
+      seturl(b->u, base, NULL, 0) != CONCUR_FETCH_OK ||
+      check_scheme(b->u, base, NULL, 0) != CONCUR_FETCH_OK)
+    goto fail;
+  if (curl_url_get(b->u, CURLUPART_ZONEID, &zone, 0) == CURLUE_OK) {
+    curl_free(zone);
+    if ((b->zoned = concur_fetch_strdup(base)) == NULL) goto fail;
+  }
+  return b;
+fail:
+  concur_fetch_urlbase_free(b);
+  return NULL;
+}
+
+void concur_fetch_urlbase_free (concur_urlbase *b) {
+  if (b == NULL) return;
+  curl_url_cleanup(b->u);
+  free(b->zoned);
+  free(b);
+}
+
+/* As concur_fetch_urljoin, on a copy of the parsed base. */
+int concur_fetch_urljoin_base (concur_urlbase *b, const char *ref,
+                               int normalize, char **out) {
+  CURLU *u;
+  char *c = NULL, *full = NULL;
+  int rc = CONCUR_FETCH_ENOMEM;
+  if (b->zoned)
+    return concur_fetch_urljoin(b->zoned, ref, normalize, out, NULL, NULL, 0);
+  if ((u = curl_url_dup(b->u)) == NULL || (c = clean(ref)) == NULL)
+    goto done;
+  if (c[0] == '\0' || c[0] == '#') {   /* see concur_fetch_urljoin */
+    if (curl_url_set(u, CURLUPART_FRAGMENT, c[0] ? c + 1 : NULL, 0)
+        != CURLUE_OK)
+      goto done;
+  }
+  else {
+    CURLUcode uc;
+    if (strlen(c) > CONCUR_URL_MAX) {
+      rc = CONCUR_FETCH_EARG;
+      goto done;
+    }
+    uc = curl_url_set(u, CURLUPART_URL, c, CURLU_NON_SUPPORT_SCHEME);
+    if (uc != CURLUE_OK) {
+      if (uc != CURLUE_OUT_OF_MEMORY) rc = CONCUR_FETCH_EARG;
+      goto done;
+    }
+    if ((rc = check_scheme(u, ref, NULL, 0)) != CONCUR_FETCH_OK) goto done;
+    rc = CONCUR_FETCH_ENOMEM;
+  }
+  if (normalize) rc = canonical_stable(u, out, NULL, 0);
   else if (curl_url_get(u, CURLUPART_URL, &full, 0) == CURLUE_OK &&
            (*out = concur_fetch_strdup(full)) != NULL)
     rc = CONCUR_FETCH_OK;

@@ -23,6 +23,16 @@
 int concur_fetch_urljoin (const char *base, const char *ref, int normalize,
                           char **out, int *bad, char *err, size_t errlen);
 
+/* A base URL parsed once, for joining many references to it (a page's
+** links): concur_fetch_urljoin's answers, without parsing the base again
+** for each. new() returns NULL for a base that is not an absolute http(s)
+** URL, or when out of memory. */
+typedef struct concur_urlbase concur_urlbase;
+concur_urlbase *concur_fetch_urlbase_new (const char *base);
+int concur_fetch_urljoin_base (concur_urlbase *b, const char *ref,
+                               int normalize, char **out);
+void concur_fetch_urlbase_free (concur_urlbase *b);
+
 /* The canonical form of an http(s) URL: scheme and host in lower case, the
 ** default port dropped, dot segments removed, in the path percent-escapes
 ** in upper case and unreserved characters decoded, an empty path "/", no

@@ -309,14 +309,19 @@ int concur_html_links (const concur_html *h, int normalize, int text,
   xmlNodePtr root = (xmlNodePtr)h->doc;
   concur_html_link *v = NULL;
   size_t n = 0, cap = 0;
+  /* the base is parsed once for all the links */
+  concur_urlbase *base = h->base ? concur_fetch_urlbase_new(h->base) : NULL;
+  if (h->base && base == NULL) return CONCUR_HTML_ENOMEM;   /* (h->base is
+                                                  ** a URL that parsed) */
   for (xmlNodePtr e = root; e; e = next_node(e, root, 0)) {
     char *href, *url = NULL, *rel;
     concur_html_link *l;
     if (!is(e, "a") && !is(e, "area")) continue;
     if ((href = attr(e, "href")) == NULL) continue;
     /* NOTE: without a base, only an absolute href (joined to nothing) */
-    if (concur_fetch_urljoin(h->base ? h->base : href, h->base ? href : "",
-                             normalize, &url, NULL, NULL, 0)
+    if ((base ? concur_fetch_urljoin_base(base, href, normalize, &url)
+              : concur_fetch_urljoin(href, "", normalize, &url, NULL, NULL,
+                                     0))
         != CONCUR_FETCH_OK) {
       xmlFree(href);
       continue;   /* not an http(s) URL (or no memory: left out too) */
@@ -348,10 +353,12 @@ int concur_html_links (const concur_html *h, int normalize, int text,
       if (l->text == NULL) goto oom;
     }
   }
+  concur_fetch_urlbase_free(base);
   *links = v;
   *count = n;
   return CONCUR_HTML_OK;
 oom:
+  concur_fetch_urlbase_free(base);
   concur_html_links_free(v, n);
   return CONCUR_HTML_ENOMEM;
 }
