@@ -1,8 +1,9 @@
 --- Lesson 4: executors.
 --
 -- ThreadPool with map and submit, ProcessPool,
--- errors from tasks, timeouts, the executors compared, and a real batch
--- job: a day of web server logs analysed file by file.
+-- errors from tasks, timeouts, the executors compared (also with
+-- asyncio-style coroutine tasks), and a real batch job: a day of web server
+-- logs analysed file by file.
 --
 --     bin/lua examples/04_executors.lua      (CONCUR_QUICK=1: small sizes)
 
@@ -176,6 +177,45 @@ lesson.table({ "executor", ("CPU: primes to %d"):format(CPUN), "speed-up",
 print(("  CPU-bound work stops gaining at the %d CPUs; I/O-bound work gains with every worker.")
   :format(concur.cpu_count()))
 lesson.load_note(others)
+
+---------------------------------------------------------------------------
+lesson.section("Executors compared with asyncio-style tasks")
+---------------------------------------------------------------------------
+-- concur.run, concur.async and concur.await run coroutine tasks on ONE
+-- thread, as Python's asyncio does. A task runs until it waits; concur's
+-- waits (sleep, await, a future's result, a Queue) then suspend only that
+-- task, and the others run. Waiting costs no thread, so a thousand waits
+-- are as quick as one; but a task computing holds the thread, so CPU-bound
+-- work still goes to a pool, whose futures a task awaits.
+local NWAIT, WAIT = size(400, 100), 0.01
+local trows = {}
+local function trow(work, how, fn)
+  trows[#trows + 1] = { work, how, secs(lesson.time(fn)) }
+end
+trow(("I/O: %d waits of %.2f s"):format(NWAIT, WAIT), "ThreadPool(8), map", function()
+  local p <close> = concur.ThreadPool(8)
+  p:map(function() concur.sleep(WAIT) end, items(NWAIT), { chunksize = 1 })
+end)
+trow("", ("%d tasks on 1 thread"):format(NWAIT), function()
+  concur.run(function()
+    for _ = 1, NWAIT do concur.async(concur.sleep, WAIT) end
+  end)
+end)
+trow(("CPU: %d chunks of primes"):format(NCPU), "plain loop", function()
+  for i = 1, NCPU do cpu_item(i) end
+end)
+trow("", "tasks awaiting ThreadPool(2)", function()
+  local p <close> = concur.ThreadPool(2)
+  concur.run(function()
+    local ts = {}
+    for i = 1, NCPU do
+      ts[i] = concur.async(function() return concur.await(p:submit(cpu_item, i)) end)
+    end
+    for i = 1, NCPU do concur.await(ts[i]) end
+  end)
+end)
+lesson.table({ "work", "executor", "time" }, trows)
+print("  tasks: many waits on one thread; pools: work on every CPU; a task awaits a pool's future.")
 
 ---------------------------------------------------------------------------
 lesson.section("A real batch job: analysing web server logs")

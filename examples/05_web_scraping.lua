@@ -3,8 +3,9 @@
 -- A simple concurrent scraper, a crawler of worker threads fed by a Queue
 -- and sharing one client, the same crawl by fetch.Crawler (polite,
 -- breadth-first, resumable), a rate-limited scraper, retries with
--- exponential backoff, and good manners (robots.txt, User-Agent,
--- timeouts). Pages are read with libxml2's HTML parser (resp:html(): the
+-- exponential backoff, good manners (robots.txt, User-Agent,
+-- timeouts), and the same scrape as threads and as coroutine tasks on one
+-- thread (concur.run, concur.async, concur.await). Pages are read with libxml2's HTML parser (resp:html(): the
 -- title, the links made absolute) and URLs with libcurl's URL API
 -- (fetch.urljoin, fetch.urlparse, fetch.urlnormalize): no HTML or URL is
 -- taken apart by hand here.
@@ -380,6 +381,50 @@ do
   local paths = {}
   for _, e in ipairs(log) do paths[#paths + 1] = e.path end
   print("requests the server saw: " .. table.concat(paths, " ") .. " (never /private/secret)")
+end
+
+---------------------------------------------------------------------------
+lesson.section("The same scrape as threads and as coroutines on one thread")
+---------------------------------------------------------------------------
+-- Threads: a ThreadPool whose tasks each fetch a page and parse it (the
+-- client goes to them by reference). Coroutines (asyncio's way): one task
+-- per URL on this one thread (concur.run, concur.async); each awaits its
+-- fetch, and while it waits the others run. The fetch engine does the I/O
+-- either way; coroutines need no thread per wait, and code between waits
+-- never races (one task runs at a time), so it can update plain tables.
+-- /busy is left out, and each run has a client of its own: its 429 carries
+-- Retry-After, which pauses a client on this host for a second, and the
+-- timing would measure that pause.
+do
+  local urls = {}
+  for _, url in ipairs(ALL) do
+    if path_of(url) ~= "/busy" then urls[#urls + 1] = url end
+  end
+  local client = fetch.Client{ retries = 0, user_agent = UA, per_host = 8 }
+  site:reset()
+  local pool <close> = concur.ThreadPool(8)
+  local took_t, recs_t = lesson.time(pool.map, pool, function(url)
+    local resp = client:get(url):result()
+    return record(url, resp)
+  end, urls, { errors = "return" })
+  summarise("7a. threads: ThreadPool(8)", recs_t, took_t, #site:log(), 0)
+  client:close()
+  client = fetch.Client{ retries = 0, user_agent = UA, per_host = 8 }
+  site:reset()
+  local recs_c, pages_done = {}, 0
+  local took_c = lesson.time(concur.run, function()
+    for i, url in ipairs(urls) do
+      concur.async(function()
+        local resp = concur.await(client:get(url))
+        recs_c[i] = record(url, resp)
+        pages_done = pages_done + 1          -- no lock: one task runs at a time
+      end)
+    end
+  end)
+  summarise("7b. coroutines: 1 thread", recs_c, took_c, #site:log(), 0)
+  client:close()
+  print(("threads: %d pages in %s on 8 worker threads; coroutines: %d pages in %s,"
+    .. " %d tasks on this one thread"):format(#recs_t, secs(took_t), pages_done, secs(took_c), #urls))
 end
 
 ---------------------------------------------------------------------------

@@ -231,8 +231,8 @@ describe("examples (quick mode)", function()
   describe("04_executors.lua", function()
     local F = "04_executors.lua"
 
-    it("runs in a few seconds with all six sections #notsan", function()
-      sections(output(F), 6)
+    it("runs in a few seconds with all seven sections #notsan", function()
+      sections(output(F), 7)
       assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
     end)
 
@@ -264,6 +264,13 @@ describe("examples (quick mode)", function()
       assert.matches("| ProcessPool%(2%) +| +[%d.]+ s | +[%d.]+x | +[%d.]+ s | +[%d.]+x |", out)
     end)
 
+    it("compares the executors with coroutine tasks #notsan", function()
+      local out = output(F)
+      assert.matches("| I/O: %d+ waits of [%d.]+ s | ThreadPool%(8%), map +| +[%d.]+ s |", out)
+      assert.matches("| +| %d+ tasks on 1 thread +| +[%d.]+ s |", out)
+      assert.matches("| +| tasks awaiting ThreadPool%(2%) | +[%d.]+ s |", out)
+    end)
+
     it("runs the batch job with the same results on the pool #notsan", function()
       local out = output(F)
       has(out, "the pool and the plain loop agree on every file: true")
@@ -274,12 +281,23 @@ describe("examples (quick mode)", function()
   describe("05_web_scraping.lua", function()
     local F = "05_web_scraping.lua"
 
-    it("runs in a few seconds with all seven sections #notsan", function()
+    it("runs in a few seconds with all eight sections #notsan", function()
       if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
       local out = output(F)
-      sections(out, 7)
+      sections(out, 8)
       assert.matches("demo site http://127%.0%.0%.1:%d+: %d+ pages", out)
       assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
+    end)
+
+    it("scrapes the same pages as threads and as coroutine tasks on one thread #notsan", function()
+      if not have_socket() then pending("needs LuaSocket (lua-socket)") return end
+      local out = output(F)
+      local n1, n2, n3 = out:match("threads: (%d+) pages in [%d.]+ s on 8 worker threads; "
+        .. "coroutines: (%d+) pages in [%d.]+ s, (%d+) tasks on this one thread")
+      assert.truthy(n1, out)
+      assert.equal(n1, n2)
+      assert.equal(n1, n3)
+      assert.matches("| 7b%. coroutines: 1 thread +| +%d+ | +%d+ | +500 |", out)
     end)
 
     it("scrapes concurrently, the 429 and the 500 failing without retries #notsan", function()
@@ -352,8 +370,8 @@ describe("examples (quick mode)", function()
   describe("06_factorials.lua", function()
     local F = "06_factorials.lua"
 
-    it("runs in a few seconds with all six sections #notsan", function()
-      sections(output(F), 6)
+    it("runs in a few seconds with all seven sections #notsan", function()
+      sections(output(F), 7)
       assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
     end)
 

@@ -104,9 +104,9 @@ for _, name in ipairs { "result", "error" } do
   local c = F[name]
   F[name] = function(f, timeout)
     local t = intask()
-    if t then
+    if t then   -- the loop runs the callbacks; its deadline passed: C raises
       task.future_wait(t, f, timeout, name)
-      timeout = f:done() and 0 or -1   -- its deadline passed: C raises
+      return c(f, f:done() and 0 or -1)
     elseif quiet() then
       return c(f, timeout)
     end

@@ -56,7 +56,8 @@ end
 -- Tokens: a watch of a future on the hub, and what it wakes.
 ---------------------------------------------------------------------------
 
-local watchers = {}     -- token -> function, for watches not taken yet
+local watchers = {}     -- token -> function or waiting Task, until taken
+local schedule_task     -- schedule(t), defined with the tasks
 local nwatch = 0
 local lasttoken = 0
 local tokbuf = {}
@@ -88,11 +89,11 @@ local function take()
   for i = 1, n do
     local token = tokbuf[i]
     tokbuf[i] = nil
-    local fn = watchers[token]
-    if fn then
+    local w = watchers[token]
+    if w then
       watchers[token] = nil
       nwatch = nwatch - 1
-      fn()
+      if type(w) == "function" then w() else schedule_task(w) end
     end
   end
 end
@@ -283,6 +284,8 @@ local function schedule(t, ...)
   if looping == 0 and qtail == qhead then hub.signal() end
 end
 
+schedule_task = schedule
+
 --- The running task (nil outside tasks).
 function M.current()
   local co = corunning()
@@ -340,60 +343,75 @@ local function taskerror(e, tb)
   return err
 end
 
-local function handler(e)
-  return taskerror(e, debug.traceback(nil, 2))
+local UNWATCH = {}      -- t.undo of a task waiting on one watch (t.wnode)
+
+-- Takes t off what it waits on.
+local function undo(t)
+  local u = t.undo
+  t.undo = nil
+  if u == UNWATCH then
+    local token = t.wtoken
+    if watchers[token] == t then
+      watchers[token] = nil
+      nwatch = nwatch - 1
+      hub.unwatch(t.wnode)
+    end
+    t.wnode, t.wtoken = nil, nil
+  elseif u then
+    u()
+  end
 end
 
--- Resumes t once; settles it when it ended or yielded something foreign.
+-- What a resume of t came to: it ended (returned or raised: the stack of a
+-- coroutine that raised is kept, so its traceback is read there), or it
+-- suspended, or it yielded something foreign.
+local function settle(t, co, ok, ...)
+  if costatus(co) == "dead" then
+    if ok then return finish(t, "finished", tpack(...)) end
+    local e = taskerror((...), debug.traceback(co))
+    coclose(co)   -- closes its pending to-be-closed variables
+    return finish(t, Error.is(e, "cancelled") and "cancelled" or "failed", nil, e)
+  end
+  local y = ...
+  if y == SUSPEND and select("#", ...) == 1 then return end
+  local what = select("#", ...) >= 1 and (type(y) == "string" and ("%q"):format(y)
+                                          or tostring(y)) or "nothing"
+  coclose(co)
+  undo(t)
+  finish(t, "failed", nil, Error.new("task", ("task yielded %s to concur's scheduler: a"
+    .. " coroutine.yield meant for another scheduler (only concur's waits may"
+    .. " suspend a task)"):format(what)))
+end
+
+-- Resumes t once.
 local function step_task(t)
   local rv = t.rv
   t.rv = nil
   local prev = current
   current = t
   if t.st == "pending" then t.st = "running" end
-  local r
-  if rv then r = tpack(coresume(t.co, tunpack(rv, 1, rv.n)))
-  else r = tpack(coresume(t.co)) end
-  current = prev
   local co = t.co
-  if costatus(co) == "dead" then
-    if not r[1] then        -- outside the xpcall: the handler itself failed
-      finish(t, "failed", nil, taskerror(r[2], nil))
-    elseif r[2] then
-      finish(t, "finished", tpack(tunpack(r, 3, r.n)))
-    else
-      local e = r[3]
-      finish(t, Error.is(e, "cancelled") and "cancelled" or "failed", nil, e)
-    end
-  elseif r[2] ~= SUSPEND then   -- a yield meant for another scheduler
-    local what = r.n >= 2 and (type(r[2]) == "string" and ("%q"):format(r[2])
-                               or tostring(r[2])) or "nothing"
-    coclose(co)
-    local e = Error.new("task", ("task yielded %s to concur's scheduler: a"
-      .. " coroutine.yield meant for another scheduler (only concur's waits may"
-      .. " suspend a task)"):format(what))
-    if t.undo then t.undo() end
-    finish(t, "failed", nil, e)
-  end
+  if rv then settle(t, co, coresume(co, tunpack(rv, 1, rv.n)))
+  else settle(t, co, coresume(co)) end
+  current = prev
 end
 
 -- Suspends the running task t until something schedules it; the values it
 -- was scheduled with. 'undo' takes it off what it waits on (for cancel).
 -- Raises kind "cancelled" when t was cancelled.
-local function suspend(t, undo)
+local function suspend(t, u)
+  t.undo = u
   if t.cancelreq then
     t.cancelreq = nil
-    if undo then undo() end
+    undo(t)
     error(Error.new("cancelled", "the task was cancelled"), 0)
   end
-  t.undo = undo
-  local r = tpack(coyield(SUSPEND))
+  local r = coyield(SUSPEND)
   t.undo = nil
-  if r[1] == CANCEL or t.cancelreq then
+  if r == CANCEL or t.cancelreq then
     t.cancelreq = nil
     error(Error.new("cancelled", "the task was cancelled"), 0)
   end
-  return tunpack(r, 1, r.n)
 end
 
 -- Runs the ready tasks, as many as were queued when it began (those they
@@ -461,13 +479,10 @@ local function spawn(fn, ...)
   if not installed then install_waits() end
   tseq = tseq + 1
   local t = setmetatable({ st = "pending", seq = tseq }, Task)
-  local args = tpack(...)
-  t.co = cocreate(function()
-    return xpcall(fn, handler, tunpack(args, 1, args.n))
-  end)
+  t.co = cocreate(fn)
   bycoro[t.co] = t
   live = live + 1
-  schedule(t)
+  schedule(t, ...)       -- the first resume passes the arguments
   return t
 end
 
@@ -641,9 +656,7 @@ function Task.cancel(t)
     t.cancelreq = true       -- running, or already woken: at its next suspension
     return true
   end
-  local undo = t.undo
-  t.undo = nil
-  undo()
+  undo(t)
   schedule(t, CANCEL)
   return true
 end
@@ -703,25 +716,40 @@ M.raw_result, M.raw_error = fresult, ferror
 -- In task t: waits for future f (or the deadline) without blocking the
 -- thread; then the C result/error sees it done (or raises the timeout).
 function M.future_wait(t, f, timeout, fname)
+  if timeout == nil then   -- the common case: one watch, no closure
+    lasttoken = lasttoken + 1
+    local token = lasttoken
+    local node = hub.watch(f, token)
+    if not node then return end
+    watchers[token] = t
+    nwatch = nwatch + 1
+    t.wnode, t.wtoken = node, token
+    suspend(t, UNWATCH)
+    return
+  end
   local deadline = checktimeout(timeout, fname, 2)
   if not f:done() then await_in(t, f, deadline) end
 end
+
+local future_mt   -- the metatable of Futures, once one was seen
 
 --- concur.await(x [, timeout]) --> x's results (x a Future, a Task, or a
 -- fetch future). In a task it suspends only that task; elsewhere it
 -- blocks as x:result() does (for a Task: runs the loop until it is done).
 -- Raises x's error, kind "timeout", or kind "argument" for anything else.
 function M.await(x, timeout)
-  if getmetatable(x) == Task then return x:result(timeout) end
+  local mt = getmetatable(x)
+  if mt == Task then return x:result(timeout) end
+  if mt ~= nil and mt == future_mt then return x:result(timeout) end
   if type(x) ~= "userdata" or not pcall(F.done, x) then
     local what = type(x)
     if what == "table" or what == "userdata" then
-      local mt = getmetatable(x)
       what = type(mt) == "table" and rawget(mt, "__name") or what
     end
     raise("argument", "bad argument #1 to 'await' (Future or Task expected, got %s)",
           tostring(what))
   end
+  future_mt = mt
   return x:result(timeout)
 end
 
