@@ -62,10 +62,14 @@ typedef struct concur_qlblock {
   concur_qlitem slots[CONCUR_QL_SLOTS];
 } concur_qlblock;
 
-/* NOTE: the pads keep what producers write, what consumers write and what
-** sleepers write on separate cache lines, whatever the struct's alignment. */
+/* NOTE: the pads keep what producers write, what consumers write, the two
+** published positions (which the other side reads, also while it spins)
+** and what each kind of sleeper writes on separate cache lines, whatever
+** the struct's alignment: a producer's mutex is not pulled away by a
+** consumer that spins on 'tailpub'. */
 typedef struct concur_qlocal {
   size_t maxsize;                  /* 0: unbounded */
+  size_t spinroom;                 /* room a putter spins for (qlocal.c) */
   atomic_int closed;               /* written with pmu held */
   atomic_int frozen;               /* written with both mutexes held */
   char pad0[64];
@@ -74,6 +78,7 @@ typedef struct concur_qlocal {
   concur_qlblock *pblock;          /* the block of position ptail - 1 */
   uint64_t ptail;                  /* the next position to write */
   uint64_t headcache;              /* a past 'headpub' (bounded queues) */
+  char pad1a[64];
   _Atomic uint64_t tailpub;        /* == ptail, published */
   char pad1[64];
   /* consumers: under cmu */
@@ -81,14 +86,17 @@ typedef struct concur_qlocal {
   concur_qlblock *cblock;          /* the block of position chead - 1 */
   uint64_t chead;                  /* the next position to read */
   uint64_t tailcache;              /* a past 'tailpub' */
-  _Atomic uint64_t headpub;        /* == chead, published */
   concur_qlitem *stash;            /* items handed back, by position */
   uint64_t *stashpos;
   size_t nstash, stashcap;
   atomic_size_t nstashed;          /* == nstash, published */
+  char pad2a[64];
+  _Atomic uint64_t headpub;        /* == chead, published */
   char pad2[64];
   /* sleepers */
-  concur_qlwait getters, putters;
+  concur_qlwait getters;
+  char pad3a[64];
+  concur_qlwait putters;
   _Atomic(concur_qlblock *) spare; /* one emptied block, for the producers */
   char pad3[64];
 } concur_qlocal;
