@@ -114,9 +114,14 @@ void concur_get_interrupt_check (concur_intr_fn *fn, void **ud, double *slice);
 
 /* Locks a mutex made by concur_mutex_init; a robust (pshared) one whose
 ** owner died is made consistent: the state it guards is kept valid at every
-** step, so the next owner just goes on. */
+** step, so the next owner just goes on. A taken mutex is spun on briefly
+** before sleeping (a robust mutex never spins by itself, and the sections
+** these mutexes guard are short). */
+void concur_mutex_lock_slow (pthread_mutex_t *m);
 static inline void concur_mutex_lock (pthread_mutex_t *m) {
-  if (pthread_mutex_lock(m) == EOWNERDEAD) pthread_mutex_consistent(m);
+  int rc = pthread_mutex_trylock(m);
+  if (rc == EOWNERDEAD) pthread_mutex_consistent(m);
+  else if (rc != 0) concur_mutex_lock_slow(m);
 }
 
 /* A short busy wait before sleeping: a handover between two running
