@@ -243,6 +243,7 @@ static int core_mapchunk (lua_State *L) {
   lua_settop(L, 3);
   lua_pushcfunction(L, mapchunk_msgh);       /* 4 */
   lua_createtable(L, (int)cs.n, 0);          /* 5: the results */
+  concur_markdense(L, 5);
   if (cs.counted) {
     if (lua_getfield(L, 3, "add") != LUA_TFUNCTION)   /* 6: the counter's add */
       return concur_argerror(L, 3, "a concur.Value expected");
@@ -314,7 +315,58 @@ static int core_decode (lua_State *L) {
   return concur_decode(L, s, len, NULL, 0);
 }
 
+/*** core.slice(src, i, j [, dst [, at]]) --> dst: table.move(src, i, j,
+** at or 1, dst), where a new dst (none given) is made with room for the
+** items, and marked dense (concur.h: it is map's chunk, which no user code
+** sees); raw reads and writes when src has no metatable and dst is new or
+** has none (map's chunks and results, without the growth and the
+** metamethod checks of table.move into {}). */
+static int core_slice (lua_State *L) {
+  lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3), at;
+  int raw;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  at = luaL_optinteger(L, 5, 1);
+  if (lua_isnoneornil(L, 4)) {
+    lua_Integer n = j >= i ? j - i + 1 : 0;
+    lua_settop(L, 3);
+    lua_createtable(L, n < INT_MAX && at == 1 ? (int)n : 0, 0);
+    raw = 1;
+    if (at == 1 && n < INT_MAX) concur_markdense(L, 4);
+  }
+  else {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);
+    raw = !lua_getmetatable(L, 4);
+    lua_settop(L, 4);
+  }
+  if (j < i) return 1;
+  luaL_argcheck(L, i > 0 || j < LUA_MAXINTEGER + i, 3, "too many elements to move");
+  luaL_argcheck(L, at <= LUA_MAXINTEGER - (j - i), 5, "destination wrap around");
+  if (lua_getmetatable(L, 1)) raw = 0;
+  lua_settop(L, 4);
+  if (raw)
+    for (lua_Integer k = 0; k <= j - i; k++) {
+      lua_rawgeti(L, 1, i + k);
+      lua_rawseti(L, 4, at + k);
+    }
+  else
+    for (lua_Integer k = 0; k <= j - i; k++) {
+      lua_geti(L, 1, i + k);
+      lua_seti(L, 4, at + k);
+    }
+  return 1;
+}
+
+/*** core.array(n) --> an empty table with room for n array items */
+static int core_array (lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_createtable(L, n > 0 && n < INT_MAX ? (int)n : 0, 0);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+  {"slice", core_slice},
+  {"array", core_array},
   {"cpu_count", core_cpu_count},
   {"monotonic", core_monotonic},
   {"sleep", core_sleep},

@@ -140,6 +140,13 @@ concur_proxy *concur_selfproxy (lua_State *L);
 */
 void concur_encode (lua_State *L, int first, int n, concur_buf *out,
                     const char *root);
+/* Marks the table at idx dense: every integer key it will ever hold up to
+** its length is in its array part, as in a table made by lua_createtable
+** with room for them and written only with rawseti (map's chunks and
+** results). The encoder then skips those keys without visiting them one
+** by one. The mark is a private, empty metatable: only for tables no user
+** code sees. */
+void concur_markdense (lua_State *L, int idx);
 /* Pushes the values in b; returns their number. Raises kind "transfer" on
 ** malformed bytes (never crashes, whatever the bytes) or a value this state
 ** cannot rebuild, "limit" when the stack cannot take them. */

@@ -22,6 +22,7 @@
 /* registry keys (only their addresses matter) */
 static const char DUMP_KEY = 'd';     /* weak: closure -> dumped bytecode */
 static const char CFN_KEY = 'c';      /* value -> "module" or "module\0field" */
+static const char DENSE_KEY = 'a';    /* the metatable of concur_markdense */
 
 typedef struct enc {
   lua_State *L;
@@ -149,10 +150,16 @@ static int enc_module (enc *e, int idx) {
 /* A table whose metatable travels by name ('N' and the name, before 'T'):
 ** one whose metatable opted in with __concur_restore = true (raw reads, so
 ** no metamethod runs). */
-static void enc_mtname (enc *e, int idx) {
+static int enc_mtname (enc *e, int idx) {
   lua_State *L = e->L;
   int top = lua_gettop(L);
-  if (!lua_getmetatable(L, idx)) return;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &DENSE_KEY);
+  if (lua_rawequal(L, -1, -2)) {
+    lua_settop(L, top);
+    return 1;
+  }
+  lua_pop(L, 1);
   lua_pushliteral(L, "__concur_restore");
   if (lua_rawget(L, -2) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
     lua_pushliteral(L, "__name");
@@ -164,15 +171,28 @@ static void enc_mtname (enc *e, int idx) {
     }
   }
   lua_settop(L, top);
+  return 0;
+}
+
+void concur_markdense (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DENSE_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &DENSE_KEY);
+  }
+  lua_setmetatable(L, idx);
 }
 
 static void enc_table (enc *e, int idx) {
   lua_State *L = e->L;
   lua_Integer narr, i;
+  int dense;
   if (enc_module(e, idx)) return;
   if (enc_ref(e, lua_topointer(L, idx))) return;
   enc_enter(e);
-  enc_mtname(e, idx);
+  dense = enc_mtname(e, idx);
   narr = (lua_Integer)lua_rawlen(L, idx);
   enc_tag(e, 'T');
   enc_varint(e, (uint64_t)narr);
@@ -183,7 +203,11 @@ static void enc_table (enc *e, int idx) {
     enc_value(e, lua_gettop(L));
     lua_pop(L, 1);
   }
-  lua_pushnil(L);
+  /* the other keys: next visits the array part first, so a dense table
+  ** (concur.h) starts after it, from key narr (a border: t[narr] is not
+  ** nil, and in the array part) */
+  if (dense && narr > 0) lua_pushinteger(L, narr);
+  else lua_pushnil(L);
   while (lua_next(L, idx)) {
     int top = lua_gettop(L);
     if (lua_isinteger(L, top - 1)) {
@@ -497,17 +521,24 @@ static void enc_value (enc *e, int idx) {
     case LUA_TBOOLEAN: enc_tag(e, lua_toboolean(L, idx) ? 't' : 'f'); break;
     case LUA_TNUMBER: {
       char tmp[9];
+      concur_buf *b = e->b;
       if (lua_isinteger(L, idx)) {
         lua_Integer v = lua_tointeger(L, idx);
         tmp[0] = 'i';
         memcpy(tmp + 1, &v, 8);
       }
       else {
-        lua_Number v = lua_tonumber(L, idx);
+        lua_Number x = lua_tonumber(L, idx);
         tmp[0] = 'd';
-        memcpy(tmp + 1, &v, 8);
+        memcpy(tmp + 1, &x, 8);
       }
-      enc_put(e, tmp, 9);
+      if (b->cap - b->len >= 9) {   /* the common case, without a call */
+        char *p = b->data + b->len;
+        p[0] = tmp[0];
+        memcpy(p + 1, tmp + 1, 8);
+        b->len += 9;
+      }
+      else enc_put(e, tmp, 9);
       break;
     }
     case LUA_TSTRING: {

@@ -343,6 +343,18 @@ describe("ThreadPool", function()
       for i = 1, 1000 do assert.equal(i * i, r[i]) end
     end)
 
+    it("keeps nil results in their places and reads a proxy array through its metamethods", function()
+      for _, cs in ipairs { 1, 3, 100 } do
+        local r = pool:map(function(x) if x % 2 == 0 then return nil end return x end,
+          { 1, 2, 3, 4, 5, 6, 7 }, { chunksize = cs })
+        for i = 1, 7 do assert.equal(i % 2 == 1 and i or nil, r[i]) end
+        local proxy = setmetatable({}, { __index = function(_, i) return i * 10 end,
+                                         __len = function() return 5 end })
+        assert.same({ 11, 21, 31, 41, 51 }, pool:map(function(x) return x + 1 end, proxy,
+          { chunksize = cs }))
+      end
+    end)
+
     it("honours chunksize and reports progress", function()
       local seen = {}
       local r = pool:map(function(x) return -x end, { 1, 2, 3, 4, 5 },

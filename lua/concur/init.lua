@@ -19,7 +19,7 @@ local concur = {
 local Error = core.Error
 local monotonic = core.monotonic
 local type, pairs, ipairs, error, pcall = type, pairs, ipairs, error, pcall
-local tmove, mmax, mmin, mceil = table.move, math.max, math.min, math.ceil
+local mmax, mmin, mceil = math.max, math.min, math.ceil
 
 local function raise(kind, fmt, ...)
   error(Error.new(kind, fmt:format(...)), 2)
@@ -359,7 +359,7 @@ local function checkchunk(cs, fname, argn)
   end
 end
 
-local mapchunk = core.mapchunk
+local mapchunk, slice, newarray = core.mapchunk, core.slice, core.array
 
 local function cancel_from(futs, k)
   for j = k, #futs do futs[j]:cancel() end
@@ -420,10 +420,10 @@ local function map_items(pool, fname, fn, items, star, opts, optn)
   local counter = report and report.live and core.Value(0) or nil
   local futs = {}
   for s = 1, n, cs do
-    futs[#futs + 1] = pool:submit(mapchunk, fn, tmove(items, s, mmin(s + cs - 1, n), 1, {}),
+    futs[#futs + 1] = pool:submit(mapchunk, fn, slice(items, s, mmin(s + cs - 1, n)),
                                   counter, star, errors)
   end
-  local out, done, nerr = {}, 0, 0
+  local out, done, nerr = newarray(n), 0, 0
   for k, f in ipairs(futs) do
     if counter then tick_until(f, deadline, report, counter) end
     local s = (k - 1) * cs + 1
@@ -440,7 +440,7 @@ local function map_items(pool, fname, fn, items, star, opts, optn)
       error(res, 0)
     end
     local cnt = mmin(cs, n - s + 1)
-    tmove(res, 1, cnt, s, out)
+    slice(res, 1, cnt, out, s)
     done = done + cnt
     if errors == "return" then
       for i = s, s + cnt - 1 do
