@@ -42,7 +42,7 @@ describe("event loops", function()
       h:close()                                 -- idempotent
     end)
 
-    it("keeps a 1 ms timer firing while 10,000 futures complete with callbacks run from the loop #nosan", function()
+    it("keeps a 1 ms timer firing while 10,000 futures complete with callbacks run from the loop #nosan #novalgrind", function()
       local n = helpers.size(10000, 1000)
       local h = bridge.attach()
       local submitted, completed, outside = 0, 0, 0
@@ -83,7 +83,7 @@ describe("event loops", function()
         ("%d gaps over 20 ms in %d ticks, worst %.1f ms"):format(gaps, ticks, worst))
     end)
 
-    it("uses no CPU while idle with concur attached #nosan", function()
+    it("uses no CPU while idle with concur attached #nosan #novalgrind", function()
       local h = bridge.attach()
       local woke = false
       concur.async(function() concur.sleep(0.5) woke = true end)
