@@ -546,7 +546,10 @@ describe("concur.fetch", function()
       assert.is_true(span < 50 * 1.01, "first to last " .. span)
     end)
 
-    it("never lets a window hold more than burst + rate*w + 1 starts", function()
+    -- (#notsan: the bound assumes the engine wakes on time; slowed many
+    -- times over, it starts the requests whose slots passed meanwhile
+    -- together, keeping the rate: the spec above still checks that)
+    it("never lets a window hold more than burst + rate*w + 1 starts #notsan", function()
       local c <close> = fetch.Client{ rate = 20, burst = 3, per_host = 8 }
       local urls = {}
       for i = 1, 40 do urls[i] = srv:url("/bytes/10?i=" .. i) end
