@@ -370,8 +370,8 @@ describe("examples (quick mode)", function()
   describe("06_factorials.lua", function()
     local F = "06_factorials.lua"
 
-    it("runs in a few seconds with all seven sections #notsan", function()
-      sections(output(F), 7)
+    it("runs in a few seconds with all six sections #notsan", function()
+      sections(output(F), 6)
       assert.is_true(run(F).secs < 30, "took " .. run(F).secs)
     end)
 

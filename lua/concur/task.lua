@@ -547,10 +547,13 @@ end
 
 --- Sleeps: in a task, suspends it for s seconds (0: lets the other ready
 -- tasks run first); elsewhere blocks this thread (concur.sleep).
-local csleep = core.sleep
+local sleep = core.sleep
 function M.sleep(s)
   local t = intask()
-  if not t then return csleep(s) end
+  if not t then
+    sleep(s)   -- not a tail call: its argument errors name 'sleep'
+    return
+  end
   if type(s) ~= "number" or s ~= s then
     raise("argument", "bad argument #1 to 'sleep' (number expected, got %s)",
           s ~= s and "NaN" or type(s))
