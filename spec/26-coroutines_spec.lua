@@ -4,9 +4,8 @@ local helpers = require "helpers"
 local concur = require "concur"
 local httpserver = require "helpers.httpserver"
 
--- Whether fd is readable now (poll(2) through the shell-free route: a
--- luaposix-free check with concur's own hub would be circular, so ask the
--- kernel via /proc: an eventfd/epoll has no readable flag there; use luv).
+-- Whether fd is readable now: one turn of a luv loop (no wait) with a poll
+-- handle on it, so the kernel answers, not concur.
 local uv = require "luv"
 local function readable(fd)
   local p = uv.new_poll(fd)
