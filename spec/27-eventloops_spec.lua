@@ -42,7 +42,8 @@ describe("event loops", function()
       h:close()                                 -- idempotent
     end)
 
-    it("keeps a 1 ms timer firing while 10,000 futures complete with callbacks run from the loop #nosan #novalgrind", function()
+    it("keeps a 1 ms timer firing while 10,000 futures complete with callbacks run from the loop "
+      .. "#nosan #novalgrind", function()
       local n = helpers.size(10000, 1000)
       local h = bridge.attach()
       local submitted, completed, outside = 0, 0, 0
