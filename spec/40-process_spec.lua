@@ -406,6 +406,32 @@ describe("ProcessPool", function()
       assert.equal(0, pool:stats().failed)
     end)
 
+    it("runs each task once, whether handed straight to an idle worker or queued", function()
+      -- round trips go straight to an idle worker; a burst fills both
+      -- workers and queues the rest; then both kinds interleave
+      local pool = concur.ProcessPool(2)
+      local sum, want = 0, 0
+      for round = 1, 3 do
+        for i = 1, 100 do
+          sum = sum + pool:submit(function(x) return x end, i):result(20)
+          want = want + i
+        end
+        local fs = {}
+        for i = 1, 50 do
+          fs[i] = pool:submit(function(x) return -x end, i)
+          if i % 10 == 0 then sum = sum + pool:submit(function(x) return x end, round):result(20) end
+        end
+        for i = 1, 50 do sum = sum + fs[i]:result(20) end
+        want = want + 5 * round - 50 * 51 // 2
+      end
+      assert.equal(want, sum)
+      local st = pool:stats()
+      assert.equal(3 * 155, st.completed)
+      assert.equal(0, st.failed)
+      pool:close()
+      raises("closed", nil, pool.submit, pool, function() end)
+    end)
+
     it("fails only the task its worker had started when it died", function()
       local pool <close> = concur.ProcessPool(1)
       local started = concur.Event()

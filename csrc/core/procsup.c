@@ -22,6 +22,21 @@
 ** begun: the frame was still on its way) goes back to the head of the
 ** queue (pending again), for another worker. A worker records the task it
 ** received in shared memory, so this costs no message.
+**
+** Submitting straight to an idle worker. So that a task costs no hop
+** through this thread, the supervisor offers each idle slot with nothing
+** left to send and an empty queue ('claimable', under ps->mu), and submit
+** takes it: it reserves the slot (under mu), starts the future with it as
+** the worker (the future's mu, never under ps->mu), then, under mu again,
+** sends the frame itself (MSG_DONTWAIT) and hands the slot over ('handed':
+** the task, its id and deadline, what the socket did not take). The
+** supervisor adopts a handed slot (it becomes BUSY) before it looks at the
+** slot in any other way: in tend, before reading its frames, and in
+** begin_exit, which also takes back a reservation not yet used (the
+** submitter then queues its task as usual). The submitter only touches the
+** socket under mu with the slot reserved, and the supervisor takes the
+** reservation back under mu before it shuts or closes the socket, so the
+** two never use it at once.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -69,6 +84,15 @@ typedef struct slot {
   char *wpre;                /* the frame being sent: header and references */
   const char *wbody;         /* then its codec bytes (a future's task or the init) */
   size_t wprelen, wbodylen, wsent;
+  /* submitting straight to the worker (see the top); all under ps->mu */
+  int claimable;             /* idle, nothing to send: submit may take it */
+  int reserved;              /* a submitter took it and starts its future */
+  int handed;                /* a submitter sent it a task: to adopt */
+  uint64_t h_id;
+  double h_deadline;
+  char *h_wpre;              /* what the socket did not take, or NULL */
+  const char *h_wbody;
+  size_t h_wprelen, h_wbodylen, h_wsent;
 } slot;
 
 struct concur_procsup {
@@ -93,7 +117,7 @@ struct concur_procsup {
   concur_buf init;
   char **envp;
   char *lua;
-  uint64_t nextid;
+  _Atomic uint64_t nextid;
   int start_failures, max_start_failures;   /* in a row; then broken */
   atomic_long running, completed, failed, cancelled;
 };
@@ -129,6 +153,7 @@ static void procsup_destroy (concur_obj *o) {
   for (int i = 0; i < ps->nworkers; i++) {
     free(ps->slots[i].rbuf);
     free(ps->slots[i].wpre);
+    free(ps->slots[i].h_wpre);
     if (ps->slots[i].fd >= 0) close(ps->slots[i].fd);
   }
   concur_procspawn_freeenv(ps->envp);
@@ -307,12 +332,142 @@ static int send_frame (slot *s, uint32_t type, uint64_t id, const concur_buf *b)
   return flush(s);
 }
 
+/* ---- submitting straight to a worker ---------------------------------------------- */
+
+/* Makes a slot a submitter handed a task BUSY with it; ps->mu held. */
+static void adopt_locked (slot *s) {
+  s->claimable = 0;
+  if (!s->handed) return;
+  s->handed = 0;
+  s->state = S_BUSY;
+  s->id = s->h_id;
+  s->deadline = s->h_deadline;
+  s->wpre = s->h_wpre;
+  s->wbody = s->h_wbody;
+  s->wprelen = s->h_wprelen;
+  s->wbodylen = s->h_wbodylen;
+  s->wsent = s->h_wsent;
+  s->h_wpre = NULL;
+}
+
+static void adopt (slot *s) {
+  pthread_mutex_lock(&s->ps->mu);
+  adopt_locked(s);
+  pthread_mutex_unlock(&s->ps->mu);
+}
+
+/* Offers an idle slot with nothing to send to submitters, when nothing is
+** queued (queued tasks go first, in order). */
+static void offer (concur_procsup *ps, slot *s) {
+  pthread_mutex_lock(&ps->mu);
+  if (s->state == S_IDLE && s->wpre == NULL && !s->reserved && !s->handed
+      && ps->head == NULL && !ps->closing)
+    s->claimable = 1;
+  pthread_mutex_unlock(&ps->mu);
+}
+
+/* Sends what the socket takes of a frame, from *sent on (MSG_DONTWAIT);
+** stops at the first refusal (the supervisor sends the rest, or finds the
+** worker gone). */
+static void send_some (int fd, const char *pre, size_t prelen, const char *body,
+                       size_t bodylen, size_t *sent) {
+  for (;;) {
+    struct iovec iov[2];
+    struct msghdr m;
+    size_t at = *sent;
+    int n = 0;
+    ssize_t w;
+    if (at < prelen) {
+      iov[n].iov_base = (char *)pre + at;
+      iov[n++].iov_len = prelen - at;
+      at = 0;
+    }
+    else at -= prelen;
+    if (at < bodylen) {
+      iov[n].iov_base = (char *)body + at;
+      iov[n++].iov_len = bodylen - at;
+    }
+    if (n == 0) return;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = iov;
+    m.msg_iovlen = (size_t)n;
+    w = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    *sent += (size_t)w;
+  }
+}
+
+/*
+** Hands f (the caller's reference) straight to an idle worker, if one is
+** offered. Returns 1 when it did; 0 when there was none, or the frame could
+** not be made, or the worker went away meanwhile (f is then as it was,
+** to be queued).
+*/
+static int hand (concur_procsup *ps, concur_future *f) {
+  slot *s = NULL;
+  char *pre;
+  size_t prelen, sent = 0;
+  uint64_t id;
+  double timeout;
+  int ok;
+  pthread_mutex_lock(&ps->mu);
+  if (ps->head == NULL && !ps->closing)
+    for (int i = 0; i < ps->nworkers; i++)
+      if (ps->slots[i].claimable) {
+        s = &ps->slots[i];
+        s->claimable = 0;
+        s->reserved = 1;
+        break;
+      }
+  pthread_mutex_unlock(&ps->mu);
+  if (s == NULL) return 0;
+  id = atomic_fetch_add(&ps->nextid, 1) + 1;
+  atomic_store(&s->cancel, 0);
+  pre = concur_frame_lend('T', id, &f->task, &prelen);
+  ok = pre != NULL && concur_future_start(f, s);        /* f is new: it starts */
+  pthread_mutex_lock(&ps->mu);
+  /* still ours (and no close came meanwhile): send and hand over */
+  if (ok && s->reserved && !ps->closing) {
+    s->reserved = 0;
+    s->task = f;
+    s->h_id = id;
+    timeout = f->timeout >= 0 ? f->timeout : ps->task_timeout;
+    s->h_deadline = timeout >= 0 ? concur_now() + timeout : CONCUR_NODEADLINE;
+    send_some(s->fd, pre, prelen, f->task.data, f->task.len, &sent);
+    s->h_wbody = f->task.data;
+    s->h_wprelen = prelen;
+    s->h_wbodylen = f->task.len;
+    s->h_wsent = sent;
+    if (sent < prelen + f->task.len) s->h_wpre = pre;   /* the rest: the supervisor's */
+    else {
+      free(pre);
+      pre = NULL;
+    }
+    s->handed = 1;
+    atomic_fetch_add(&ps->running, 1);
+    pthread_mutex_unlock(&ps->mu);
+    /* the supervisor must know of a deadline, or of a frame to finish */
+    if (s->h_deadline >= 0 || pre != NULL) wake(ps);
+    return 1;
+  }
+  s->reserved = 0;                         /* taken back: the worker is going */
+  pthread_mutex_unlock(&ps->mu);
+  free(pre);
+  if (ok) concur_future_unstart(f);
+  return 0;
+}
+
 /* ---- starting and ending workers ----------------------------------------------- */
 
 /* Shuts s's socket for writing (the worker reads its end and exits); the
 ** worker is reaped later (killed at the deadline). What it still sends is
 ** read and dropped. */
 static void begin_exit (slot *s, int reason, double grace) {
+  pthread_mutex_lock(&s->ps->mu);
+  adopt_locked(s);               /* its task is settled with the others */
+  s->reserved = 0;               /* a submitter's reservation: taken back */
+  pthread_mutex_unlock(&s->ps->mu);
   if (s->fd >= 0) shutdown(s->fd, SHUT_WR);
   free(s->wpre);
   s->wpre = NULL;
@@ -445,7 +600,8 @@ static void dispatch (concur_procsup *ps, slot *s) {
     double timeout;
     int rc;
     pthread_mutex_lock(&ps->mu);
-    f = ps->head;
+    adopt_locked(s);
+    f = s->state == S_IDLE && !s->reserved ? ps->head : NULL;
     if (f) {
       ps->head = f->next;
       if (ps->head == NULL) ps->tail = NULL;
@@ -463,7 +619,7 @@ static void dispatch (concur_procsup *ps, slot *s) {
     pthread_mutex_lock(&ps->mu);
     s->task = f;                        /* the queue's reference */
     pthread_mutex_unlock(&ps->mu);
-    s->id = ++ps->nextid;
+    s->id = atomic_fetch_add(&ps->nextid, 1) + 1;
     timeout = f->timeout >= 0 ? f->timeout : ps->task_timeout;
     s->deadline = timeout >= 0 ? concur_now() + timeout : CONCUR_NODEADLINE;
     s->state = S_BUSY;
@@ -509,11 +665,12 @@ static void on_frame (concur_procsup *ps, slot *s, const concur_frame *h,
     if (concur_frame_tobuf(body, h->len, &out, 0) != 0)
       concur_wire_error(&out, "transfer", "the task's results could not be received "
              "(out of memory, or a malformed message)");
-    concur_future_finish(f, h->type == 'E', &out);
-    concur_obj_unref(&f->obj);
     s->state = S_IDLE;
     if (ps->max_tasks && ++s->ntasks >= ps->max_tasks)
       begin_exit(s, R_NONE, EXIT_GRACE);     /* recycled */
+    else offer(ps, s);     /* before the waiter wakes: its next task comes here */
+    concur_future_finish(f, h->type == 'E', &out);
+    concur_obj_unref(&f->obj);
   }
   else {
     if (h->type == 'R' || h->type == 'E') concur_frame_drop(body, h->len);
@@ -522,6 +679,7 @@ static void on_frame (concur_procsup *ps, slot *s, const concur_frame *h,
 }
 
 static void on_readable (concur_procsup *ps, slot *s) {
+  if (s->state == S_IDLE) adopt(s);   /* a result may answer a handed task */
   for (;;) {
     ssize_t r;
     size_t off = 0;
@@ -576,6 +734,7 @@ static void tend (concur_procsup *ps, slot *s, int closing, int kill_all, int *b
                   int queued, double now, double *next, int *timeout) {
   char err[512];
   int resource;
+  if (s->state == S_IDLE) adopt(s);
   if (s->state == S_EMPTY && !*broken && (!closing || queued) && !kill_all) {
     if (spawn(ps, s, err, sizeof err, &resource) != 0) {
       set_broken(ps, err);
@@ -583,6 +742,8 @@ static void tend (concur_procsup *ps, slot *s, int closing, int kill_all, int *b
     }
   }
   if (s->state == S_IDLE && queued && !kill_all) dispatch(ps, s);
+  if (s->state == S_IDLE && s->wpre == NULL && !closing && !kill_all && !*broken)
+    offer(ps, s);
   if ((s->state == S_IDLE || s->state == S_STARTING) && (kill_all || *broken ||
       (closing && !queued && s->state == S_IDLE)))
     begin_exit(s, R_NONE, kill_all ? TERM_GRACE : EXIT_GRACE);
@@ -766,6 +927,7 @@ concur_procsup *concur_procsup_new (concur_procopts *o, char *err, size_t errsiz
 
 int concur_procsup_submit (concur_procsup *ps, concur_future *f, char *msg,
                            size_t msgsize) {
+  if (hand(ps, f)) return 0;
   pthread_mutex_lock(&ps->mu);
   if (ps->closing) {
     int broken = ps->broken != NULL;
