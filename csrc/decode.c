@@ -147,6 +147,22 @@ static void dec_table (dec *d, uint64_t nhash) {
   lua_createtable(L, (int)narr, (int)nhash);
   dec_addref(d);
   for (uint64_t i = 1; i <= narr; i++) {
+    if (d->r.end - d->r.p >= 9 && (*d->r.p == 'i' || *d->r.p == 'd')) {
+      /* a number, the common item: without dec_value's round */
+      if (*d->r.p == 'i') {
+        lua_Integer v;
+        memcpy(&v, d->r.p + 1, 8);
+        lua_pushinteger(L, v);
+      }
+      else {
+        lua_Number v;
+        memcpy(&v, d->r.p + 1, 8);
+        lua_pushnumber(L, v);
+      }
+      d->r.p += 9;
+      lua_rawseti(L, -2, (lua_Integer)i);
+      continue;
+    }
     d->path[d->depth].kind = D_INDEX;
     d->path[d->depth].i = (lua_Integer)i;
     dec_value(d);

@@ -197,10 +197,27 @@ static void enc_table (enc *e, int idx) {
   enc_tag(e, 'T');
   enc_varint(e, (uint64_t)narr);
   for (i = 1; i <= narr; i++) {
-    e->path[e->depth].kind = CONCUR_P_INDEX;
-    e->path[e->depth].i = i;
-    lua_rawgeti(L, idx, i);
-    enc_value(e, lua_gettop(L));
+    concur_buf *b = e->b;
+    if (lua_rawgeti(L, idx, i) == LUA_TNUMBER && b->cap - b->len >= 9) {
+      /* a number, the common item: without enc_value's round */
+      char *p = b->data + b->len;
+      if (lua_isinteger(L, -1)) {
+        lua_Integer v = lua_tointeger(L, -1);
+        p[0] = 'i';
+        memcpy(p + 1, &v, 8);
+      }
+      else {
+        lua_Number v = lua_tonumber(L, -1);
+        p[0] = 'd';
+        memcpy(p + 1, &v, 8);
+      }
+      b->len += 9;
+    }
+    else {
+      e->path[e->depth].kind = CONCUR_P_INDEX;
+      e->path[e->depth].i = i;
+      enc_value(e, lua_gettop(L));
+    }
     lua_pop(L, 1);
   }
   /* the other keys: next visits the array part first, so a dense table
