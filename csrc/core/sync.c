@@ -142,7 +142,14 @@ static int lock_try (void *l) {
 static int lock_wait (concur_lock *l, double deadline, int intr) {
   int rc = CONCUR_OK, me = concur_sync_pid();
   double look = 0;   /* when to look at a foreign holder next (0: now) */
-  if (concur_spin(lock_try, l, SPINS, -1)) return CONCUR_OK;
+  /* spins with exponential backoff: a waiter that looks at the word on
+  ** every pause pulls its cache line away from a holder that releases and
+  ** takes the lock again in a loop, and slows both */
+  if (concur_can_spin())
+    for (int round = 0, n = 1; round < 12; round++, n = n < 64 ? 2 * n : n) {
+      for (int i = 0; i < n; i++) concur_cpu_pause();
+      if (lock_try(l)) return CONCUR_OK;
+    }
   concur_mutex_lock(&l->mu);
   atomic_fetch_add(&l->waiters, 1);
   for (;;) {
