@@ -27,6 +27,7 @@
 #include "qlocal.h"
 
 #define SPIN_SECONDS 50e-6   /* longest busy wait before sleeping */
+#define SPIN_BATCH 8         /* pauses between looks while spinning */
 #define MASK (CONCUR_QL_SLOTS - 1)
 
 /* ---- items ---------------------------------------------------------------- */
@@ -189,7 +190,12 @@ static int wait_for (concur_qlocal *l, int (*ready) (void *),
     *spun = 1;
     if (deadline >= 0 && deadline < until) until = deadline;
     if (ready == putter_ready) ready = putter_roomy;
-    if (!ready(l)) concur_spin(ready, l, INT_MAX, until);
+    /* a look every SPIN_BATCH pauses: each look pulls the other side's
+    ** published position from its cache, and it writes it once per item */
+    for (int i = 1; !ready(l); i++) {
+      for (int k = 0; k < SPIN_BATCH; k++) concur_cpu_pause();
+      if ((i & 7) == 0 && concur_now() >= until) break;
+    }
     return CONCUR_OK;
   }
   v = atomic_load(&w->seq);

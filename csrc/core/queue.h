@@ -66,9 +66,13 @@ typedef struct concur_queue {
   atomic_int closed;         /* written under mu, read anywhere */
   atomic_int xproc;          /* sent to another process once: set for good */
   atomic_size_t count;       /* == store.n; written under mu, read anywhere */
+  /* NOTE: every put writes 'unfinished': a line of its own, so that the
+  ** getters' reads of 'fast' (and the rest above) do not miss each time */
+  char pad0[64];
   atomic_size_t unfinished;  /* put but not yet task_done'd */
   atomic_int joiners;        /* threads in join */
   _Atomic unsigned donegen;  /* futex word: bumped when unfinished hits 0 */
+  char pad1[64];
   int getters, putters;      /* threads sleeping on each condition (mu) */
   int sharing;               /* a share is under way (queue.c: share_mu) */
   uint64_t seq;
