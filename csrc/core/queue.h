@@ -59,24 +59,29 @@ typedef struct concur_qstore {
 } concur_qstore;
 
 typedef struct concur_queue {
-  pthread_mutex_t mu;        /* the shared store's */
-  concur_fcond notempty, notfull;
+  /* NOTE: the pads keep apart what every call reads (the first line), what
+  ** the shared store's mutex guards (written by whoever holds it), the
+  ** count that spinners read outside it, and the task count every put
+  ** writes: else each put and get would miss on lines the other side has
+  ** just written, and a spinner would pull the mutex away from its holder */
   size_t maxsize;            /* 0: unbounded */
   atomic_int fast;           /* the items are in 'local' (until shared) */
   atomic_int closed;         /* written under mu, read anywhere */
   atomic_int xproc;          /* sent to another process once: set for good */
-  atomic_size_t count;       /* == store.n; written under mu, read anywhere */
-  /* NOTE: every put writes 'unfinished': a line of its own, so that the
-  ** getters' reads of 'fast' (and the rest above) do not miss each time */
   char pad0[64];
-  atomic_size_t unfinished;  /* put but not yet task_done'd */
-  atomic_int joiners;        /* threads in join */
-  _Atomic unsigned donegen;  /* futex word: bumped when unfinished hits 0 */
-  char pad1[64];
+  pthread_mutex_t mu;        /* the shared store's */
+  concur_fcond notempty, notfull;
   int getters, putters;      /* threads sleeping on each condition (mu) */
   int sharing;               /* a share is under way (queue.c: share_mu) */
   uint64_t seq;
   concur_qstore store;
+  char pad1[64];
+  atomic_size_t count;       /* == store.n; written under mu, read anywhere */
+  char pad2[64];
+  atomic_size_t unfinished;  /* put but not yet task_done'd */
+  atomic_int joiners;        /* threads in join */
+  _Atomic unsigned donegen;  /* futex word: bumped when unfinished hits 0 */
+  char pad3[64];
   concur_qlocal local;
 } concur_queue;
 
