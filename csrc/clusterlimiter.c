@@ -7,7 +7,9 @@
 **
 ** acquire waits here, in C, so that a caller interrupted while it waits
 ** (a cancelled task: the interrupt hook would stop Lua code before it could
-** clean up) gives its slot back, as concur.RateLimiter's callers do.
+** clean up) gives its slot back, as concur.RateLimiter's callers do; the
+** connection reads every reply it asked for even then (concur_redis_setuncut),
+** so a caller stopped while Redis answers still learns its slot.
 */
 #include <math.h>
 #include <stdio.h>
@@ -160,6 +162,9 @@ static int limiter_new (lua_State *L) {
   snprintf(l->key, sizeof l->key, "concur:{%s}:rate", name);
   l->r = concur_redis_new(url, err, sizeof err);
   if (l->r == NULL) return concur_error(L, "argument", "%s", err);
+  /* a reservation's answer is always read, so an acquire stopped while
+  ** Redis answers still knows its slot and gives it back */
+  concur_redis_setuncut(l->r, 1);
   return 1;
 }
 

@@ -45,6 +45,7 @@ struct concur_redis {
   atomic_int aborted;
   double backoff, max_backoff;
   int failures;
+  int uncut;                  /* replies not cut by an interrupt */
   unsigned seed;
   char err[256];
 };
@@ -138,6 +139,8 @@ void concur_redis_free (concur_redis *r) {
   free(r->host); free(r->user); free(r->pass);
   free(r);
 }
+
+void concur_redis_setuncut (concur_redis *r, int on) { r->uncut = on; }
 
 void concur_redis_setbackoff (concur_redis *r, double backoff, double max_backoff) {
   r->backoff = backoff;
@@ -360,6 +363,10 @@ void concur_redis_freereplies (redisReply **replies, int n) {
 
 int concur_redis_exec (concur_redis *r, double deadline, const concur_rpipe *p,
                        redisReply **replies) {
+  concur_intr_fn fn = NULL;
+  void *ud = NULL;
+  double slice = 0;
+  if (r->uncut) concur_get_interrupt_check(&fn, &ud, &slice);
   for (int i = 0; i < p->n; i++) replies[i] = NULL;
   for (;;) {
     int rc = pause_backoff(r, deadline), got = 0, again = 0, fresh = 0;
@@ -375,6 +382,7 @@ int concur_redis_exec (concur_redis *r, double deadline, const concur_rpipe *p,
       }
       rc = send_all(r, deadline);
     }
+    if (rc == CONCUR_OK && r->uncut) concur_set_interrupt_check(NULL, NULL, 0);
     while (rc == CONCUR_OK && got < p->n) {
       rc = recv_one(r, deadline, &replies[got]);
       if (rc == CONCUR_OK && !again && transient(replies[got])) {
@@ -383,6 +391,7 @@ int concur_redis_exec (concur_redis *r, double deadline, const concur_rpipe *p,
       }
       if (rc == CONCUR_OK) got++;
     }
+    if (r->uncut) concur_set_interrupt_check(fn, ud, slice);
     if (rc == CONCUR_OK && !again) {
       r->failures = 0;
       return CONCUR_OK;

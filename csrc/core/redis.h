@@ -53,6 +53,12 @@ void concur_redis_abort (concur_redis *r);
 ** another (or by a signal handler) without closing r for good; -1: none. */
 void concur_redis_setwake (concur_redis *r, int fd);
 
+/* With 'on', the replies of a pipeline already sent are waited for without
+** the caller's interrupt check (the deadline still holds): a caller stopped
+** meanwhile still learns what the server did (a slot it reserved, to give
+** back). Connecting and backing off stay interruptible. Off by default. */
+void concur_redis_setuncut (concur_redis *r, int on);
+
 /* What went wrong last ("connection refused", the server's error, ...),
 ** and "host:port" of the server. */
 const char *concur_redis_error (const concur_redis *r);
