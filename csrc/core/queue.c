@@ -41,6 +41,7 @@
 #include "sync.h"
 
 #define SPIN_SECONDS 50e-6   /* longest busy wait before sleeping */
+#define SPIN_BATCH 8         /* pauses between looks while spinning */
 
 /* ---- items ----------------------------------------------------------------
 ** An item of the shared store that holds objects, or more than
@@ -224,11 +225,12 @@ typedef struct spinning {
   size_t busy;
 } spinning;
 
-/* Has the count left 'busy', or the queue closed? */
+/* Has the count left 'busy', or the queue closed? A putter waits for room
+** for a run of items (qlocal.c's putter_roomy says why). */
 static int moved (void *ud) {
   spinning *sp = ud;
   size_t n = atomic_load_explicit(&sp->q->count, memory_order_relaxed);
-  return (sp->busy == 0 ? n != 0 : n < sp->busy)
+  return (sp->busy == 0 ? n != 0 : n + sp->q->local.spinroom <= sp->busy)
          || atomic_load_explicit(&sp->q->closed, memory_order_relaxed);
 }
 
@@ -237,7 +239,11 @@ static void spin (concur_queue *q, size_t busy, double deadline) {
   double until = concur_now() + SPIN_SECONDS;
   if (deadline >= 0 && deadline < until) until = deadline;
   pthread_mutex_unlock(&q->mu);
-  if (!moved(&sp)) concur_spin(moved, &sp, INT_MAX, until);
+  /* a look every few pauses: each pulls the count's line from the holder */
+  for (int i = 1; !moved(&sp); i++) {
+    for (int k = 0; k < SPIN_BATCH; k++) concur_cpu_pause();
+    if ((i & 7) == 0 && concur_now() >= until) break;
+  }
   concur_mutex_lock(&q->mu);
 }
 
