@@ -1,7 +1,8 @@
 -- bench/50_fetch.lua: concur.fetch against its peers, measured in one run.
 --
 -- Starts a local nginx (generated config, 127.0.0.1 only, port picked free)
--- serving 2 KB and 100 KB pages, then fetches 5,000 2 KB pages with:
+-- serving 2 KB and 100 KB pages (and the 2 KB page over https with HTTP/2
+-- on a second port), then fetches 5,000 2 KB pages with:
 --   wrk (the ceiling: a C load generator that does no real client work),
 --   concur.fetch at concurrency 16 and 64,
 --   Python requests + ThreadPoolExecutor(16),
@@ -10,9 +11,11 @@
 --   curl --parallel (64),
 -- and prints pages/s, ratios to wrk and to Python, and concur's CPU time per
 -- request (process CPU: the Lua side and the engine thread); then the 100 KB
--- case in MB/s. Each figure is the best of BENCH_ROUNDS (3) interleaved
--- rounds (Python requests runs once: it is the slow one). A peer that is
--- not installed is skipped with a line saying so.
+-- case in MB/s; then concur.fetch over https, HTTP/1.1 on 64 connections
+-- beside HTTP/2 multiplexing 64 streams on one connection. Each figure is
+-- the best of BENCH_ROUNDS (3) interleaved rounds (Python requests runs
+-- once: it is the slow one). A peer that is not installed is skipped with a
+-- line saying so.
 -- Run: bin/lua bench/50_fetch.lua [pages]
 local concur = require "concur"
 local fetch = require "concur.fetch"
@@ -50,6 +53,25 @@ end
 
 writefile(dir .. "/2k.html", ("x"):rep(2048))
 writefile(dir .. "/100k.html", ("y"):rep(100 * 1024))
+
+-- https with HTTP/2 (ALPN) on a second port, with a self-signed certificate
+-- made here; without openssl there is no https row
+local tls_base, tls_server = nil, ""
+if os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem " ..
+    "-days 2 -subj /CN=127.0.0.1 >/dev/null 2>&1"):format(dir, dir)) then
+  local tls_port = free_port()
+  tls_base = "https://127.0.0.1:" .. tls_port
+  tls_server = ([[
+  server {
+    listen 127.0.0.1:%d ssl http2;
+    ssl_certificate %s/cert.pem;
+    ssl_certificate_key %s/key.pem;
+    root %s;
+    location /p2k/ { default_type text/html; try_files /2k.html =404; }
+  }
+]]):format(tls_port, dir, dir, dir)
+end
+
 writefile(dir .. "/nginx.conf", ([[
 worker_processes 1;
 pid %s/nginx.pid;
@@ -70,8 +92,8 @@ http {
     location /p2k/ { default_type text/html; try_files /2k.html =404; }
     location /p100k/ { default_type text/html; try_files /100k.html =404; }
   }
-}
-]]):format(dir, dir, dir, dir, dir, dir, dir, port, dir))
+%s}
+]]):format(dir, dir, dir, dir, dir, dir, dir, port, dir, tls_server))
 
 assert(have("nginx"), "bench needs nginx (apt-get install nginx-light)")
 -- in the foreground under timeout(1), so a bench that dies leaves no nginx
@@ -139,6 +161,29 @@ local function concur_run(conc, kind, n)
     bytes = bytes + #rs[i].body
   end
   return n / (t1 - t0), (c1 - c0) / n * 1e6, bytes / (t1 - t0) / 1048576
+end
+
+-- concur.fetch over https (certificate not verified: it is self-signed), with
+-- HTTP/2 offered or not; pages/s and CPU microseconds per request
+local function concur_tls(conc, n, http2)
+  if not tls_base then return nil end
+  local client <close> = fetch.Client{ concurrency = conc, per_host = conc, retries = 0,
+                                       verify = false, http2 = http2 }
+  local function list(k)
+    local t = {}
+    for i = 1, k do t[i] = ("%s/p2k/%d"):format(tls_base, i) end
+    return t
+  end
+  client:get_all(list(conc))   -- warm: connections and TLS sessions
+  local l = list(n)
+  local c0, t0 = os.clock(), concur.monotonic()
+  local rs = client:get_all(l)
+  local t1, c1 = concur.monotonic(), os.clock()
+  for i = 1, n do
+    assert(rs[i].status == 200, "request failed: " .. tostring(rs[i].message))
+    assert(rs[i].http_version == (http2 and "2" or "1.1"), "unexpected HTTP version")
+  end
+  return n / (t1 - t0), (c1 - c0) / n * 1e6
 end
 
 local function python_requests_run(python, n)
@@ -321,6 +366,8 @@ local ok, err = pcall(function()
     best("wrkmb64", select(2, wrk(64, "p100k")))
     a, _, c = concur_run(16, "p100k", BIG_PAGES); best("b16", a); best("mb16", c)
     a, _, c = concur_run(64, "p100k", BIG_PAGES); best("b64", a); best("mb64", c)
+    a, b = concur_tls(64, PAGES, false); best("tls1", a); best("tls1cpu", b, true)
+    a, b = concur_tls(64, PAGES, true); best("tls2", a); best("tls2cpu", b, true)
   end
   results.py = python_requests(PAGES)
 end)
@@ -352,6 +399,15 @@ row("curl --parallel (64)", results.curl, ratio(results.c64, results.curl, "conc
 row("plain C on libcurl multi (64, discards)", results.plain, results.plain and
   ("%s, %.1f us CPU/request"):format(ratio(results.plain, results.wrk64, "of wrk"),
     results.plaincpu) or "")
+if tls_base then
+  row("concur.fetch https HTTP/1.1, 64 conns", results.tls1,
+    ("%.1f us CPU/request"):format(results.tls1cpu))
+  row("concur.fetch https HTTP/2, 64 streams", results.tls2,
+    ("%s, %.1f us CPU/request (one connection, multiplexed)"):format(
+      ratio(results.tls2, results.tls1, "of HTTP/1.1"), results.tls2cpu))
+else
+  skipped[#skipped + 1] = "https (HTTP/1.1 and HTTP/2): openssl could not make a certificate"
+end
 for _, line in ipairs(skipped) do io.write(("skipped %s\n"):format(line)) end
 io.write(("\n100 KB pages (%d): concur.fetch %.0f MB/s at 16, %.0f MB/s at 64 " ..
   "(%.0f / %.0f pages/s); wrk -c64 %s MB/s\n"):format(BIG_PAGES, results.mb16, results.mb64,
