@@ -2,8 +2,9 @@
 --
 --   * csrc/core/ is the Lua-free bottom: its files include only each other
 --     and system or library headers, never Lua's or the binding's;
---   * csrc/core/wait.h is the bottom layer of the core: it includes no
---     other concur header;
+--   * csrc/core/result.h (every result code) and wait.h are the bottom
+--     layer of the core: result.h includes no concur header, wait.h only
+--     result.h;
 --   * no circle of includes: the headers of csrc/ and csrc/core/ form a
 --     directed acyclic graph.
 --
@@ -58,8 +59,9 @@ for _, f in ipairs(files) do
         if in_core and not target:find("^csrc/core/") then
           fail("%s:%d: the core includes %s from the binding above it", f, n, target)
         end
-        if f == "csrc/core/wait.h" then
-          fail("%s:%d: wait.h is the core's bottom layer and includes no concur header", f, n)
+        if f == "csrc/core/result.h" or (f == "csrc/core/wait.h" and target ~= "csrc/core/result.h") then
+          fail("%s:%d: %s is the core's bottom layer and includes no concur header%s", f, n,
+               f:match("[^/]*$"), f:find("wait") and " but result.h" or "")
         end
       end
     elseif sys and in_core and (sys:find("^lua") or sys:find("^lauxlib") or sys:find("^lualib")) then

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include "future.h"
+#include "result.h"
 
 /* the Response metatable's registry name */
 #define CONCUR_FETCH_RESPONSE_MT "concur.fetch.Response"
@@ -97,11 +98,9 @@ typedef struct concur_fetch_stats {
 
 typedef struct concur_fetch_engine concur_fetch_engine;
 
-/* Results of the calls below. */
-#define CONCUR_FETCH_OK 0
-#define CONCUR_FETCH_EARG 1       /* bad input: message in err */
-#define CONCUR_FETCH_ECLOSED 2    /* the engine was closed */
-#define CONCUR_FETCH_ENOMEM 3
+/* Results of the calls below: CONCUR_FETCH_OK, CONCUR_FETCH_EARG (bad
+** input: a message in err), CONCUR_FETCH_ECLOSED, CONCUR_FETCH_ENOMEM
+** (result.h). */
 
 /* libcurl's global init, once per process (pthread_once). */
 void concur_fetch_global_init (void);

@@ -10,11 +10,10 @@
 #include <stddef.h>
 #include <libxml/HTMLparser.h>
 #include <libxml/xpath.h>
+#include "result.h"
 
-/* Results, as fetch_engine.h's */
-#define CONCUR_HTML_OK 0
-#define CONCUR_HTML_ELIMIT 1     /* the body is over the size cap */
-#define CONCUR_HTML_ENOMEM 3
+/* Results: CONCUR_HTML_OK, CONCUR_HTML_ELIMIT (the body is over the size
+** cap), CONCUR_HTML_ENOMEM (result.h). */
 
 typedef struct concur_html {
   htmlDocPtr doc;

@@ -36,16 +36,8 @@
 
 #define CONCUR_MAP_SHARDS 16
 
-/* Results (CONCUR_MAP_OK is 0). */
-#define CONCUR_MAP_OK 0
-#define CONCUR_MAP_ABSENT 1     /* no such key */
-#define CONCUR_MAP_CHANGED 2    /* set_if: the key's version moved */
-#define CONCUR_MAP_PRESENT 3    /* add: the key is there already */
-#define CONCUR_MAP_NOTNUM 4     /* incr: the value is not a number */
-#define CONCUR_MAP_NOMEM 5      /* the arena (or the heap) is full */
-#define CONCUR_MAP_FOREIGN 6    /* the value holds another process's objects */
-#define CONCUR_MAP_LOCAL 7      /* the value holds an in-process object and
-                                ** the map is shared with other processes */
+/* Results: CONCUR_MAP_OK, _ABSENT, _CHANGED, _PRESENT, _NOTNUM, _NOMEM,
+** _FOREIGN, _LOCAL (result.h). */
 
 /* Key types: the codec's tags. */
 enum { CONCUR_MKEY_STR = 's', CONCUR_MKEY_INT = 'i', CONCUR_MKEY_BOOL = 'b' };

@@ -35,9 +35,7 @@
 #include "wait.h"
 #include "wire.h"
 
-#define CONCUR_QCLOSED 32      /* put after close; get once closed and empty */
-#define CONCUR_QNOMEM 33       /* the store could not grow */
-#define CONCUR_QFROZEN 36      /* the queue moved to shared memory */
+/* results: CONCUR_QCLOSED, CONCUR_QNOMEM, CONCUR_QFROZEN (result.h) */
 
 #define CONCUR_QL_SMALL 24
 #define CONCUR_QL_SLOTS 256    /* per block: a power of 2 */

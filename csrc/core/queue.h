@@ -30,11 +30,8 @@
 #include "wait.h"
 #include "wire.h"
 
-/* and CONCUR_QCLOSED, CONCUR_QNOMEM (qlocal.h) */
-#define CONCUR_QFOREIGN 34     /* the next item holds an object of another
-                               ** process's (it stays in the queue) */
-#define CONCUR_QLOCAL 35       /* the item holds an in-process object and the
-                               ** queue is shared with other processes */
+/* results: CONCUR_QCLOSED, CONCUR_QNOMEM, CONCUR_QFOREIGN, CONCUR_QLOCAL
+** (result.h) */
 
 enum { CONCUR_FIFO, CONCUR_LIFO, CONCUR_PRIORITY };
 

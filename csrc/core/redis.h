@@ -25,14 +25,13 @@
 
 #include <stddef.h>
 #include <hiredis/hiredis.h>
+#include "result.h"
 #include "wire.h"
 
-/* Results, beside the wait results of wait.h (CONCUR_OK, CONCUR_TIMEDOUT:
-** Redis unreachable until the deadline, CONCUR_CANCELLED,
-** CONCUR_TASKTIMEOUT). */
-#define CONCUR_REDIS_CLOSED 10    /* aborted by concur_redis_abort */
-#define CONCUR_REDIS_REFUSED 11   /* the server refused AUTH or SELECT */
-#define CONCUR_REDIS_WOKEN 12     /* the wake descriptor became readable */
+/* Results, beside the wait results (CONCUR_TIMEDOUT: Redis unreachable
+** until the deadline): CONCUR_REDIS_CLOSED (aborted by concur_redis_abort),
+** CONCUR_REDIS_REFUSED (the server refused AUTH or SELECT),
+** CONCUR_REDIS_WOKEN (the wake descriptor became readable); result.h. */
 
 typedef struct concur_redis concur_redis;
 

@@ -37,10 +37,7 @@
 #include <stdint.h>
 #include "wait.h"
 
-#define CONCUR_BROKEN 16       /* barrier broken (abort, reset, a timeout) */
-#define CONCUR_BARRIER_ACTION 18   /* the last party of a barrier with an
-                                   ** action: run it, then barrier_pass */
-#define CONCUR_OWNERDEAD 17    /* acquired; the process holding it had died */
+/* results: CONCUR_BROKEN, CONCUR_OWNERDEAD, CONCUR_BARRIER_ACTION (result.h) */
 
 /* The calling thread's id (gettid: unique across processes while it
 ** lives), and the calling process's id, as stored in owner fields. */

@@ -16,17 +16,13 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
+#include "result.h"
 
 #define CONCUR_NODEADLINE (-1.0)
 #define CONCUR_FOREVER 3.2e9   /* seconds: about a century */
 
-/* Wait results. */
-#define CONCUR_OK 0
-#define CONCUR_TIMEDOUT 1      /* the deadline passed */
-#define CONCUR_CANCELLED 2     /* the calling task was cancelled */
-#define CONCUR_TASKTIMEOUT 3   /* the calling task's own deadline passed */
-#define CONCUR_INTERRUPTED 4   /* the calling thread's Lua state was
-                               ** interrupted (Ctrl-C: see interrupt.c) */
+/* Wait results: CONCUR_OK, CONCUR_TIMEDOUT, CONCUR_CANCELLED,
+** CONCUR_TASKTIMEOUT, CONCUR_INTERRUPTED (result.h). */
 
 double concur_now (void);
 /* now + timeout; CONCUR_NODEADLINE for a timeout < 0, NaN, or of
