@@ -12,7 +12,7 @@
 /* ---- Semaphore and BoundedSemaphore ---------------------------------------
 ** One struct and one set of methods: a BoundedSemaphore is a Semaphore
 ** whose bound is its initial value; each has its own class (metatable), so
-** the methods' self check (sync_lua.h) accepts both.
+** the methods' self check (concur_shared_selfstate, shared.h) accepts both.
 */
 
 static const concur_objtype sem_type = { "concur.Semaphore",
