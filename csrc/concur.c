@@ -316,16 +316,27 @@ static int core_decode (lua_State *L) {
 }
 
 /*** core.slice(src, i, j [, dst [, at]]) --> dst: table.move(src, i, j,
-** at or 1, dst), where a new dst (none given) is made with room for the
-** items, and marked dense (concur.h: it is map's chunk, which no user code
-** sees); raw reads and writes when src has no metatable and dst is new or
-** has none (map's chunks and results, without the growth and the
-** metamethod checks of table.move into {}). */
+** at or 1, dst); raw reads and writes when src has no metatable and dst is
+** new or has none (map's chunks and results, without the growth and the
+** metamethod checks of table.move into {}). With neither dst nor at: map's
+** chunk, which only travels to a pool task: a view of src's items that the
+** encoder sends as their table (concur_pushview) when src has no metatable,
+** else a new table made with room for the items and marked dense
+** (concur.h). */
 static int core_slice (lua_State *L) {
   lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3), at;
   int raw;
   luaL_checktype(L, 1, LUA_TTABLE);
   at = luaL_optinteger(L, 5, 1);
+  lua_settop(L, 5);
+  if (lua_isnil(L, 4) && lua_isnil(L, 5) && i >= 1) {
+    int meta = lua_getmetatable(L, 1);
+    lua_settop(L, 5);
+    if (!meta) {
+      concur_pushview(L, 1, i, j);   /* map's chunk: copied as it is sent */
+      return 1;
+    }
+  }
   if (lua_isnoneornil(L, 4)) {
     lua_Integer n = j >= i ? j - i + 1 : 0;
     lua_settop(L, 3);

@@ -147,6 +147,11 @@ void concur_encode (lua_State *L, int first, int n, concur_buf *out,
 ** by one. The mark is a private, empty metatable: only for tables no user
 ** code sees. */
 void concur_markdense (lua_State *L, int idx);
+/* Pushes a view of t[i..j] (t at index t, a table without a metatable): a
+** userdata that the encoder sends as a table of those items (1..j-i+1),
+** without their being copied into one here first (map's chunks). Nothing
+** else can be done with it. */
+void concur_pushview (lua_State *L, int t, lua_Integer i, lua_Integer j);
 /* Pushes the values in b; returns their number. Raises kind "transfer" on
 ** malformed bytes (never crashes, whatever the bytes) or a value this state
 ** cannot rebuild, "limit" when the stack cannot take them. */

@@ -23,6 +23,9 @@
 static const char DUMP_KEY = 'd';     /* weak: closure -> dumped bytecode */
 static const char CFN_KEY = 'c';      /* value -> "module" or "module\0field" */
 static const char DENSE_KEY = 'a';    /* the metatable of concur_markdense */
+static const char VIEW_KEY = 'w';     /* the metatable of concur_pushview */
+
+typedef struct view { lua_Integer i, j; } view;
 
 typedef struct enc {
   lua_State *L;
@@ -185,6 +188,84 @@ void concur_markdense (lua_State *L, int idx) {
   lua_setmetatable(L, idx);
 }
 
+/* Encodes t[i] (t at idx), an array item at 'at' in the path. */
+static void enc_item (enc *e, int idx, lua_Integer i, lua_Integer at) {
+  lua_State *L = e->L;
+  concur_buf *b = e->b;
+  if (lua_rawgeti(L, idx, i) == LUA_TNUMBER && b->cap - b->len >= 9) {
+    /* a number, the common item: without enc_value's round */
+    char *p = b->data + b->len;
+    if (lua_isinteger(L, -1)) {
+      lua_Integer v = lua_tointeger(L, -1);
+      p[0] = 'i';
+      memcpy(p + 1, &v, 8);
+    }
+    else {
+      lua_Number v = lua_tonumber(L, -1);
+      p[0] = 'd';
+      memcpy(p + 1, &v, 8);
+    }
+    b->len += 9;
+  }
+  else {
+    e->path[e->depth].kind = CONCUR_P_INDEX;
+    e->path[e->depth].i = at;
+    enc_value(e, lua_gettop(L));
+  }
+  lua_pop(L, 1);
+}
+
+void concur_pushview (lua_State *L, int t, lua_Integer i, lua_Integer j) {
+  view *v;
+  t = lua_absindex(L, t);
+  v = lua_newuserdatauv(L, sizeof *v, 1);
+  v->i = i;
+  v->j = j;
+  lua_pushvalue(L, t);
+  lua_setiuservalue(L, -2, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &VIEW_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "concur.slice");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &VIEW_KEY);
+  }
+  lua_setmetatable(L, -2);
+}
+
+/* Whether the userdata at idx is a view of concur_pushview. */
+static int isview (lua_State *L, int idx) {
+  int yes;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &VIEW_KEY);
+  yes = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return yes;
+}
+
+/* A view travels as the table of its items: what a table of them, made
+** with room for them, would be (nil items included, as the decoder skips
+** them). */
+static void enc_view (enc *e, int idx) {
+  lua_State *L = e->L;
+  view *v = lua_touserdata(L, idx);
+  lua_Integer n = v->j >= v->i ? v->j - v->i + 1 : 0;
+  int t;
+  if (enc_ref(e, v)) return;   /* the decoder counts it as a table */
+  enc_enter(e);
+  lua_getiuservalue(L, idx, 1);
+  t = lua_gettop(L);
+  enc_tag(e, 'T');
+  enc_varint(e, (uint64_t)n);
+  for (lua_Integer k = 0; k < n; k++) enc_item(e, t, v->i + k, k + 1);
+  lua_pop(L, 1);
+  enc_tag(e, 'e');
+  e->depth--;
+}
+
 static void enc_table (enc *e, int idx) {
   lua_State *L = e->L;
   lua_Integer narr, i;
@@ -196,30 +277,7 @@ static void enc_table (enc *e, int idx) {
   narr = (lua_Integer)lua_rawlen(L, idx);
   enc_tag(e, 'T');
   enc_varint(e, (uint64_t)narr);
-  for (i = 1; i <= narr; i++) {
-    concur_buf *b = e->b;
-    if (lua_rawgeti(L, idx, i) == LUA_TNUMBER && b->cap - b->len >= 9) {
-      /* a number, the common item: without enc_value's round */
-      char *p = b->data + b->len;
-      if (lua_isinteger(L, -1)) {
-        lua_Integer v = lua_tointeger(L, -1);
-        p[0] = 'i';
-        memcpy(p + 1, &v, 8);
-      }
-      else {
-        lua_Number v = lua_tonumber(L, -1);
-        p[0] = 'd';
-        memcpy(p + 1, &v, 8);
-      }
-      b->len += 9;
-    }
-    else {
-      e->path[e->depth].kind = CONCUR_P_INDEX;
-      e->path[e->depth].i = i;
-      enc_value(e, lua_gettop(L));
-    }
-    lua_pop(L, 1);
-  }
+  for (i = 1; i <= narr; i++) enc_item(e, idx, i, i);
   /* the other keys: next visits the array part first, so a dense table
   ** (concur.h) starts after it, from key narr (a border: t[narr] is not
   ** nil, and in the array part) */
@@ -493,6 +551,10 @@ static const char *udname (lua_State *L, int idx) {
 static void enc_userdata (enc *e, int idx) {
   lua_State *L = e->L;
   const void *info = NULL;
+  if (isview(L, idx)) {
+    enc_view(e, idx);
+    return;
+  }
   switch (concur_classof(L, idx, &info)) {
     case CONCUR_UD_PROXY: {   /* by reference */
       concur_proxy *p = lua_touserdata(L, idx);

@@ -355,6 +355,15 @@ describe("ThreadPool", function()
       end
     end)
 
+    it("keeps a table shared by several items shared, within a chunk", function()
+      local t = { 1, { 2 } }
+      local r = pool:map(function(x) return x end, { t, t, 5, t }, { chunksize = 4 })
+      assert.same({ 1, { 2 } }, r[1])
+      assert.equal(5, r[3])
+      assert.equal(r[1], r[2])
+      assert.equal(r[1], r[4])
+    end)
+
     it("honours chunksize and reports progress", function()
       local seen = {}
       local r = pool:map(function(x) return -x end, { 1, 2, 3, 4, 5 },
