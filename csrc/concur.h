@@ -249,6 +249,9 @@ void concur_fetch_open (lua_State *L);        /* fetch.c: fetch.Client */
 void concur_url_open (lua_State *L);          /* url.c: fetch.urljoin, ... */
 void concur_html_open (lua_State *L);         /* html.c: fetch.html */
 void concur_frontier_open (lua_State *L);     /* frontier.c: fetch.Frontier */
+/* frontier.c: the open fetch.Frontier at idx (a concur_frontier *), or an
+** error (kind "argument" or "closed") */
+void *concur_frontier_checkarg (lua_State *L, int idx);
 /* html.c: resp:html([opts]), a method of fetch.c's Response */
 int concur_html_response (lua_State *L);
 void concur_processpool_open (lua_State *L);  /* processpool.c: ProcessPool, Process */

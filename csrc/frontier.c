@@ -41,6 +41,13 @@ static concur_frontier *checkfrontier (lua_State *L) {
   return u->f;
 }
 
+void *concur_frontier_checkarg (lua_State *L, int idx) {
+  frontierud *u = luaL_testudata(L, idx, FRONTIER);
+  if (u == NULL) concur_typeerror(L, idx, FRONTIER);
+  if (u->f == NULL) concur_error(L, "closed", "the frontier is closed");
+  return u->f;
+}
+
 /* A URL for the frontier at 'idx' (a string; path names it in errors). */
 static const char *checkurl (lua_State *L, int idx, size_t *len,
                              const char *fname, const char *path) {

@@ -23,6 +23,8 @@
 #include <libxml/encoding.h>
 #include "concur.h"
 #include "core/html.h"
+#include "core/crawl_frontier.h"
+#include "core/fetch_url.h"
 
 #define DOCUMENT "concur.html.Document"
 #define ELEMENT "concur.html.Element"
@@ -204,6 +206,243 @@ int concur_html_response (lua_State *L) {
     max = concur_optinteger(L, 2, "max_size", max, 0);
   }
   return newdoc(L, body, len, url, cs, max);
+}
+
+/* ---- scans (no tree) ----------------------------------------------------------- */
+
+/* Pushes the scan's links joined to its base (canonical with 'normalize')
+** as an array of { url, nofollow }. */
+static void pushscanlinks (lua_State *L, concur_html_scan *s, int normalize) {
+  concur_urlbase *base = s->base ? concur_fetch_urlbase_new(s->base) : NULL;
+  lua_Integer k = 0;
+  if (s->base && base == NULL) {
+    concur_html_scan_free(s);
+    concur_error(L, "limit", "out of memory");
+  }
+  lua_createtable(L, (int)s->n, 0);
+  for (size_t i = 0; i < s->n; i++) {
+    char *url = NULL;
+    const char *href = concur_html_scan_href(s, i);
+    if ((base ? concur_fetch_urljoin_base(base, href, normalize, &url)
+              : concur_fetch_urljoin(href, "", normalize, &url, NULL, NULL, 0))
+        != CONCUR_FETCH_OK)
+      continue;
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, url);   /* NOTE: a memory error here leaks url */
+    free(url);
+    lua_setfield(L, -2, "url");
+    lua_pushboolean(L, s->links[i].nofollow);
+    lua_setfield(L, -2, "nofollow");
+    lua_rawseti(L, -2, ++k);
+  }
+  concur_fetch_urlbase_free(base);
+}
+
+/*** core.html.scan(body [, url [, opts]]) --> { title, noindex, nofollow,
+** base, links = array of { url, nofollow } }: what a Document would say
+** of the page (title(), robots(opts.agent), base, links() without text or
+** rel; with opts.normalize, the URLs canonical as core.html.follow gives
+** them), read from the parser's events without building a tree. opts:
+** max_size, encoding (as fetch.html), agent, normalize */
+static int html_scan (lua_State *L) {
+  static const char *const OPTS[] = { "max_size", "encoding", "agent",
+                                      "normalize", NULL };
+  size_t len;
+  const char *body = concur_checklstring(L, 1, &len);
+  const char *url = lua_isnoneornil(L, 2) ? NULL : checkcstring(L, 2, NULL);
+  const char *encoding = NULL, *agent = NULL;
+  lua_Integer max = DEFAULT_MAX;
+  int normalize = 0, rc;
+  concur_html_scan s;
+  if (!lua_isnoneornil(L, 3)) {
+    concur_checktype(L, 3, LUA_TTABLE);
+    concur_checkoptions(L, 3, OPTS);
+    max = concur_optinteger(L, 3, "max_size", max, 0);
+    encoding = concur_optcstring(L, 3, "encoding");   /* (anchored) */
+    agent = concur_optcstring(L, 3, "agent");
+    lua_getfield(L, 3, "normalize");
+    normalize = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  rc = concur_html_scan_page(body, len, url, known_encoding(encoding),
+                             (size_t)max, agent, &s);
+  if (rc == CONCUR_HTML_ELIMIT)
+    return concur_error(L, "limit", "HTML body of %d bytes is over the "
+                        "size cap (max_size = %d)", (int)len, (int)max);
+  if (rc != CONCUR_HTML_OK) return concur_error(L, "limit", "out of memory");
+  lua_createtable(L, 0, 5);
+  if (s.title) {
+    lua_pushstring(L, s.title);
+    lua_setfield(L, -2, "title");
+  }
+  if (s.base) {
+    lua_pushstring(L, s.base);
+    lua_setfield(L, -2, "base");
+  }
+  lua_pushboolean(L, s.noindex);
+  lua_setfield(L, -2, "noindex");
+  lua_pushboolean(L, s.nofollow);
+  lua_setfield(L, -2, "nofollow");
+  pushscanlinks(L, &s, normalize);
+  lua_setfield(L, -2, "links");
+  concur_html_scan_free(&s);
+  return 1;
+}
+
+/* "host:port" of a canonical http(s) URL (the scheme's port when it names
+** none) into buf; its length, 0 when it has none or it does not fit. As
+** crawler.lua's hostport. */
+static size_t hostport (const char *u, char *buf, size_t size) {
+  const char *p = strstr(u, "://"), *auth, *end, *at;
+  size_t n, d;
+  int https;
+  if (p == NULL) return 0;
+  https = p - u == 5 && strncmp(u, "https", 5) == 0;
+  auth = p + 3;
+  end = auth + strcspn(auth, "/");
+  at = memchr(auth, '@', (size_t)(end - auth));
+  if (at) auth = at + 1;
+  n = (size_t)(end - auth);
+  for (d = 0; d < n && auth[n - 1 - d] >= '0' && auth[n - 1 - d] <= '9'; d++) ;
+  if (n + 5 >= size) return 0;
+  memcpy(buf, auth, n);
+  if (!(d > 0 && d < n && auth[n - 1 - d] == ':')) {
+    memcpy(buf + n, https ? ":443" : ":80", https ? 4 : 3);
+    n += https ? 4 : 3;
+  }
+  buf[n] = '\0';
+  return n;
+}
+
+/* Is the canonical URL u allowed by the set at index 'set' ("host:port"
+** and "host" keys)? The last answer is kept in *last (a host's links come
+** together). */
+typedef struct allowcache { char hp[300]; size_t len; int yes; } allowcache;
+
+static int allowed (lua_State *L, int set, const char *u, allowcache *c) {
+  char hp[300];
+  size_t n = hostport(u, hp, sizeof hp), h;
+  int yes;
+  if (n == 0) return 0;
+  if (n == c->len && memcmp(hp, c->hp, n) == 0) return c->yes;
+  lua_pushlstring(L, hp, n);
+  yes = lua_rawget(L, set) != LUA_TNIL && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!yes) {
+    for (h = n; h > 0 && hp[h - 1] != ':'; h--) ;
+    if (h > 1) {
+      lua_pushlstring(L, hp, h - 1);
+      yes = lua_rawget(L, set) != LUA_TNIL && lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  memcpy(c->hp, hp, n);
+  c->len = n;
+  c->yes = yes;
+  return yes;
+}
+
+/*** core.html.crawl(resp, frontier, depth, follow, robots, allow
+** [, max_depth]) --> title, noindex, nofollow, left_out, followed,
+** offsite, too_deep, duplicates: a crawler's reading of a page (a
+** Response with an HTML body) and the pushing of its links, in C, with no
+** tree and no Lua string per link. The links are scanned as
+** core.html.scan does and joined in canonical form; with 'robots', meta
+** robots is read (noindex, nofollow) and rel=nofollow links are left out
+** (left_out); 'followed' counts the others. Unless follow is false or the
+** page says nofollow, those are pushed to the frontier (a fetch.Frontier)
+** at 'depth', save the ones whose host:port (or host) is not a key of the
+** table 'allow' (offsite) and all when depth > max_depth (too_deep); the
+** frontier counts the duplicates. title is nil when the page has none. */
+static int html_crawl (lua_State *L) {
+  size_t len;
+  const char *body, *url = NULL;
+  char cs[64];
+  concur_frontier *f;
+  lua_Integer depth, maxdepth = -1;
+  int follow, robots, rc;
+  concur_html_scan s;
+  concur_urlbase *base;
+  lua_Integer left_out = 0, followed = 0, offsite = 0, deep = 0, dups = 0;
+  allowcache ac;
+  concur_checktype(L, 1, LUA_TTABLE);
+  f = concur_frontier_checkarg(L, 2);
+  depth = concur_checkinteger(L, 3);
+  follow = lua_toboolean(L, 4);
+  robots = lua_toboolean(L, 5);
+  concur_checktype(L, 6, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 7)) maxdepth = concur_checkinteger(L, 7);
+  if (depth < 0 || depth > 0x7fffffff)
+    return concur_argerror(L, 3, "out of range");
+  lua_settop(L, 7);
+  if (lua_getfield(L, 1, "body") != LUA_TSTRING)   /* 8 */
+    return concur_error(L, "argument", "the response has no body");
+  body = lua_tolstring(L, 8, &len);
+  if (lua_getfield(L, 1, "url") == LUA_TSTRING) {   /* 9 */
+    size_t n;
+    url = lua_tolstring(L, 9, &n);
+    if (strlen(url) != n) url = NULL;
+  }
+  cs[0] = '\0';
+  if (lua_getfield(L, 1, "headers") == LUA_TTABLE &&   /* 10, 11 */
+      lua_getfield(L, 10, "content-type") == LUA_TSTRING)
+    charset(lua_tostring(L, 11), cs, sizeof cs);
+  rc = concur_html_scan_page(body, len, url, known_encoding(cs),
+                             DEFAULT_MAX, NULL, &s);
+  if (rc == CONCUR_HTML_ELIMIT)
+    return concur_error(L, "limit", "HTML body of %d bytes is over the "
+                        "size cap (max_size = %d)", (int)len, DEFAULT_MAX);
+  if (rc != CONCUR_HTML_OK) return concur_error(L, "limit", "out of memory");
+  if (!robots) s.noindex = s.nofollow = 0;
+  if (s.nofollow) follow = 0;
+  if ((base = s.base ? concur_fetch_urlbase_new(s.base) : NULL) == NULL &&
+      s.base) {
+    concur_html_scan_free(&s);
+    return concur_error(L, "limit", "out of memory");
+  }
+  ac.len = 0;
+  for (size_t i = 0; i < s.n; i++) {
+    char *u = NULL;
+    const char *href = concur_html_scan_href(&s, i);
+    if ((base ? concur_fetch_urljoin_base(base, href, 1, &u)
+              : concur_fetch_urljoin(href, "", 1, &u, NULL, NULL, 0))
+        != CONCUR_FETCH_OK)
+      continue;   /* not an http(s) URL: not a link to follow */
+    if (robots && s.links[i].nofollow) left_out++;
+    else {
+      followed++;
+      if (follow) {
+        /* NOTE: allowed() may raise (memory): u would leak, as pushfree */
+        if (!allowed(L, 6, u, &ac)) offsite++;
+        else if (maxdepth >= 0 && depth > maxdepth) deep++;
+        else {
+          int r = concur_frontier_push(f, u, strlen(u), (uint32_t)depth, 0);
+          if (r < 0) {
+            free(u);
+            concur_fetch_urlbase_free(base);
+            concur_html_scan_free(&s);
+            concur_frontier_flush(f);
+            return concur_error(L, "limit", "out of memory in the frontier");
+          }
+          if (r == 0) dups++;
+        }
+      }
+    }
+    free(u);
+  }
+  concur_fetch_urlbase_free(base);
+  if (s.title) lua_pushstring(L, s.title); else lua_pushnil(L);
+  lua_pushboolean(L, s.noindex);
+  lua_pushboolean(L, s.nofollow);
+  concur_html_scan_free(&s);
+  if (concur_frontier_flush(f))
+    return concur_error(L, "limit", "cannot write the crawl journal");
+  lua_pushinteger(L, left_out);
+  lua_pushinteger(L, followed);
+  lua_pushinteger(L, offsite);
+  lua_pushinteger(L, deep);
+  lua_pushinteger(L, dups);
+  return 8;
 }
 
 /* ---- Document ---------------------------------------------------------------- */
@@ -555,6 +794,8 @@ static const luaL_Reg el_methods[] = {
 static const luaL_Reg html_funcs[] = {
   {"parse", html_parse},
   {"follow", doc_follow},
+  {"scan", html_scan},
+  {"crawl", html_crawl},
   {"response", concur_html_response},
   {NULL, NULL}
 };

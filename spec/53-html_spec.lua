@@ -219,6 +219,42 @@ describe("fetch.html", function()
       end
     end)
 
+    it("scans a page without a tree to the same title, robots, base and links", function()
+      local core = require "concur.core"
+      local pages = { PAGE, "<p><b>unclosed <i>tags", "<<<>>><a href=x>", "",
+        "\0\1\2\255\254<a href=q>x\0y</a>", ("<div><a href=d>"):rep(300),
+        "<a href='x", "<title> a <b>b</b>\n c<script>no</script><div>d</div></title>",
+        "<title></title><base><base href='/other/'><a href=1><a href>",
+        "<table><a href='t' rel='x NOFOLLOW'><tr><td><area href=../u></table>",
+        "<meta name=Robots content='none'><meta name=robots><a href=' s p '>",
+        "<svg><a href=s /></svg><frameset><a href=//h/p?q#f></frameset></html><a href=z>",
+        "<base href='mailto:x'><a href=m><a href=javascript:x><a href=http://h:80/./a/../b>",
+        "<meta charset=iso-8859-1><title>caf\233</title><a href='\233'>" }
+      for i, body in ipairs(pages) do
+        for _, url in ipairs{ URL, false } do
+          local p = fetch.html(body, url or nil)
+          local s = core.html.scan(body, url or nil)
+          local r = p:robots()
+          local what = ("page %d, url %s"):format(i, tostring(url))
+          assert.equal(p:title(), s.title, what)
+          assert.equal(r.noindex, s.noindex, what)
+          assert.equal(r.nofollow, s.nofollow, what)
+          assert.equal(p.base, s.base, what)
+          local links = {}
+          for k, l in ipairs(p:links()) do links[k] = { url = l.url, nofollow = l.nofollow } end
+          assert.same(links, s.links, what)
+          local canon = core.html.scan(body, url or nil, { normalize = true }).links
+          local follow, left = core.html.follow(p, true)
+          assert.equal(#follow, #canon, what)
+          for k, u in ipairs(follow) do assert.equal(u, canon[k].url, what) end
+          assert.equal(0, left)
+        end
+      end
+      assert.is_true(core.html.scan(PAGE, URL, { agent = "shopbot" }).noindex)
+      raises("limit", "size cap", core.html.scan, ("x"):rep(100), URL, { max_size = 10 })
+      raises("argument", nil, core.html.scan, "<p>", URL, { bad = 1 })
+    end)
+
     it("writes nothing to stderr, even for bytes it cannot decode", function()
       local ok, code, out = helpers.run_lua([[
         local f = require "concur.fetch"

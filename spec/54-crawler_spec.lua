@@ -198,6 +198,27 @@ describe("fetch.Crawler", function()
         noindex = 1 }, stats.skipped)
     end)
 
+    it("reads pages in C as it does in Lua: the same pages, items and counts", function()
+      -- an allow function takes the Lua reading (a Document per page)
+      srv:reset()
+      local prefix = srv:url("/")
+      local crawler = fetch.Crawler{ start = { srv:url("/s/") }, max_depth = 4,
+        client = client_opts(),
+        allow = function(u) return u:sub(1, #prefix) == prefix end }
+      local lua_items = {}
+      for item in crawler:items() do lua_items[#lua_items + 1] = item end
+      local lua_stats = crawler:stats()
+      assert.same(EXPECTED, counts(srv:log()))
+      assert.same(stats, lua_stats)
+      local function key(list)
+        local out = {}
+        for i, it in ipairs(list) do out[i] = it.url .. " " .. it.status .. " " .. tostring(it.title) end
+        table.sort(out)
+        return out
+      end
+      assert.same(key(items), key(lua_items))
+    end)
+
     it("gives url, status and title as the default item", function()
       local by = {}
       for _, it in ipairs(items) do by[it.url] = it end

@@ -3,7 +3,9 @@
 ** csrc/core/html.c and libxml2's HTML parser). Any bytes must parse (with
 ** recovery, never an error), and every reading of the page (title, text,
 ** links, robots, find_all, element text and attributes, XPath, the
-** crawler's links) must work without crashing, hanging or leaking.
+** crawler's links) must work without crashing, hanging or leaking; the
+** scan without a tree (core.html.scan, core.html.crawl) must read the
+** same links, base and robots as the tree.
 */
 #include <stdint.h>
 #include <lualib.h>
@@ -14,7 +16,9 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 static lua_State *L;
 
 static const char READ[] =
-  "local html = require('concur.core').html\n"
+  "local core = require('concur.core')\n"
+  "local html = core.html\n"
+  "local frontier = core.frontier()\n"
   "return function (s)\n"
   "  local p = html.parse(s, 'http://h.example/d/p?q=1')\n"
   "  assert(type(p:text()) == 'string')\n"
@@ -32,7 +36,22 @@ static const char READ[] =
   "  p:xpath('count(//*)')\n"
   "  local urls = html.follow(p)\n"
   "  for _, u in ipairs(urls) do assert(u:match('^https?://')) end\n"
+  /* the scan without a tree reads the same page the same way (a title
+  ** may differ in where its whitespace falls: see core/html.c) */
+  "  local sc = html.scan(s, 'http://h.example/d/p?q=1', { agent = 'concur' })\n"
+  "  assert(sc.noindex == r.noindex and sc.nofollow == r.nofollow)\n"
+  "  assert(sc.base == p.base)\n"
+  "  assert((sc.title or '-'):gsub('%s', '') == (t or '-'):gsub('%s', ''))\n"
+  "  local ls = p:links()\n"
+  "  assert(#ls == #sc.links)\n"
+  "  for i, l in ipairs(ls) do\n"
+  "    assert(l.url == sc.links[i].url and l.nofollow == sc.links[i].nofollow)\n"
+  "  end\n"
   "  p:close()\n"
+  "  local resp = { body = s, url = 'http://h.example/d/p?q=1', headers = {} }\n"
+  "  local _, _, _, left, followed = html.crawl(resp, frontier, 1, true, true,\n"
+  "    { ['h.example:80'] = true }, 3)\n"
+  "  assert(left + followed == #ls)\n"
   "end\n";
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {

@@ -138,7 +138,7 @@ void concur_html_free (concur_html *h) {
 */
 enum { T_INLINE, T_WORD, T_BLOCK, T_HIDDEN };
 
-static int kind (xmlNodePtr n) {
+static int kind_name (const char *name) {
   static const char *const names[26] = {
     /* a */ "\2address\2article\2aside",
     /* b */ "\2blockquote\2br\2body",
@@ -155,13 +155,8 @@ static int kind (xmlNodePtr n) {
     /* t */ "\2table\2tbody\1td\3template\2tfoot\1th\2thead\2title\2tr",
     /* u */ "\2ul", /* v */ "", /* w */ "", /* x */ "", /* y */ "", /* z */ "",
   };
-  const char *name, *p;
+  const char *p;
   size_t len;
-  if (n->type == XML_COMMENT_NODE || n->type == XML_PI_NODE ||
-      n->type == XML_DTD_NODE)
-    return T_HIDDEN;
-  if (n->type != XML_ELEMENT_NODE || n->name == NULL) return T_INLINE;
-  name = (const char *)n->name;
   if (name[0] < 'a' || name[0] > 'z') return T_INLINE;
   len = strlen(name);
   for (p = names[name[0] - 'a']; *p; ) {
@@ -172,6 +167,14 @@ static int kind (xmlNodePtr n) {
     p = e;
   }
   return T_INLINE;
+}
+
+static int kind (xmlNodePtr n) {
+  if (n->type == XML_COMMENT_NODE || n->type == XML_PI_NODE ||
+      n->type == XML_DTD_NODE)
+    return T_HIDDEN;
+  if (n->type != XML_ELEMENT_NODE || n->name == NULL) return T_INLINE;
+  return kind_name((const char *)n->name);
 }
 
 /* Elements whose content is never shown. */
@@ -199,24 +202,32 @@ static void tput (tbuf *b, const char *s, size_t n) {
   b->len += n;
 }
 
-/* Appends text with its whitespace collapsed (a pending break is written
-** before the next visible character, never at the start). */
-static void addtext (tbuf *b, const char *s) {
-  while (*s) {
+static int blank (char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+/* Appends the n bytes at s (a NUL ends them early) with their whitespace
+** collapsed (a pending break is written before the next visible character,
+** never at the start). */
+static void addtextn (tbuf *b, const char *s, size_t n) {
+  const char *end = s + n;
+  while (s < end && *s) {
     const char *w = s;
-    while (*w && !strchr(" \t\n\r\f", *w)) w++;
+    while (w < end && *w && !blank(*w)) w++;
     if (w > s) {
       if (b->len && b->pend) tput(b, b->pend == 2 ? "\n" : " ", 1);
       b->pend = 0;
       tput(b, s, (size_t)(w - s));
     }
     s = w;
-    while (*s && strchr(" \t\n\r\f", *s)) {
+    while (s < end && *s && blank(*s)) {
       if (b->pend < 1) b->pend = 1;
       s++;
     }
   }
 }
+
+static void addtext (tbuf *b, const char *s) { addtextn(b, s, strlen(s)); }
 
 char *concur_html_text (xmlNodePtr root, size_t limit) {
   tbuf b = {NULL, 0, 0, 0, 0};
@@ -418,3 +429,220 @@ xmlXPathObjectPtr concur_html_xpath (const concur_html *h, xmlNodePtr node,
   return res;
 }
 
+
+/* ---- a scan without a tree ---------------------------------------------------- */
+
+/*
+** The same libxml2 parser (tokenizer, recovery, implied and auto-closed
+** elements, the page's own encoding), with SAX hooks in place of the tree
+** builder: only <a>/<area> href and rel, the first <base href>, <meta
+** name=robots> and the first <title>'s text are kept. The events are those
+** the tree is built from, in document order, so what is read off them is
+** what the tree walks above read off the tree. One difference: libxml2
+** drops some whitespace-only text when it builds a tree (it looks at the
+** tree to decide), which can only change where a space falls in a title.
+*/
+typedef struct scanstate {
+  concur_html_scan *s;
+  const char *agent;
+  int oom;
+  int sawbase;
+  int title;          /* 0: none yet, 1: in the first, 2: after it */
+  int depth;          /* in the title: elements open */
+  int hide;           /* in the title: the depth of a hidden element, or 0 */
+  tbuf t;
+} scanstate;
+
+static const char *getatt (const xmlChar **atts, const char *name,
+                           int *found) {
+  *found = 0;
+  for (int i = 0; atts && atts[i]; i += 2)
+    if (strcmp((const char *)atts[i], name) == 0) {
+      *found = 1;
+      return atts[i + 1] ? (const char *)atts[i + 1] : "";
+    }
+  return NULL;
+}
+
+static int addhref (scanstate *st, const char *href, int nofollow) {
+  concur_html_scan *s = st->s;
+  size_t n = strlen(href) + 1;
+  if (s->n == s->cap) {
+    size_t ncap = s->cap ? s->cap * 2 : 32;
+    concur_html_href *nv = realloc(s->links, ncap * sizeof *nv);
+    if (nv == NULL) return -1;
+    s->links = nv;
+    s->cap = ncap;
+  }
+  if (s->blen + n > s->bcap) {
+    size_t ncap = s->bcap ? s->bcap * 2 : 1024;
+    char *nb;
+    while (ncap < s->blen + n) ncap *= 2;
+    if ((nb = realloc(s->buf, ncap)) == NULL) return -1;
+    s->buf = nb;
+    s->bcap = ncap;
+  }
+  memcpy(s->buf + s->blen, href, n);
+  s->links[s->n].off = s->blen;
+  s->links[s->n].nofollow = nofollow;
+  s->n++;
+  s->blen += n;
+  return 0;
+}
+
+static void scan_start (void *ud, const xmlChar *xname,
+                        const xmlChar **atts) {
+  scanstate *st = ud;
+  const char *name = (const char *)xname, *v;
+  int found;
+  if (st->oom || name == NULL) return;
+  if (st->title == 1) {   /* in the title: its text, as concur_html_text */
+    st->depth++;
+    if (!st->hide) {
+      int k = kind_name(name);
+      if (k == T_HIDDEN) st->hide = st->depth;
+      else if (k == T_BLOCK ? 2 > st->t.pend : k == T_WORD && 1 > st->t.pend)
+        st->t.pend = k == T_BLOCK ? 2 : 1;
+    }
+  }
+  switch (name[0] | 0x20) {
+  case 'a':
+    if (strcasecmp(name, "a") == 0 || strcasecmp(name, "area") == 0) {
+      const char *rel;
+      int hasrel;
+      if ((v = getatt(atts, "href", &found)) == NULL) return;
+      rel = getatt(atts, "rel", &hasrel);
+      if (addhref(st, v, rel && concur_html_hastoken(rel, "nofollow")))
+        st->oom = 1;
+    }
+    break;
+  case 'b':
+    if (!st->sawbase && strcasecmp(name, "base") == 0) {
+      st->sawbase = 1;
+      if ((v = getatt(atts, "href", &found)) != NULL &&
+          (st->s->basehref = strdup(v)) == NULL)
+        st->oom = 1;
+    }
+    break;
+  case 'm':
+    if (strcasecmp(name, "meta") == 0 &&
+        (v = getatt(atts, "name", &found)) != NULL &&
+        (strcasecmp(v, "robots") == 0 ||
+         (st->agent && strcasecmp(v, st->agent) == 0))) {
+      const char *content = getatt(atts, "content", &found);
+      if (content) {
+        int none = concur_html_hastoken(content, "none");
+        st->s->noindex |= none || concur_html_hastoken(content, "noindex");
+        st->s->nofollow |= none || concur_html_hastoken(content, "nofollow");
+      }
+    }
+    break;
+  case 't':
+    if (st->title == 0 && strcasecmp(name, "title") == 0) {
+      st->title = 1;
+      st->depth = 1;
+      st->t.pend = 2;
+    }
+    break;
+  default:
+    break;
+  }
+}
+
+static void scan_end (void *ud, const xmlChar *xname) {
+  scanstate *st = ud;
+  if (st->title != 1) return;
+  if (--st->depth == 0) {   /* the title ends */
+    st->title = 2;
+    return;
+  }
+  if (st->hide) {
+    if (st->depth + 1 == st->hide) st->hide = 0;
+    return;
+  }
+  if (xname) {
+    int k = kind_name((const char *)xname);
+    int b = k == T_BLOCK ? 2 : k == T_WORD ? 1 : 0;
+    if (b > st->t.pend) st->t.pend = b;
+  }
+}
+
+static void scan_text (void *ud, const xmlChar *ch, int len) {
+  scanstate *st = ud;
+  if (st->title == 1 && !st->hide && len > 0)
+    addtextn(&st->t, (const char *)ch, (size_t)len);
+}
+
+static htmlSAXHandler scan_sax;   /* set once, then only read */
+static pthread_once_t scan_once = PTHREAD_ONCE_INIT;
+
+static void scan_sax_init (void) {
+  memset(&scan_sax, 0, sizeof scan_sax);
+  scan_sax.startElement = scan_start;
+  scan_sax.endElement = scan_end;
+  scan_sax.characters = scan_text;
+  scan_sax.cdataBlock = scan_text;
+  scan_sax.initialized = 1;
+}
+
+void concur_html_scan_free (concur_html_scan *s) {
+  if (s == NULL) return;
+  free(s->title);
+  free(s->base);
+  free(s->basehref);
+  free(s->links);
+  free(s->buf);
+  memset(s, 0, sizeof *s);
+}
+
+int concur_html_scan_page (const char *body, size_t len, const char *url,
+                           const char *encoding, size_t max,
+                           const char *agent, concur_html_scan *s) {
+  htmlParserCtxtPtr ctxt;
+  scanstate st;
+  memset(s, 0, sizeof *s);
+  if (len > max || len > INT_MAX) return CONCUR_HTML_ELIMIT;
+  concur_html_init();
+  pthread_once(&scan_once, scan_sax_init);
+  memset(&st, 0, sizeof st);
+  st.s = s;
+  st.agent = agent;
+  if ((ctxt = htmlNewParserCtxt()) == NULL) return CONCUR_HTML_ENOMEM;
+  /* NOTE: this context's own SAX copy: only the scan's hooks, nothing
+  ** resolved from outside, no tree */
+  memcpy(ctxt->sax, &scan_sax, sizeof scan_sax);
+  ctxt->userData = &st;
+  {
+    xmlGenericErrorFunc was = xmlGenericError;
+    void *wasctx = xmlGenericErrorContext;
+    htmlDocPtr doc;
+    xmlSetGenericErrorFunc(NULL, quiet);
+    doc = htmlCtxtReadMemory(ctxt, len ? body : "", (int)len, url, encoding,
+                             HTML_PARSE_RECOVER | HTML_PARSE_NONET |
+                             HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
+                             HTML_PARSE_COMPACT | XML_PARSE_HUGE);
+    xmlSetGenericErrorFunc(wasctx, was);
+    if (doc) xmlFreeDoc(doc);   /* (none: no startDocument hook) */
+  }
+  htmlFreeParserCtxt(ctxt);
+  if (st.title) {
+    tput(&st.t, "", 1);
+    if (st.t.oom) st.oom = 1;
+    s->title = st.t.p;
+  }
+  else free(st.t.p);
+  if (st.oom) goto oom;
+  /* the base, as concur_html_parse has it */
+  if (url) {
+    if (s->basehref == NULL ||
+        concur_fetch_urljoin(url, s->basehref, 0, &s->base, NULL, NULL, 0) !=
+        CONCUR_FETCH_OK)
+      concur_fetch_urljoin(url, "", 0, &s->base, NULL, NULL, 0);
+  }
+  else if (s->basehref)
+    concur_fetch_urljoin(s->basehref, "", 0, &s->base, NULL, NULL, 0);
+  return CONCUR_HTML_OK;
+oom:
+  concur_html_scan_free(s);
+  return CONCUR_HTML_ENOMEM;
+}

@@ -60,6 +60,28 @@ int concur_html_links (const concur_html *h, int normalize, int text,
                        concur_html_link **links, size_t *n);
 void concur_html_links_free (concur_html_link *links, size_t n);
 
+/* A scan of a page without a tree: the same parser, its events read as
+** they come. What the tree functions above would say of the same page:
+** title (NULL when there is no <title>), noindex and nofollow (as
+** concur_html_robots with 'agent'), base (as concur_html.base), and the
+** raw href of every <a href> and <area href> in document order, with
+** whether its rel has nofollow (concur_html_scan_href(s, i); join them to
+** base as concur_html_links does). */
+typedef struct concur_html_href { size_t off; int nofollow; } concur_html_href;
+typedef struct concur_html_scan {
+  char *title, *base, *basehref;
+  int noindex, nofollow;
+  size_t n, cap;                /* links */
+  concur_html_href *links;
+  char *buf;                    /* the hrefs, each NUL-terminated */
+  size_t blen, bcap;
+} concur_html_scan;
+int concur_html_scan_page (const char *body, size_t len, const char *url,
+                           const char *encoding, size_t max,
+                           const char *agent, concur_html_scan *s);
+#define concur_html_scan_href(s, i) ((s)->buf + (s)->links[i].off)
+void concur_html_scan_free (concur_html_scan *s);
+
 /* Evaluates an XPath 1.0 expression with 'node' as the context node;
 ** NULL when it is bad (the reason in msg) or out of memory (msg "error").
 ** Nothing is written to stderr. */

@@ -63,7 +63,8 @@ local function hostport(u)
   return auth .. (scheme == "https" and ":443" or ":80")
 end
 
--- allow as a function of a canonical URL
+-- allow as a function of a canonical URL, and (unless allow is a
+-- function) as a set of "host:port" and "host" keys for core.html.crawl
 local function allow_fn(allow, start)
   if type(allow) == "function" then return allow end
   local exact, anyport = {}, {}
@@ -81,6 +82,9 @@ local function allow_fn(allow, start)
     a = a:lower()
     if a:match(":%d+$") then exact[a] = true else anyport[a] = true end
   end
+  local set = {}
+  for k in pairs(exact) do set[k] = true end
+  for k in pairs(anyport) do set[k] = true end
   local cache = {}
   return function(u)
     local hp = hostport(u)
@@ -91,7 +95,17 @@ local function allow_fn(allow, start)
       cache[hp] = yes
     end
     return yes
-  end
+  end, set
+end
+
+-- what X-Robots-Tag says: noindex, nofollow (as read_page reads it; that
+-- one has no upvalues: it is sent to pool workers)
+local function xrobots(resp)
+  local xr = resp.headers and resp.headers["x-robots-tag"]
+  if type(xr) ~= "string" then return false, false end
+  xr = xr:lower()
+  local none = xr:find("none", 1, true) ~= nil
+  return none or xr:find("noindex", 1, true) ~= nil, none or xr:find("nofollow", 1, true) ~= nil
 end
 
 --- Reads a page: what the crawler needs of it. Runs in the crawler's state,
@@ -175,9 +189,11 @@ function M.new(opts)
     end
     return v
   end
+  local allow, allowset = allow_fn(opts.allow, canon)
   local self = setmetatable({
     _start = canon,
-    _allow = allow_fn(opts.allow, canon),
+    _allow = allow,
+    _allowset = allowset,
     _max_depth = count("max_depth", opts.max_depth),
     _max_pages = count("max_pages", opts.max_pages),
     _max_redirects = count("max_redirects", opts.max_redirects) or 5,
@@ -228,6 +244,11 @@ function M.new(opts)
     self._frontier = core.frontier{ state = opts.state }
     self._own_frontier = true
   end
+  -- the default reading (no parse, allow by hosts, a fetch.Frontier) is
+  -- done in C: no tree, links pushed as they are joined
+  self._fast = opts.parse == nil and allowset ~= nil and
+    type(self._frontier) == "userdata" and
+    tostring(self._frontier):match("^concur%.fetch%.Frontier") ~= nil
   local st = { pages = 0, items = 0, errors = 0, redirects = 0,
     skipped = { robots = 0, depth = 0, offsite = 0, duplicate = 0, nofollow = 0, noindex = 0 } }
   local saved = self._frontier:load()
@@ -371,6 +392,7 @@ function Crawler:_fetched(e, ok, v)
     end
     return self:_done(e)
   end
+  if self._fast then return self:_crawl(e, v) end
   if self._pool then   -- read on a worker; this slot comes back when done
     local f = self._pool:submit(read_page, v, self._parse, self._robots)
     local slot = self._stream:watch(f)
@@ -384,6 +406,34 @@ function Crawler:_fetched(e, ok, v)
     error(item, 0)   -- parse raised: the page is done, the error is the user's
   end
   self:_read(e, v, item, urls, noindex, nofollow, left_out, bad)
+end
+
+-- the default reading of a page, in C (core.html.crawl): the same counts
+-- as read_page, _read and _done give
+function Crawler:_crawl(e, v)
+  local st = self._st
+  local xnoindex, xnofollow = false, false
+  if self._robots then xnoindex, xnofollow = xrobots(v) end
+  local ok, title, noindex, nofollow, left_out, followed, offsite, deep, dups = pcall(
+    core.html.crawl, v, self._frontier, e.depth + 1, not xnofollow, self._robots,
+    self._allowset, self._max_depth)
+  if not ok then
+    self:_done(e)
+    error(title, 0)
+  end
+  local skipped = st.skipped
+  skipped.nofollow = skipped.nofollow + left_out
+  if nofollow or xnofollow then skipped.nofollow = skipped.nofollow + followed end
+  skipped.offsite = skipped.offsite + offsite
+  skipped.depth = skipped.depth + deep
+  skipped.duplicate = skipped.duplicate + dups
+  if noindex or xnoindex then skipped.noindex = skipped.noindex + 1
+  else
+    st.items = st.items + 1
+    self:_give({ url = v.url, status = v.status, title = title }, v)
+  end
+  self._frontier:done(e.url)
+  self:_save()
 end
 
 -- one completion; false when the crawl is over
