@@ -184,6 +184,10 @@ size_t concur_fetch_bodylen (const req *r);
 ** EARG (message in err) or ENOMEM. */
 int concur_fetch_parseurl (const char *url, char **norm, char **key,
                            char **path, char *err, size_t errlen);
+/* The same, always through libcurl's parser (parseurl skips it for the
+** common URL it would leave as it is; the unit tests compare the two). */
+int concur_fetch_parseurl_curl (const char *url, char **norm, char **key,
+                                char **path, char *err, size_t errlen);
 
 /* ---- fetch_host.c ---- */
 /* Finds or makes the host for a key; NULL when out of memory. */

@@ -13,13 +13,132 @@
 #include "fetch_url.h"
 
 /*
+** The common URL that libcurl's parser gives back as it is, split without
+** it: scheme "http://" or "https://", a host of lower-case labels that
+** each start with a letter (so never a number libcurl would rewrite) or a
+** dotted quad in canonical form, a port (if any) without a leading zero,
+** and a path with its query made of characters that are kept as they are:
+** no percent escapes, no "/." (dot segments), no "//", no fragment, no
+** empty query. Anything else goes to libcurl's parser. Returns 1 with the
+** three parts filled (as concur_fetch_parseurl), 0 for the parser, or -1
+** when out of memory.
+*/
+static int plainurl (const char *url, char **norm, char **key, char **path) {
+  const char *h, *p, *q, *c;
+  const char *port;
+  size_t hlen, plen;
+  int quad = 1, dots = 0, label = 0, https;
+  if (strncmp(url, "http://", 7) == 0) https = 0;
+  else if (strncmp(url, "https://", 8) == 0) https = 1;
+  else return 0;
+  h = url + 7 + https;
+  for (c = h; *c && *c != ':' && *c != '/'; c++) {
+    if (*c == '.') {
+      if (label == 0) return 0;                  /* an empty label */
+      dots++;
+      label = 0;
+      continue;
+    }
+    if (label == 0 && !(*c >= 'a' && *c <= 'z')) {
+      if (!(*c >= '0' && *c <= '9')) return 0;
+    }
+    else if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+      return 0;
+    if (!(*c >= '0' && *c <= '9')) quad = 0;
+    label++;
+  }
+  hlen = (size_t)(c - h);
+  if (label == 0 || hlen > 253) return 0;
+  if (quad) {                                   /* a.b.c.d, each 0..255 */
+    unsigned v = 0;
+    int digits = 0;
+    if (dots != 3) return 0;
+    for (const char *d = h; d <= c; d++) {
+      if (d == c || *d == '.') {
+        if (digits == 0 || v > 255) return 0;
+        v = 0;
+        digits = 0;
+      }
+      else {
+        if (digits > 0 && v == 0) return 0;      /* a leading zero */
+        v = v * 10 + (unsigned)(*d - '0');
+        if (++digits > 3) return 0;
+      }
+    }
+  }
+  else                                          /* every label a name */
+    for (const char *d = h; d < c; d++)
+      if ((d == h || d[-1] == '.') && !(*d >= 'a' && *d <= 'z')) return 0;
+  port = https ? "443" : "80";
+  if (*c == ':') {
+    unsigned v = 0;
+    const char *d = ++c;
+    for (; *c >= '0' && *c <= '9'; c++)
+      if (c - d >= 5 || (v = v * 10 + (unsigned)(*c - '0')) > 65535) return 0;
+    if (c == d || *d == '0') return 0;
+    port = NULL;                                /* the digits at d */
+    p = c;
+    plen = (size_t)(c - d);
+    if (*p != '/') return 0;
+    {
+      size_t n = 8 + https + hlen + 1 + plen + 1;
+      if ((*key = malloc(n)) == NULL) return -1;
+      snprintf(*key, n, "%s://%.*s:%.*s", https ? "https" : "http", (int)hlen, h,
+               (int)plen, d);
+    }
+  }
+  else {
+    size_t n;
+    p = c;
+    if (*p != '/') return 0;
+    n = 8 + https + hlen + 1 + strlen(port) + 1;
+    if ((*key = malloc(n)) == NULL) return -1;
+    snprintf(*key, n, "%s://%.*s:%s", https ? "https" : "http", (int)hlen, h, port);
+  }
+  q = NULL;
+  for (c = p; *c; c++) {
+    if (*c == '?' && q == NULL) q = c;
+    else if (q == NULL && *c == '/' && (c[1] == '.' || c[1] == '/')) break;
+    else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+               (*c >= '0' && *c <= '9') || strchr("-._~!$&'()*+,;=:@/?", *c)))
+      break;
+  }
+  if (*c || (q && q[1] == '\0')) {
+    free(*key);
+    *key = NULL;
+    return 0;
+  }
+  *path = path ? concur_fetch_strdup(p) : NULL;
+  *norm = concur_fetch_strdup(url);
+  if ((path && *path == NULL) || *norm == NULL) {
+    free(*key);
+    if (path) free(*path);
+    free(*norm);
+    *key = *norm = NULL;
+    if (path) *path = NULL;
+    return -1;
+  }
+  return 1;
+}
+
+/*
 ** Parses 'url' with libcurl's URL parser: well formed, scheme http or
 ** https, a host. On success fills (malloc'd) the normalized URL, the host
-** key "scheme://host:port" and (if want_path) the path and query.
+** key "scheme://host:port" and (if want_path) the path and query. The
+** common URL that the parser would leave as it is skips it (plainurl).
 */
 int concur_fetch_parseurl (const char *url, char **norm, char **key,
                            char **path,
                       char *err, size_t errlen) {
+  if (key && path && strlen(url) <= 65536) {
+    int rc = plainurl(url, norm, key, path);
+    if (rc != 0) return rc > 0 ? CONCUR_FETCH_OK : CONCUR_FETCH_ENOMEM;
+  }
+  return concur_fetch_parseurl_curl(url, norm, key, path, err, errlen);
+}
+
+int concur_fetch_parseurl_curl (const char *url, char **norm, char **key,
+                                char **path, char *err, size_t errlen) {
   CURLU *u = curl_url();
   char *scheme = NULL, *hostn = NULL, *port = NULL, *full = NULL;
   char *p = NULL, *q = NULL;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../crawl_seen.h"
+#include "../fetch_internal.h"
 #include "../fetch_url.h"
 #include "../future.h"
 #include "../ratelimit.h"
@@ -307,6 +308,41 @@ static void test_urljoin (void) {
   }
 }
 
+/* parseurl's own split of the common URL gives what libcurl's parser
+** gives, and leaves every other URL to it */
+static void test_parseurl (void) {
+  static const char *const urls[] = {
+    "http://127.0.0.1:18931/p2k/1", "http://127.0.0.1/", "https://example.com/a/b?x=1&y=2",
+    "http://example.com:80/", "https://example.com:443/x", "http://a-b.c0.example/p;q=1",
+    "http://example.com/~user/(x)!$&'*+,=:@", "http://example.com/a?b?c", "http://h.example/",
+    "http://example.com/a/./b", "http://example.com/a/../b", "http://example.com//a",
+    "http://example.com/.well-known/x", "http://example.com/a%20b", "http://example.com/a#f",
+    "http://example.com/a?", "http://Example.com/", "HTTP://example.com/",
+    "http://example.com", "http://example.com:0080/", "http://example.com:65536/",
+    "http://127.1/", "http://127.000.0.1/", "http://0x7f.0.0.1/", "http://1.2.3.256/",
+    "http://1example.com/", "http://example.com./", "http://user@example.com/",
+    "http://[::1]:8080/", "http://-a.example/", "http://a..b/", "ftp://example.com/",
+    "http://example.com:8080/a b", "http://example.com/\\x", "http://ex_ample.com/",
+    "https://xn--bcher-kva.example/", "http://example.com:8080?x", "http://a.b/c?d#e",
+  };
+  for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
+    char *n1 = NULL, *k1 = NULL, *p1 = NULL, *n2 = NULL, *k2 = NULL, *p2 = NULL;
+    char e1[256], e2[256];
+    int r1 = concur_fetch_parseurl(urls[i], &n1, &k1, &p1, e1, sizeof e1);
+    int r2 = concur_fetch_parseurl_curl(urls[i], &n2, &k2, &p2, e2, sizeof e2);
+    CHECK(r1 == r2);
+    if (r1 == r2 && r1 == CONCUR_FETCH_OK) {
+      CHECK(strcmp(n1, n2) == 0);
+      CHECK(strcmp(k1, k2) == 0);
+      CHECK(strcmp(p1, p2) == 0);
+      if (strcmp(n1, n2) || strcmp(k1, k2) || strcmp(p1, p2))
+        fprintf(stderr, "parseurl %s: %s %s %s / curl: %s %s %s\n", urls[i], n1, k1, p1,
+                n2, k2, p2);
+    }
+    free(n1); free(k1); free(p1); free(n2); free(k2); free(p2);
+  }
+}
+
 static void test_urlnormalize (void) {
   static const char *const cases[][2] = {
     {"HTTP://Example.COM:80/a/./b/../c", "http://example.com/a/c"},
@@ -364,6 +400,7 @@ int main (void) {
   test_seen();
   test_urljoin();
   test_urlnormalize();
+  test_parseurl();
   test_buf();
   printf("core: %d checks, %d failed\n", atomic_load(&checks), atomic_load(&failures));
   return atomic_load(&failures) ? 1 : 0;
