@@ -20,8 +20,8 @@
 ** and a path with its query made of characters that are kept as they are:
 ** no percent escapes, no "/." (dot segments), no "//", no fragment, no
 ** empty query. Anything else goes to libcurl's parser. Returns 1 with the
-** three parts filled (as concur_fetch_parseurl), 0 for the parser, or -1
-** when out of memory.
+** parts filled (as concur_fetch_parseurl; path may be NULL), 0 for the
+** parser, or -1 when out of memory.
 */
 static int plainurl (const char *url, char **norm, char **key, char **path) {
   const char *h, *p, *q, *c;
@@ -108,14 +108,18 @@ static int plainurl (const char *url, char **norm, char **key, char **path) {
     *key = NULL;
     return 0;
   }
-  *path = path ? concur_fetch_strdup(p) : NULL;
-  *norm = concur_fetch_strdup(url);
-  if ((path && *path == NULL) || *norm == NULL) {
+  if (path && (*path = concur_fetch_strdup(p)) == NULL) {
     free(*key);
-    if (path) free(*path);
-    free(*norm);
-    *key = *norm = NULL;
-    if (path) *path = NULL;
+    *key = NULL;
+    return -1;
+  }
+  if ((*norm = concur_fetch_strdup(url)) == NULL) {
+    free(*key);
+    *key = NULL;
+    if (path) {
+      free(*path);
+      *path = NULL;
+    }
     return -1;
   }
   return 1;
@@ -130,7 +134,7 @@ static int plainurl (const char *url, char **norm, char **key, char **path) {
 int concur_fetch_parseurl (const char *url, char **norm, char **key,
                            char **path,
                       char *err, size_t errlen) {
-  if (key && path && strlen(url) <= 65536) {
+  if (key && strlen(url) <= 65536) {
     int rc = plainurl(url, norm, key, path);
     if (rc != 0) return rc > 0 ? CONCUR_FETCH_OK : CONCUR_FETCH_ENOMEM;
   }

@@ -340,6 +340,12 @@ static void test_parseurl (void) {
                 n2, k2, p2);
     }
     free(n1); free(k1); free(p1); free(n2); free(k2); free(p2);
+    n1 = k1 = n2 = k2 = NULL;       /* and without the path */
+    r1 = concur_fetch_parseurl(urls[i], &n1, &k1, NULL, e1, sizeof e1);
+    r2 = concur_fetch_parseurl_curl(urls[i], &n2, &k2, NULL, e2, sizeof e2);
+    CHECK(r1 == r2);
+    if (r1 == r2 && r1 == CONCUR_FETCH_OK) CHECK(strcmp(n1, n2) == 0 && strcmp(k1, k2) == 0);
+    free(n1); free(k1); free(n2); free(k2);
   }
 }
 
