@@ -24,6 +24,8 @@
 #include "concur.h"
 #include "core/html.h"
 #include "core/crawl_frontier.h"
+#include "core/crawl_seen.h"
+#include "core/wire.h"
 #include "core/fetch_url.h"
 
 #define DOCUMENT "concur.html.Document"
@@ -342,6 +344,74 @@ static int allowed (lua_State *L, int set, const char *u, allowcache *c) {
   return yes;
 }
 
+/*
+** The link cache: what joining an href on a page gave, so that the many
+** links a crawl meets again (most of a site's links lead to pages seen
+** before) are known duplicates without libcurl joining them again. An
+** entry is keyed by a 64-bit hash of the href and of what its join
+** depends on: nothing for an absolute http(s) URL, the base's scheme and
+** authority for a path from the root ("/x"), the base up to its last '/'
+** for a relative path ("x", "../x"; RFC 3986 section 5.2.3's merge). Other
+** hrefs ("//h/x", "?q", "#f", "", other schemes, ones with blanks or
+** controls, which the join cleans) are joined each time. It keeps the
+** canonical URL's fingerprint and whether the join gave one and the allow
+** set took it (so a cache serves one allow set: one crawler). A hit whose
+** URL is in the seen-set is a duplicate; any other is joined.
+*/
+#define LINKCACHE "concur.html.LinkCache"
+#define LC_SIZE 32768   /* entries, a power of 2: 768 KiB */
+#define LC_K0 0x636f6e6375722e6cULL   /* "concur.l" */
+#define LC_K1 0x696e6b63616368eULL
+
+typedef struct lcentry { uint64_t key, fp; uint32_t flags; } lcentry;
+enum { LC_VALID = 1, LC_JOINED = 2, LC_ALLOWED = 4 };
+
+/*** core.html.linkcache() --> a link cache for core.html.crawl (one per
+** crawler) */
+static int html_linkcache (lua_State *L) {
+  lcentry *c = lua_newuserdatauv(L, LC_SIZE * sizeof *c, 0);
+  memset(c, 0, LC_SIZE * sizeof *c);
+  luaL_setmetatable(L, LINKCACHE);
+  return 1;
+}
+
+/* The length of what joining href to base depends on (a prefix of base),
+** or -1 when the href is not cached. */
+static long lc_context (const char *base, const char *href) {
+  const char *auth, *end, *q, *p;
+  for (p = href; *p; p++)
+    if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) return -1;
+  if (strncmp(href, "http://", 7) == 0 || strncmp(href, "https://", 8) == 0)
+    return 0;
+  if (base == NULL || strchr(base, '#') || strchr(base, '[') ||
+      (auth = strstr(base, "://")) == NULL)
+    return -1;
+  auth += 3;
+  end = auth + strcspn(auth, "/?");
+  if (href[0] == '/') return href[1] == '/' ? -1 : (long)(end - base);
+  if (href[0] == '?' || href[0] == '#' || href[0] == '\0') return -1;
+  if (href[strcspn(href, ":/?#")] == ':') return -1;   /* a scheme */
+  if (*end != '/') return -1;   /* no path: libcurl adds one */
+  q = end + strcspn(end, "?");
+  while (q > end && q[-1] != '/') q--;
+  return (long)(q - base);
+}
+
+static uint64_t lc_key (const char *base, long ctx, const char *href) {
+  size_t n = strlen(href);
+  char stack[512], *buf = stack;
+  uint64_t k;
+  if ((size_t)ctx + n + 1 > sizeof stack &&
+      (buf = malloc((size_t)ctx + n + 1)) == NULL)
+    return 0;
+  memcpy(buf, base, (size_t)ctx);
+  buf[ctx] = '\1';
+  memcpy(buf + ctx + 1, href, n);
+  k = concur_siphash(LC_K0, LC_K1, buf, (size_t)ctx + n + 1);
+  if (buf != stack) free(buf);
+  return k ? k : 1;
+}
+
 /*** core.html.crawl(resp, frontier, depth, follow, robots, allow
 ** [, max_depth]) --> title, noindex, nofollow, left_out, followed,
 ** offsite, too_deep, duplicates: a crawler's reading of a page (a
@@ -353,7 +423,8 @@ static int allowed (lua_State *L, int set, const char *u, allowcache *c) {
 ** page says nofollow, those are pushed to the frontier (a fetch.Frontier)
 ** at 'depth', save the ones whose host:port (or host) is not a key of the
 ** table 'allow' (offsite) and all when depth > max_depth (too_deep); the
-** frontier counts the duplicates. title is nil when the page has none. */
+** frontier counts the duplicates. title is nil when the page has none.
+** cache: a core.html.linkcache() for the links this crawl meets again. */
 static int html_crawl (lua_State *L) {
   size_t len;
   const char *body, *url = NULL;
@@ -365,6 +436,7 @@ static int html_crawl (lua_State *L) {
   concur_urlbase *base;
   lua_Integer left_out = 0, followed = 0, offsite = 0, deep = 0, dups = 0;
   allowcache ac;
+  lcentry *cache;
   concur_checktype(L, 1, LUA_TTABLE);
   f = concur_frontier_checkarg(L, 2);
   depth = concur_checkinteger(L, 3);
@@ -372,21 +444,22 @@ static int html_crawl (lua_State *L) {
   robots = lua_toboolean(L, 5);
   concur_checktype(L, 6, LUA_TTABLE);
   if (!lua_isnoneornil(L, 7)) maxdepth = concur_checkinteger(L, 7);
+  cache = lua_isnoneornil(L, 8) ? NULL : checkud(L, 8, LINKCACHE);
   if (depth < 0 || depth > 0x7fffffff)
     return concur_argerror(L, 3, "out of range");
-  lua_settop(L, 7);
-  if (lua_getfield(L, 1, "body") != LUA_TSTRING)   /* 8 */
+  lua_settop(L, 8);
+  if (lua_getfield(L, 1, "body") != LUA_TSTRING)   /* 9 */
     return concur_error(L, "argument", "the response has no body");
-  body = lua_tolstring(L, 8, &len);
-  if (lua_getfield(L, 1, "url") == LUA_TSTRING) {   /* 9 */
+  body = lua_tolstring(L, 9, &len);
+  if (lua_getfield(L, 1, "url") == LUA_TSTRING) {   /* 10 */
     size_t n;
-    url = lua_tolstring(L, 9, &n);
+    url = lua_tolstring(L, 10, &n);
     if (strlen(url) != n) url = NULL;
   }
   cs[0] = '\0';
-  if (lua_getfield(L, 1, "headers") == LUA_TTABLE &&   /* 10, 11 */
-      lua_getfield(L, 10, "content-type") == LUA_TSTRING)
-    charset(lua_tostring(L, 11), cs, sizeof cs);
+  if (lua_getfield(L, 1, "headers") == LUA_TTABLE &&   /* 11, 12 */
+      lua_getfield(L, 11, "content-type") == LUA_TSTRING)
+    charset(lua_tostring(L, 12), cs, sizeof cs);
   rc = concur_html_scan_page(body, len, url, known_encoding(cs),
                              DEFAULT_MAX, NULL, &s);
   if (rc == CONCUR_HTML_ELIMIT)
@@ -404,16 +477,54 @@ static int html_crawl (lua_State *L) {
   for (size_t i = 0; i < s.n; i++) {
     char *u = NULL;
     const char *href = concur_html_scan_href(&s, i);
+    lcentry *ce = NULL;
+    uint64_t key = 0;
+    int yes = -1;   /* allowed: unknown */
+    if (cache && base) {
+      long ctx = lc_context(s.base, href);
+      if (ctx >= 0 && (key = lc_key(s.base, ctx, href)) != 0) {
+        ce = &cache[key & (LC_SIZE - 1)];
+        if (ce->key == key && (ce->flags & LC_VALID)) {   /* a hit */
+          if (!(ce->flags & LC_JOINED)) continue;
+          if (robots && s.links[i].nofollow) { left_out++; continue; }
+          if (!follow) { followed++; continue; }
+          if (!(ce->flags & LC_ALLOWED)) { followed++; offsite++; continue; }
+          if (maxdepth >= 0 && depth > maxdepth) {
+            followed++;
+            deep++;
+            continue;
+          }
+          if (concur_frontier_seen_fp(f, ce->fp)) {
+            followed++;
+            dups++;
+            continue;
+          }
+          yes = 1;   /* not seen: joined, counted and pushed below */
+        }
+      }
+    }
     if ((base ? concur_fetch_urljoin_base(base, href, 1, &u)
               : concur_fetch_urljoin(href, "", 1, &u, NULL, NULL, 0))
-        != CONCUR_FETCH_OK)
+        != CONCUR_FETCH_OK) {
+      if (ce) {
+        ce->key = key;
+        ce->flags = LC_VALID;
+      }
       continue;   /* not an http(s) URL: not a link to follow */
+    }
+    if (ce && yes < 0) {
+      /* NOTE: allowed() may raise (memory): u would leak, as pushfree */
+      yes = allowed(L, 6, u, &ac);
+      ce->key = key;
+      ce->fp = concur_seen_fingerprint(u, strlen(u));
+      ce->flags = LC_VALID | LC_JOINED | (yes ? LC_ALLOWED : 0);
+    }
     if (robots && s.links[i].nofollow) left_out++;
     else {
       followed++;
       if (follow) {
-        /* NOTE: allowed() may raise (memory): u would leak, as pushfree */
-        if (!allowed(L, 6, u, &ac)) offsite++;
+        if (yes < 0) yes = allowed(L, 6, u, &ac);
+        if (!yes) offsite++;
         else if (maxdepth >= 0 && depth > maxdepth) deep++;
         else {
           int r = concur_frontier_push(f, u, strlen(u), (uint32_t)depth, 0);
@@ -796,6 +907,7 @@ static const luaL_Reg html_funcs[] = {
   {"follow", doc_follow},
   {"scan", html_scan},
   {"crawl", html_crawl},
+  {"linkcache", html_linkcache},
   {"response", concur_html_response},
   {NULL, NULL}
 };
@@ -828,6 +940,8 @@ void concur_html_open (lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pushcfunction(L, el_eq);
   lua_setfield(L, -2, "__eq");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, LINKCACHE);
   lua_pop(L, 1);
   luaL_newlib(L, html_funcs);
   lua_setfield(L, -2, "html");

@@ -229,7 +229,8 @@ describe("fetch.html", function()
         "<meta name=Robots content='none'><meta name=robots><a href=' s p '>",
         "<svg><a href=s /></svg><frameset><a href=//h/p?q#f></frameset></html><a href=z>",
         "<base href='mailto:x'><a href=m><a href=javascript:x><a href=http://h:80/./a/../b>",
-        "<meta charset=iso-8859-1><title>caf\233</title><a href='\233'>" }
+        "<meta charset=iso-8859-1><title>caf\233</title><a href='\233'>",
+        "<td:a href=p><x:base href=/b/><x:title>t<y:div>u</y:div></x:title><:a href=q>" }
       for i, body in ipairs(pages) do
         for _, url in ipairs{ URL, false } do
           local p = fetch.html(body, url or nil)

@@ -19,6 +19,7 @@ static const char READ[] =
   "local core = require('concur.core')\n"
   "local html = core.html\n"
   "local frontier = core.frontier()\n"
+  "local cache = html.linkcache()\n"
   "return function (s)\n"
   "  local p = html.parse(s, 'http://h.example/d/p?q=1')\n"
   "  assert(type(p:text()) == 'string')\n"
@@ -49,9 +50,14 @@ static const char READ[] =
   "  end\n"
   "  p:close()\n"
   "  local resp = { body = s, url = 'http://h.example/d/p?q=1', headers = {} }\n"
-  "  local _, _, _, left, followed = html.crawl(resp, frontier, 1, true, true,\n"
-  "    { ['h.example:80'] = true }, 3)\n"
-  "  assert(left + followed == #ls)\n"
+  "  local a = { html.crawl(resp, frontier, 1, true, true,\n"
+  "    { ['h.example:80'] = true }, 3, cache) }\n"
+  "  assert(a[4] + a[5] == #ls)\n"
+  "  local b = { html.crawl(resp, frontier, 1, true, true,\n"   /* cached */
+  "    { ['h.example:80'] = true }, 3, cache) }\n"
+  "  assert(b[4] == a[4] and b[5] == a[5] and b[6] == a[6])\n"
+  "  assert(b[7] == a[7])\n"
+  "  assert(b[8] == (a[3] and 0 or a[5] - a[6] - a[7]))\n"
   "end\n";
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {

@@ -331,6 +331,10 @@ int concur_frontier_seen (concur_frontier *f, const char *url, size_t len) {
   return concur_seen_has(&f->seen, concur_seen_fingerprint(url, len));
 }
 
+int concur_frontier_seen_fp (concur_frontier *f, uint64_t fp) {
+  return concur_seen_has(&f->seen, fp);
+}
+
 int concur_frontier_push (concur_frontier *f, const char *url, size_t len,
                           uint32_t depth, uint32_t hops) {
   uint64_t fp = concur_seen_fingerprint(url, len);

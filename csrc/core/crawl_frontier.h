@@ -46,6 +46,8 @@ concur_frontier *concur_frontier_new (const char *path, uint64_t compact_at,
 int concur_frontier_push (concur_frontier *f, const char *url, size_t len,
                           uint32_t depth, uint32_t hops);
 int concur_frontier_seen (concur_frontier *f, const char *url, size_t len);
+/* Has the URL whose fingerprint (concur_seen_fingerprint) is fp been seen? */
+int concur_frontier_seen_fp (concur_frontier *f, uint64_t fp);
 /* Takes up to max entries, one host at a time, at most room(ud, key,
 ** keylen) from each host (room NULL: no limit); they stay the frontier's
 ** (in flight) until done. Returns how many were put in out. */

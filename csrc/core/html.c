@@ -451,7 +451,25 @@ typedef struct scanstate {
   int depth;          /* in the title: elements open */
   int hide;           /* in the title: the depth of a hidden element, or 0 */
   tbuf t;
+  htmlParserCtxtPtr ctxt;
 } scanstate;
+
+/* The name the tree gives an element: its local part, when it has a
+** prefix (libxml2's tree builder splits names at ':', even in HTML);
+** malloc'd in *own when split. */
+static const char *localname (scanstate *st, const char *name, char **own) {
+  xmlChar *prefix = NULL, *local;
+  *own = NULL;
+  if (strchr(name, ':') == NULL) return name;
+  local = xmlSplitQName(st->ctxt, (const xmlChar *)name, &prefix);
+  xmlFree(prefix);
+  if (local == NULL) {
+    st->oom = 1;
+    return name;
+  }
+  *own = (char *)local;
+  return (const char *)local;
+}
 
 static const char *getatt (const xmlChar **atts, const char *name,
                            int *found) {
@@ -494,8 +512,10 @@ static void scan_start (void *ud, const xmlChar *xname,
                         const xmlChar **atts) {
   scanstate *st = ud;
   const char *name = (const char *)xname, *v;
+  char *own;
   int found;
   if (st->oom || name == NULL) return;
+  name = localname(st, name, &own);
   if (st->title == 1) {   /* in the title: its text, as concur_html_text */
     st->depth++;
     if (!st->hide) {
@@ -510,7 +530,7 @@ static void scan_start (void *ud, const xmlChar *xname,
     if (strcasecmp(name, "a") == 0 || strcasecmp(name, "area") == 0) {
       const char *rel;
       int hasrel;
-      if ((v = getatt(atts, "href", &found)) == NULL) return;
+      if ((v = getatt(atts, "href", &found)) == NULL) break;
       rel = getatt(atts, "rel", &hasrel);
       if (addhref(st, v, rel && concur_html_hastoken(rel, "nofollow")))
         st->oom = 1;
@@ -547,6 +567,7 @@ static void scan_start (void *ud, const xmlChar *xname,
   default:
     break;
   }
+  xmlFree(own);
 }
 
 static void scan_end (void *ud, const xmlChar *xname) {
@@ -561,9 +582,11 @@ static void scan_end (void *ud, const xmlChar *xname) {
     return;
   }
   if (xname) {
-    int k = kind_name((const char *)xname);
+    char *own;
+    int k = kind_name(localname(st, (const char *)xname, &own));
     int b = k == T_BLOCK ? 2 : k == T_WORD ? 1 : 0;
     if (b > st->t.pend) st->t.pend = b;
+    xmlFree(own);
   }
 }
 
@@ -612,6 +635,7 @@ int concur_html_scan_page (const char *body, size_t len, const char *url,
   ** resolved from outside, no tree */
   memcpy(ctxt->sax, &scan_sax, sizeof scan_sax);
   ctxt->userData = &st;
+  st.ctxt = ctxt;
   {
     xmlGenericErrorFunc was = xmlGenericError;
     void *wasctx = xmlGenericErrorContext;

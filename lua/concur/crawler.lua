@@ -249,6 +249,7 @@ function M.new(opts)
   self._fast = opts.parse == nil and allowset ~= nil and
     type(self._frontier) == "userdata" and
     tostring(self._frontier):match("^concur%.fetch%.Frontier") ~= nil
+  if self._fast then self._linkcache = core.html.linkcache() end
   local st = { pages = 0, items = 0, errors = 0, redirects = 0,
     skipped = { robots = 0, depth = 0, offsite = 0, duplicate = 0, nofollow = 0, noindex = 0 } }
   local saved = self._frontier:load()
@@ -416,7 +417,7 @@ function Crawler:_crawl(e, v)
   if self._robots then xnoindex, xnofollow = xrobots(v) end
   local ok, title, noindex, nofollow, left_out, followed, offsite, deep, dups = pcall(
     core.html.crawl, v, self._frontier, e.depth + 1, not xnofollow, self._robots,
-    self._allowset, self._max_depth)
+    self._allowset, self._max_depth, self._linkcache)
   if not ok then
     self:_done(e)
     error(title, 0)
