@@ -32,6 +32,7 @@ local INTERNAL_CLASSES = {
   ["concur.MapSnapshot"] = "the snapshot behind a Map's keys() and pairs()",
   ["concur.fetch.Batch"] = "the batch behind client:get_all",
   ["concur.fetch.Stream"] = "the completions fetch.Crawler waits on",
+  ["concur.html.LinkCache"] = "fetch.Crawler's cache of joined links (core.html.linkcache)",
   -- made by concur.core's redis() and cluster_key() only, for concur.cluster's
   -- Lua layer; a class that module hands to users gets its definition
   ["concur.Redis"] = "concur.cluster's connection, made by core.redis",
