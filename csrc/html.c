@@ -425,78 +425,81 @@ static uint64_t lc_key (const char *base, long ctx, const char *href) {
 ** table 'allow' (offsite) and all when depth > max_depth (too_deep); the
 ** frontier counts the duplicates. title is nil when the page has none.
 ** cache: a core.html.linkcache() for the links this crawl meets again. */
-static int html_crawl (lua_State *L) {
+/* Scans the Response at index 1 (body, url, the charset of its
+** Content-Type) into s; raises on a body over the cap or no memory. */
+static void scanresponse (lua_State *L, concur_html_scan *s) {
   size_t len;
   const char *body, *url = NULL;
   char cs[64];
-  concur_frontier *f;
-  lua_Integer depth, maxdepth = -1;
-  int follow, robots, rc;
-  concur_html_scan s;
-  concur_urlbase *base;
-  lua_Integer left_out = 0, followed = 0, offsite = 0, deep = 0, dups = 0;
-  allowcache ac;
-  lcentry *cache;
+  int rc, top = lua_gettop(L);
   concur_checktype(L, 1, LUA_TTABLE);
-  f = concur_frontier_checkarg(L, 2);
-  depth = concur_checkinteger(L, 3);
-  follow = lua_toboolean(L, 4);
-  robots = lua_toboolean(L, 5);
-  concur_checktype(L, 6, LUA_TTABLE);
-  if (!lua_isnoneornil(L, 7)) maxdepth = concur_checkinteger(L, 7);
-  cache = lua_isnoneornil(L, 8) ? NULL : checkud(L, 8, LINKCACHE);
-  if (depth < 0 || depth > 0x7fffffff)
-    return concur_argerror(L, 3, "out of range");
-  lua_settop(L, 8);
-  if (lua_getfield(L, 1, "body") != LUA_TSTRING)   /* 9 */
-    return concur_error(L, "argument", "the response has no body");
-  body = lua_tolstring(L, 9, &len);
-  if (lua_getfield(L, 1, "url") == LUA_TSTRING) {   /* 10 */
+  if (lua_getfield(L, 1, "body") != LUA_TSTRING)
+    concur_error(L, "argument", "the response has no body");
+  body = lua_tolstring(L, -1, &len);
+  if (lua_getfield(L, 1, "url") == LUA_TSTRING) {
     size_t n;
-    url = lua_tolstring(L, 10, &n);
+    url = lua_tolstring(L, -1, &n);
     if (strlen(url) != n) url = NULL;
   }
   cs[0] = '\0';
-  if (lua_getfield(L, 1, "headers") == LUA_TTABLE &&   /* 11, 12 */
-      lua_getfield(L, 11, "content-type") == LUA_TSTRING)
-    charset(lua_tostring(L, 12), cs, sizeof cs);
+  if (lua_getfield(L, 1, "headers") == LUA_TTABLE &&
+      lua_getfield(L, -1, "content-type") == LUA_TSTRING)
+    charset(lua_tostring(L, -1), cs, sizeof cs);
   rc = concur_html_scan_page(body, len, url, known_encoding(cs),
-                             DEFAULT_MAX, NULL, &s);
+                             DEFAULT_MAX, NULL, s);
   if (rc == CONCUR_HTML_ELIMIT)
-    return concur_error(L, "limit", "HTML body of %d bytes is over the "
-                        "size cap (max_size = %d)", (int)len, DEFAULT_MAX);
-  if (rc != CONCUR_HTML_OK) return concur_error(L, "limit", "out of memory");
-  if (!robots) s.noindex = s.nofollow = 0;
-  if (s.nofollow) follow = 0;
-  if ((base = s.base ? concur_fetch_urlbase_new(s.base) : NULL) == NULL &&
-      s.base) {
-    concur_html_scan_free(&s);
-    return concur_error(L, "limit", "out of memory");
-  }
+    concur_error(L, "limit", "HTML body of %d bytes is over the size cap "
+                 "(max_size = %d)", (int)len, DEFAULT_MAX);
+  if (rc != CONCUR_HTML_OK) concur_error(L, "limit", "out of memory");
+  lua_settop(L, top);   /* (the body stays anchored in the Response) */
+}
+
+typedef struct crawlcounts {
+  lua_Integer left_out, followed, offsite, deep, dups;
+} crawlcounts;
+
+/* The links of s joined to s->base, counted and (when 'follow') pushed to
+** f at 'depth' unless the allow set at index 'allow' refuses them or depth
+** passes maxdepth (< 0: none). NULL, or the reason it failed. */
+static const char *crawllinks (lua_State *L, concur_html_scan *s,
+                               concur_frontier *f, lua_Integer depth,
+                               int follow, int robots, int allow,
+                               lua_Integer maxdepth, lcentry *cache,
+                               crawlcounts *c) {
+  concur_urlbase *base;
+  allowcache ac;
+  memset(c, 0, sizeof *c);
+  if ((base = s->base ? concur_fetch_urlbase_new(s->base) : NULL) == NULL &&
+      s->base)
+    return "out of memory";
   ac.len = 0;
-  for (size_t i = 0; i < s.n; i++) {
+  for (size_t i = 0; i < s->n; i++) {
     char *u = NULL;
-    const char *href = concur_html_scan_href(&s, i);
+    const char *href = concur_html_scan_href(s, i);
     lcentry *ce = NULL;
     uint64_t key = 0;
     int yes = -1;   /* allowed: unknown */
     if (cache && base) {
-      long ctx = lc_context(s.base, href);
-      if (ctx >= 0 && (key = lc_key(s.base, ctx, href)) != 0) {
+      long ctx = lc_context(s->base, href);
+      if (ctx >= 0 && (key = lc_key(s->base, ctx, href)) != 0) {
         ce = &cache[key & (LC_SIZE - 1)];
         if (ce->key == key && (ce->flags & LC_VALID)) {   /* a hit */
           if (!(ce->flags & LC_JOINED)) continue;
-          if (robots && s.links[i].nofollow) { left_out++; continue; }
-          if (!follow) { followed++; continue; }
-          if (!(ce->flags & LC_ALLOWED)) { followed++; offsite++; continue; }
+          if (robots && s->links[i].nofollow) { c->left_out++; continue; }
+          if (!follow) { c->followed++; continue; }
+          if (!(ce->flags & LC_ALLOWED)) {
+            c->followed++;
+            c->offsite++;
+            continue;
+          }
           if (maxdepth >= 0 && depth > maxdepth) {
-            followed++;
-            deep++;
+            c->followed++;
+            c->deep++;
             continue;
           }
           if (concur_frontier_seen_fp(f, ce->fp)) {
-            followed++;
-            dups++;
+            c->followed++;
+            c->dups++;
             continue;
           }
           yes = 1;   /* not seen: joined, counted and pushed below */
@@ -514,46 +517,147 @@ static int html_crawl (lua_State *L) {
     }
     if (ce && yes < 0) {
       /* NOTE: allowed() may raise (memory): u would leak, as pushfree */
-      yes = allowed(L, 6, u, &ac);
+      yes = allowed(L, allow, u, &ac);
       ce->key = key;
       ce->fp = concur_seen_fingerprint(u, strlen(u));
       ce->flags = LC_VALID | LC_JOINED | (yes ? LC_ALLOWED : 0);
     }
-    if (robots && s.links[i].nofollow) left_out++;
+    if (robots && s->links[i].nofollow) c->left_out++;
     else {
-      followed++;
+      c->followed++;
       if (follow) {
-        if (yes < 0) yes = allowed(L, 6, u, &ac);
-        if (!yes) offsite++;
-        else if (maxdepth >= 0 && depth > maxdepth) deep++;
+        if (yes < 0) yes = allowed(L, allow, u, &ac);
+        if (!yes) c->offsite++;
+        else if (maxdepth >= 0 && depth > maxdepth) c->deep++;
         else {
           int r = concur_frontier_push(f, u, strlen(u), (uint32_t)depth, 0);
           if (r < 0) {
             free(u);
             concur_fetch_urlbase_free(base);
-            concur_html_scan_free(&s);
             concur_frontier_flush(f);
-            return concur_error(L, "limit", "out of memory in the frontier");
+            return "out of memory in the frontier";
           }
-          if (r == 0) dups++;
+          if (r == 0) c->dups++;
         }
       }
     }
     free(u);
   }
   concur_fetch_urlbase_free(base);
+  if (concur_frontier_flush(f)) return "cannot write the crawl journal";
+  return NULL;
+}
+
+static int pushcounts (lua_State *L, const crawlcounts *c) {
+  lua_pushinteger(L, c->left_out);
+  lua_pushinteger(L, c->followed);
+  lua_pushinteger(L, c->offsite);
+  lua_pushinteger(L, c->deep);
+  lua_pushinteger(L, c->dups);
+  return 5;
+}
+
+/* The arguments crawl and pushlinks share, from index i: frontier, depth,
+** follow, robots, allow [, max_depth [, cache]]. */
+typedef struct crawlargs {
+  concur_frontier *f;
+  lua_Integer depth, maxdepth;
+  int follow, robots, allow;
+  lcentry *cache;
+} crawlargs;
+
+static void crawlargs_check (lua_State *L, int i, crawlargs *a) {
+  a->f = concur_frontier_checkarg(L, i);
+  a->depth = concur_checkinteger(L, i + 1);
+  a->follow = lua_toboolean(L, i + 2);
+  a->robots = lua_toboolean(L, i + 3);
+  concur_checktype(L, i + 4, LUA_TTABLE);
+  a->allow = i + 4;
+  a->maxdepth = lua_isnoneornil(L, i + 5) ? -1 : concur_checkinteger(L, i + 5);
+  a->cache = lua_isnoneornil(L, i + 6) ? NULL : checkud(L, i + 6, LINKCACHE);
+  if (a->depth < 0 || a->depth > 0x7fffffff)
+    concur_argerror(L, i + 1, "out of range");
+}
+
+static int html_crawl (lua_State *L) {
+  concur_html_scan s;
+  crawlargs a;
+  crawlcounts c;
+  const char *err;
+  crawlargs_check(L, 2, &a);
+  lua_settop(L, 8);
+  scanresponse(L, &s);
+  if (!a.robots) s.noindex = s.nofollow = 0;
+  if (s.nofollow) a.follow = 0;
+  err = crawllinks(L, &s, a.f, a.depth, a.follow, a.robots, a.allow,
+                   a.maxdepth, a.cache, &c);
+  if (err) {
+    concur_html_scan_free(&s);
+    return concur_error(L, "limit", "%s", err);
+  }
   if (s.title) lua_pushstring(L, s.title); else lua_pushnil(L);
   lua_pushboolean(L, s.noindex);
   lua_pushboolean(L, s.nofollow);
   concur_html_scan_free(&s);
-  if (concur_frontier_flush(f))
-    return concur_error(L, "limit", "cannot write the crawl journal");
-  lua_pushinteger(L, left_out);
-  lua_pushinteger(L, followed);
-  lua_pushinteger(L, offsite);
-  lua_pushinteger(L, deep);
-  lua_pushinteger(L, dups);
-  return 8;
+  return 3 + pushcounts(L, &c);
+}
+
+/*** core.html.scanraw(resp) --> title, noindex, nofollow, base, links:
+** the first half of core.html.crawl, for another state to do (a pool
+** worker): the page scanned, its links unjoined in one string (per link a
+** byte, "1" when rel has nofollow, else "0", the href and a NUL). title
+** and base are nil when the page has none. */
+static int html_scanraw (lua_State *L) {
+  concur_html_scan s;
+  luaL_Buffer b;
+  lua_settop(L, 1);
+  scanresponse(L, &s);
+  if (s.title) lua_pushstring(L, s.title); else lua_pushnil(L);
+  lua_pushboolean(L, s.noindex);
+  lua_pushboolean(L, s.nofollow);
+  if (s.base) lua_pushstring(L, s.base); else lua_pushnil(L);
+  /* NOTE: a memory error in these pushes leaks s */
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < s.n; i++) {
+    const char *href = concur_html_scan_href(&s, i);
+    luaL_addchar(&b, s.links[i].nofollow ? '1' : '0');
+    luaL_addlstring(&b, href, strlen(href) + 1);
+  }
+  luaL_pushresult(&b);
+  concur_html_scan_free(&s);
+  return 5;
+}
+
+/*** core.html.pushlinks(links, base, frontier, depth, follow, robots,
+** allow [, max_depth [, cache]]) --> left_out, followed, offsite,
+** too_deep, duplicates: the second half of core.html.crawl, on what
+** core.html.scanraw gave (links, base); follow false when the page (or
+** its X-Robots-Tag) says nofollow. */
+static int html_pushlinks (lua_State *L) {
+  size_t len, n = 0;
+  const char *blob = concur_checklstring(L, 1, &len);
+  const char *base = lua_isnoneornil(L, 2) ? NULL : checkcstring(L, 2, NULL);
+  concur_html_scan s;
+  crawlargs a;
+  crawlcounts c;
+  const char *err;
+  crawlargs_check(L, 3, &a);
+  memset(&s, 0, sizeof s);
+  for (size_t i = 0; i < len; i++) if (blob[i] == '\0') n++;
+  if (len && blob[len - 1] != '\0')
+    return concur_argerror(L, 1, "not what core.html.scanraw gives");
+  s.links = lua_newuserdatauv(L, (n ? n : 1) * sizeof *s.links, 0);
+  for (size_t i = 0; i < len; ) {   /* flag, href, NUL */
+    s.links[s.n].nofollow = blob[i] == '1';
+    s.links[s.n++].off = i + 1;
+    i += strlen(blob + i) + 1;
+  }
+  s.buf = (char *)blob;   /* (only read) */
+  s.base = (char *)base;
+  err = crawllinks(L, &s, a.f, a.depth, a.follow, a.robots, a.allow,
+                   a.maxdepth, a.cache, &c);
+  if (err) return concur_error(L, "limit", "%s", err);
+  return pushcounts(L, &c);
 }
 
 /* ---- Document ---------------------------------------------------------------- */
@@ -908,6 +1012,8 @@ static const luaL_Reg html_funcs[] = {
   {"scan", html_scan},
   {"crawl", html_crawl},
   {"linkcache", html_linkcache},
+  {"scanraw", html_scanraw},
+  {"pushlinks", html_pushlinks},
   {"response", concur_html_response},
   {NULL, NULL}
 };

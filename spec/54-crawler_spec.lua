@@ -198,7 +198,7 @@ describe("fetch.Crawler", function()
         noindex = 1 }, stats.skipped)
     end)
 
-    it("reads pages in C as it does in Lua: the same pages, items and counts", function()
+    it("reads pages in C as it does in Lua, here or on workers: the same pages, items and counts", function()
       -- an allow function takes the Lua reading (a Document per page)
       srv:reset()
       local prefix = srv:url("/")
@@ -217,6 +217,15 @@ describe("fetch.Crawler", function()
         return out
       end
       assert.same(key(items), key(lua_items))
+      -- scanned on pool workers, the links pushed here: the same again
+      srv:reset()
+      crawler = fetch.Crawler{ start = { srv:url("/s/") }, max_depth = 4,
+        client = client_opts(), workers = 2 }
+      local pool_items = {}
+      for item in crawler:items() do pool_items[#pool_items + 1] = item end
+      assert.same(EXPECTED, counts(srv:log()))
+      assert.same(stats, crawler:stats())
+      assert.same(key(items), key(pool_items))
     end)
 
     it("gives url, status and title as the default item", function()

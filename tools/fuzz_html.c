@@ -58,6 +58,15 @@ static const char READ[] =
   "  assert(b[4] == a[4] and b[5] == a[5] and b[6] == a[6])\n"
   "  assert(b[7] == a[7])\n"
   "  assert(b[8] == (a[3] and 0 or a[5] - a[6] - a[7]))\n"
+  /* in two halves (a pool worker's scan, the push): the same counts */
+  "  local t2, ni, nf, base, links = html.scanraw(resp)\n"
+  "  assert(t2 == a[1] and ni == a[2] and nf == a[3])\n"
+  "  local c = { html.pushlinks(links, base, frontier, 1, not nf, true,\n"
+  "    { ['h.example:80'] = true }, 3) }\n"
+  "  assert(c[1] == a[4] and c[2] == a[5] and c[3] == a[6] and c[4] == a[7])\n"
+  /* and any bytes as the links: refused or read, never a crash */
+  "  pcall(html.pushlinks, s, 'http://h.example/', frontier, 1, true, true,\n"
+  "    { ['h.example:80'] = true }, 3, cache)\n"
   "end\n";
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {

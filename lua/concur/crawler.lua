@@ -146,6 +146,11 @@ local function read_page(resp, parse, robots)
   return item, urls, noindex, nofollow, left_out, bad or 0
 end
 
+-- the scan of a page on a pool worker (no upvalues: it is sent there)
+local function scan_page(resp)
+  return require("concur.core").html.scanraw(resp)
+end
+
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 local FETCH_OPTS = { follow_redirects = false }
 
@@ -393,7 +398,16 @@ function Crawler:_fetched(e, ok, v)
     end
     return self:_done(e)
   end
-  if self._fast then return self:_crawl(e, v) end
+  if self._fast then
+    if self._pool then   -- scanned on a worker, its links pushed here
+      local f = self._pool:submit(scan_page, v)
+      local slot = self._stream:watch(f)
+      self._slots[slot] = { kind = "scan", entry = e, resp = v, future = f }
+      self._inflight = self._inflight + 1
+      return
+    end
+    return self:_crawl(e, v)
+  end
   if self._pool then   -- read on a worker; this slot comes back when done
     local f = self._pool:submit(read_page, v, self._parse, self._robots)
     local slot = self._stream:watch(f)
@@ -412,7 +426,6 @@ end
 -- the default reading of a page, in C (core.html.crawl): the same counts
 -- as read_page, _read and _done give
 function Crawler:_crawl(e, v)
-  local st = self._st
   local xnoindex, xnofollow = false, false
   if self._robots then xnoindex, xnofollow = xrobots(v) end
   local ok, title, noindex, nofollow, left_out, followed, offsite, deep, dups = pcall(
@@ -422,13 +435,37 @@ function Crawler:_crawl(e, v)
     self:_done(e)
     error(title, 0)
   end
+  self:_crawled(e, v, title, noindex or xnoindex, nofollow or xnofollow, left_out, followed,
+    offsite, deep, dups)
+end
+
+-- the same, for a page a worker scanned (core.html.scanraw)
+function Crawler:_scanned(e, v, title, noindex, nofollow, base, links)
+  local xnoindex, xnofollow = false, false
+  if self._robots then xnoindex, xnofollow = xrobots(v)
+  else noindex, nofollow = false, false end
+  nofollow = nofollow or xnofollow
+  local ok, left_out, followed, offsite, deep, dups = pcall(core.html.pushlinks, links, base,
+    self._frontier, e.depth + 1, not nofollow, self._robots, self._allowset, self._max_depth,
+    self._linkcache)
+  if not ok then
+    self:_done(e)
+    error(left_out, 0)
+  end
+  self:_crawled(e, v, title, noindex or xnoindex, nofollow, left_out, followed, offsite, deep,
+    dups)
+end
+
+function Crawler:_crawled(e, v, title, noindex, nofollow, left_out, followed, offsite, deep,
+                          dups)
+  local st = self._st
   local skipped = st.skipped
   skipped.nofollow = skipped.nofollow + left_out
-  if nofollow or xnofollow then skipped.nofollow = skipped.nofollow + followed end
+  if nofollow then skipped.nofollow = skipped.nofollow + followed end
   skipped.offsite = skipped.offsite + offsite
   skipped.depth = skipped.depth + deep
   skipped.duplicate = skipped.duplicate + dups
-  if noindex or xnoindex then skipped.noindex = skipped.noindex + 1
+  if noindex then skipped.noindex = skipped.noindex + 1
   else
     st.items = st.items + 1
     self:_give({ url = v.url, status = v.status, title = title }, v)
@@ -446,6 +483,15 @@ function Crawler:_step()
   self._slots[slot] = nil
   if rec.kind == "fetch" then
     self:_fetched(rec, ok, v)
+  elseif rec.kind == "scan" then
+    self._inflight = self._inflight - 1
+    local f = rec.future
+    local err = f:error()
+    if err then
+      self:_done(rec.entry)
+      error(err, 0)
+    end
+    self:_scanned(rec.entry, rec.resp, f:result())
   else
     self._inflight = self._inflight - 1
     local f = rec.future
