@@ -400,7 +400,10 @@ function Crawler:_fetched(e, ok, v)
   end
   if self._fast then
     if self._pool then   -- scanned on a worker, its links pushed here
-      local f = self._pool:submit(scan_page, v)
+      -- (what the scan reads of the Response, not all of it)
+      local h = v.headers
+      local f = self._pool:submit(scan_page, { body = v.body, url = v.url,
+        headers = { ["content-type"] = h and h["content-type"] } })
       local slot = self._stream:watch(f)
       self._slots[slot] = { kind = "scan", entry = e, resp = v, future = f }
       self._inflight = self._inflight + 1
